@@ -1,0 +1,680 @@
+//! The admin API: the one Rust API behind the window's commands and the HTTP admin routes.
+//! Reads come from read connections; mutations go through the writer like everything else.
+
+use rusqlite::{params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::event::{internal, NewEvent};
+use crate::ingest::{create_run, insert_event, new_id, NewRun};
+use crate::progress;
+use crate::scheduler::next_fire;
+use crate::store::StoreError;
+use crate::time::now_ms;
+use crate::{Engine, Trigger};
+
+/// Why an admin request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        AdminError::Internal(e.to_string())
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TriggerView {
+    /// `event` or `cron`.
+    pub kind: String,
+    /// The event name or the cron expression.
+    pub value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// For crons: the next fire time (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_fire_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionView {
+    pub id: String,
+    pub name: String,
+    pub triggers: Vec<TriggerView>,
+    pub retries: u32,
+    pub has_failure_handler: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_handler_of: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunSummary {
+    pub id: String,
+    pub function_id: String,
+    pub function_name: String,
+    /// Running | Completed | Failed | Cancelled
+    pub status: String,
+    /// event | cron | invoke | rerun
+    pub trigger_kind: String,
+    pub event_id: Option<String>,
+    pub event_name: Option<String>,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+    /// For cron runs: the scheduled time.
+    pub cron_scheduled_at: Option<i64>,
+    /// A cron fire that ran late (missed while Stepdesk was closed).
+    pub late: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub started_at: i64,
+    pub ended_at: i64,
+    pub duration_ms: i64,
+    pub error: Value,
+    pub retry_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepView {
+    pub id: String,
+    pub hash: String,
+    /// run | sleep | wait_for_event | invoke | send_event
+    pub kind: String,
+    /// completed | failed | retrying | sleeping | waiting | invoking
+    pub status: String,
+    pub attempts: u32,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub duration_ms: Option<i64>,
+    /// When a sleeping step wakes, or a wait/invoke times out, or a retry is due.
+    pub wake_at: Option<i64>,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    /// Failed attempts, oldest first.
+    pub failed_attempts: Vec<AttemptView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    pub event: Option<Value>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+    /// Failed attempts of the function body itself (errors outside steps).
+    pub function_attempts: Vec<AttemptView>,
+    pub steps: Vec<StepView>,
+    pub parent_run_id: Option<String>,
+    pub rerun_of: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunQuery {
+    pub function_id: Option<String>,
+    pub status: Option<String>,
+    /// Queued at or after (ms since the epoch).
+    pub from: Option<i64>,
+    /// Queued before (ms since the epoch).
+    pub to: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredEvent {
+    pub internal_id: String,
+    pub id: String,
+    pub name: String,
+    pub data: Value,
+    pub user: Value,
+    pub ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v: Option<String>,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventQuery {
+    pub name: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Started {
+    pub run_id: String,
+    pub event_id: String,
+}
+
+pub const RUN_STATUSES: [&str; 4] = ["Running", "Completed", "Failed", "Cancelled"];
+
+/// Admin operations over an engine.
+#[derive(Clone)]
+pub struct AdminApi {
+    engine: Engine,
+}
+
+const RUN_COLUMNS: &str =
+    "r.id, r.function_id, r.status, r.trigger_kind, r.event_id, e.name, r.queued_at,
+     r.started_at, r.ended_at, r.cron_scheduled_at, r.late";
+
+fn ulid_floor(ms: i64) -> String {
+    ulid::Ulid::from_parts(ms.max(0) as u64, 0).to_string()
+}
+
+fn parse_json(text: Option<String>) -> Option<Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
+}
+
+impl AdminApi {
+    pub(crate) fn new(engine: Engine) -> AdminApi {
+        AdminApi { engine }
+    }
+
+    fn function_name(&self, id: &str) -> String {
+        self.engine
+            .inner
+            .registry
+            .get(id)
+            .map(|f| f.name.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    fn summary(&self, r: &Row<'_>) -> rusqlite::Result<RunSummary> {
+        let function_id: String = r.get(1)?;
+        let started_at: Option<i64> = r.get(7)?;
+        let ended_at: Option<i64> = r.get(8)?;
+        Ok(RunSummary {
+            id: r.get(0)?,
+            function_name: self.function_name(&function_id),
+            function_id,
+            status: r.get(2)?,
+            trigger_kind: r.get(3)?,
+            event_id: r.get(4)?,
+            event_name: r.get(5)?,
+            queued_at: r.get(6)?,
+            started_at,
+            ended_at,
+            duration_ms: started_at.zip(ended_at).map(|(s, e)| e - s),
+            cron_scheduled_at: r.get(9)?,
+            late: r.get(10)?,
+        })
+    }
+
+    /// All registered functions, with their triggers and next cron fire.
+    pub fn functions(&self) -> Vec<FunctionView> {
+        self.engine
+            .inner
+            .registry
+            .all()
+            .iter()
+            .map(|f| FunctionView {
+                id: f.id.clone(),
+                name: f.name.clone(),
+                triggers: f
+                    .triggers
+                    .iter()
+                    .map(|t| match t {
+                        Trigger::Event { name, condition } => TriggerView {
+                            kind: "event".into(),
+                            value: name.clone(),
+                            condition: condition.as_ref().map(|(p, v)| format!("event.{p} == {v}")),
+                            next_fire_at: None,
+                        },
+                        Trigger::Cron(spec) => TriggerView {
+                            kind: "cron".into(),
+                            value: spec.text().to_string(),
+                            condition: None,
+                            next_fire_at: next_fire(spec),
+                        },
+                    })
+                    .collect(),
+                retries: f.retries,
+                has_failure_handler: f.on_failure.is_some(),
+                failure_handler_of: f.failure_handler_of.clone(),
+            })
+            .collect()
+    }
+
+    /// Runs, newest first, filtered and paginated by cursor.
+    pub async fn runs(&self, q: RunQuery) -> AdminResult<RunPage> {
+        let limit = q.limit.unwrap_or(50).clamp(1, 500) as usize;
+        if let Some(s) = &q.status {
+            if !RUN_STATUSES.contains(&s.as_str()) {
+                return Err(AdminError::BadRequest(format!(
+                    "unknown status `{s}`; expected one of {}",
+                    RUN_STATUSES.join(", ")
+                )));
+            }
+        }
+        if let (Some(from), Some(to)) = (q.from, q.to) {
+            if from > to {
+                return Err(AdminError::BadRequest("`from` is after `to`".into()));
+            }
+        }
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE 1=1");
+        let mut args: Vec<SqlValue> = Vec::new();
+        if let Some(f) = q.function_id {
+            sql.push_str(" AND r.function_id = ?");
+            args.push(f.into());
+        }
+        if let Some(s) = q.status {
+            sql.push_str(" AND r.status = ?");
+            args.push(s.into());
+        }
+        if let Some(from) = q.from {
+            sql.push_str(" AND r.id >= ?");
+            args.push(ulid_floor(from).into());
+        }
+        if let Some(to) = q.to {
+            sql.push_str(" AND r.id < ?");
+            args.push(ulid_floor(to).into());
+        }
+        if let Some(c) = q.cursor {
+            sql.push_str(" AND r.id < ?");
+            args.push(c.into());
+        }
+        sql.push_str(&format!(" ORDER BY r.id DESC LIMIT {}", limit + 1));
+        let this = self.clone();
+        let mut runs = self
+            .engine
+            .inner
+            .store
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params_from_iter(args), |r| this.summary(r))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        let next_cursor = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next_cursor })
+    }
+
+    /// One run with its event, output, error and every step's attempts.
+    pub async fn run(&self, run_id: &str) -> AdminResult<RunDetail> {
+        let this = self.clone();
+        let id = run_id.to_string();
+        let detail = self
+            .engine
+            .inner
+            .store
+            .read(move |c| this.read_run(c, &id))
+            .await?;
+        detail.ok_or_else(|| AdminError::NotFound(format!("no run `{run_id}`")))
+    }
+
+    fn read_run(&self, c: &Connection, id: &str) -> Result<Option<RunDetail>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS}, e.payload, r.output, r.error, r.parent_run_id, r.rerun_of
+             FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1"
+        );
+        let head = c
+            .prepare_cached(&sql)?
+            .query_row([id], |r| {
+                Ok((
+                    self.summary(r)?,
+                    r.get::<_, Option<String>>(11)?,
+                    r.get::<_, Option<String>>(12)?,
+                    r.get::<_, Option<String>>(13)?,
+                    r.get::<_, Option<String>>(14)?,
+                    r.get::<_, Option<String>>(15)?,
+                ))
+            })
+            .optional()?;
+        let Some((summary, event, output, error, parent_run_id, rerun_of)) = head else {
+            return Ok(None);
+        };
+        let mut attempts: Vec<(String, AttemptView)> = Vec::new();
+        {
+            let mut stmt = c.prepare_cached(
+                "SELECT hash, attempt, started_at, ended_at, error, retry_at FROM step_attempts
+                 WHERE run_id = ?1 ORDER BY hash, attempt",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                let started_at: i64 = r.get(2)?;
+                let ended_at: i64 = r.get(3)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    AttemptView {
+                        attempt: r.get(1)?,
+                        started_at,
+                        ended_at,
+                        duration_ms: ended_at - started_at,
+                        error: parse_json(r.get(4)?).unwrap_or(Value::Null),
+                        retry_at: r.get(5)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                attempts.push(row?);
+            }
+        }
+        let mut steps = Vec::new();
+        {
+            let mut stmt = c.prepare_cached(
+                "SELECT step_id, hash, kind, status, attempts, started_at, ended_at, wake_at, input, output, error
+                 FROM steps WHERE run_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                let started_at: Option<i64> = r.get(5)?;
+                let ended_at: Option<i64> = r.get(6)?;
+                let hash: String = r.get(1)?;
+                Ok(StepView {
+                    id: r.get(0)?,
+                    failed_attempts: attempts
+                        .iter()
+                        .filter(|(h, _)| *h == hash)
+                        .map(|(_, a)| a.clone())
+                        .collect(),
+                    hash,
+                    kind: r.get(2)?,
+                    status: r.get(3)?,
+                    attempts: r.get(4)?,
+                    started_at,
+                    ended_at,
+                    duration_ms: started_at.zip(ended_at).map(|(s, e)| e - s),
+                    wake_at: r.get(7)?,
+                    input: parse_json(r.get(8)?),
+                    output: parse_json(r.get(9)?),
+                    error: parse_json(r.get(10)?),
+                })
+            })?;
+            for row in rows {
+                steps.push(row?);
+            }
+        }
+        let function_attempts = attempts
+            .iter()
+            .filter(|(h, _)| h == progress::FUNCTION_ATTEMPT_HASH)
+            .map(|(_, a)| a.clone())
+            .collect();
+        Ok(Some(RunDetail {
+            summary,
+            event: parse_json(event),
+            output: parse_json(output),
+            error: parse_json(error),
+            function_attempts,
+            steps,
+            parent_run_id,
+            rerun_of,
+        }))
+    }
+
+    /// Starts a function now with this payload ("Test function"). The run receives an
+    /// `inngest/function.invoked` event carrying `data` and `user`.
+    pub async fn invoke(
+        &self,
+        function_id: &str,
+        data: Map<String, Value>,
+        user: Map<String, Value>,
+    ) -> AdminResult<Started> {
+        if self.engine.inner.registry.get(function_id).is_none() {
+            return Err(AdminError::NotFound(format!("no function `{function_id}`")));
+        }
+        let f = function_id.to_string();
+        let (started, wakes) = self
+            .engine
+            .inner
+            .store
+            .write(move |c| {
+                let now = now_ms();
+                let mut data = data;
+                data.insert(
+                    "_inngest".into(),
+                    serde_json::json!({"fn_id": f, "source": "admin"}),
+                );
+                let mut event = NewEvent::internal(internal::FUNCTION_INVOKED, data);
+                event.user = user;
+                let (event_id, _, _) = insert_event(c, event, now)?;
+                let run_id = new_id();
+                let run = NewRun {
+                    function_id: &f,
+                    trigger_kind: "invoke",
+                    event_internal_id: &event_id,
+                    now,
+                    cron_scheduled_at: None,
+                    late: false,
+                    parent: None,
+                    rerun_of: None,
+                };
+                create_run(c, &run, &run_id)?;
+                Ok((
+                    Started {
+                        run_id: run_id.clone(),
+                        event_id,
+                    },
+                    vec![(run_id, now)],
+                ))
+            })
+            .await?;
+        self.engine.inner.dispatcher.wake_all(wakes);
+        Ok(started)
+    }
+
+    /// Cancels a running run.
+    pub async fn cancel(&self, run_id: &str) -> AdminResult<RunSummary> {
+        let registry = self.engine.inner.registry.clone();
+        let id = run_id.to_string();
+        let (found, cancelled, wakes) = self
+            .engine
+            .inner
+            .store
+            .write(move |c| {
+                let found = crate::ingest::run_status(c, &id)?.is_some();
+                let mut wakes = Vec::new();
+                let cancelled = progress::cancel_run(c, &registry, &id, now_ms(), &mut wakes)?;
+                Ok((found, cancelled, wakes))
+            })
+            .await?;
+        self.engine.inner.dispatcher.wake_all(wakes);
+        if !found {
+            return Err(AdminError::NotFound(format!("no run `{run_id}`")));
+        }
+        let detail = self.run(run_id).await?;
+        if !cancelled {
+            return Err(AdminError::Conflict(format!(
+                "run `{run_id}` is {}, not running",
+                detail.summary.status
+            )));
+        }
+        Ok(detail.summary)
+    }
+
+    /// Starts a new run of the same function with the same event.
+    pub async fn rerun(&self, run_id: &str) -> AdminResult<Started> {
+        let id = run_id.to_string();
+        let original = self
+            .engine
+            .inner
+            .store
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT function_id, event_id FROM runs WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+                )
+                .optional()?)
+            })
+            .await?;
+        let Some((function_id, Some(event_id))) = original else {
+            return Err(AdminError::NotFound(format!("no run `{run_id}`")));
+        };
+        if self.engine.inner.registry.get(&function_id).is_none() {
+            return Err(AdminError::Conflict(format!(
+                "function `{function_id}` is no longer registered"
+            )));
+        }
+        let original_id = run_id.to_string();
+        let (started, wakes) = self
+            .engine
+            .inner
+            .store
+            .write(move |c| {
+                let now = now_ms();
+                let new_run = new_id();
+                let run = NewRun {
+                    function_id: &function_id,
+                    trigger_kind: "rerun",
+                    event_internal_id: &event_id,
+                    now,
+                    cron_scheduled_at: None,
+                    late: false,
+                    parent: None,
+                    rerun_of: Some(&original_id),
+                };
+                create_run(c, &run, &new_run)?;
+                Ok((
+                    Started {
+                        run_id: new_run.clone(),
+                        event_id,
+                    },
+                    vec![(new_run, now)],
+                ))
+            })
+            .await?;
+        self.engine.inner.dispatcher.wake_all(wakes);
+        Ok(started)
+    }
+
+    /// Stored events, newest first.
+    pub async fn events(&self, q: EventQuery) -> AdminResult<EventPage> {
+        let limit = q.limit.unwrap_or(20).clamp(1, 500) as usize;
+        let mut sql =
+            String::from("SELECT internal_id, payload, received_at FROM events WHERE 1=1");
+        let mut args: Vec<SqlValue> = Vec::new();
+        if let Some(n) = q.name {
+            sql.push_str(" AND name = ?");
+            args.push(n.into());
+        }
+        if let Some(c) = q.cursor {
+            sql.push_str(" AND internal_id < ?");
+            args.push(c.into());
+        }
+        sql.push_str(&format!(" ORDER BY internal_id DESC LIMIT {}", limit + 1));
+        let mut events = self
+            .engine
+            .inner
+            .store
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params_from_iter(args), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (internal_id, payload, received_at) = row?;
+                    out.push(stored_event(internal_id, &payload, received_at)?);
+                }
+                Ok(out)
+            })
+            .await?;
+        let next_cursor = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| e.internal_id.clone())
+        } else {
+            None
+        };
+        Ok(EventPage {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// One stored event, by internal id.
+    pub async fn event(&self, internal_id: &str) -> AdminResult<StoredEvent> {
+        let id = internal_id.to_string();
+        let found = self
+            .engine
+            .inner
+            .store
+            .read(move |c| {
+                let row = c
+                    .query_row(
+                        "SELECT internal_id, payload, received_at FROM events WHERE internal_id = ?1",
+                        [&id],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+                    )
+                    .optional()?;
+                row.map(|(i, p, r)| stored_event(i, &p, r)).transpose()
+            })
+            .await?;
+        found.ok_or_else(|| AdminError::NotFound(format!("no event `{internal_id}`")))
+    }
+
+    /// The runs an event started.
+    pub async fn event_runs(&self, internal_id: &str) -> AdminResult<Vec<RunSummary>> {
+        self.event(internal_id).await?;
+        let this = self.clone();
+        let id = internal_id.to_string();
+        Ok(self
+            .engine
+            .inner
+            .store
+            .read(move |c| {
+                let sql = format!(
+                    "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id
+                     WHERE r.event_id = ?1 ORDER BY r.id"
+                );
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map([&id], |r| this.summary(r))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?)
+    }
+}
+
+fn stored_event(
+    internal_id: String,
+    payload: &str,
+    received_at: i64,
+) -> Result<StoredEvent, StoreError> {
+    let v: Value = serde_json::from_str(payload)?;
+    Ok(StoredEvent {
+        internal_id,
+        id: v["id"].as_str().unwrap_or_default().to_string(),
+        name: v["name"].as_str().unwrap_or_default().to_string(),
+        data: v.get("data").cloned().unwrap_or(Value::Object(Map::new())),
+        user: v.get("user").cloned().unwrap_or(Value::Object(Map::new())),
+        ts: v["ts"].as_i64().unwrap_or_default(),
+        v: v.get("v").and_then(|x| x.as_str()).map(str::to_string),
+        received_at,
+    })
+}

@@ -1,0 +1,664 @@
+//! The executor: a dispatcher that hands due runs to workers, and the loop that executes
+//! one run (replaying its body, persisting each new step, until it finishes or suspends).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore};
+use tracing::Instrument;
+
+use crate::backoff::clamp_retry_at;
+use crate::error::{Error, ErrorBody};
+use crate::event::Event;
+use crate::ingest::Wake;
+use crate::progress::{
+    self, AttemptWrite, ChildRun, Finish, PauseWrite, Progress, StepWrite, FUNCTION_ATTEMPT_HASH,
+};
+use crate::step::{Ctx, Memo, Outcome, Step};
+use crate::store::{StoreError, StoreResult};
+use crate::time::now_ms;
+use crate::EngineInner;
+
+/// Runs waiting for their time, and which are executing now.
+#[derive(Default)]
+pub(crate) struct Dispatcher {
+    state: Mutex<DispatchState>,
+    notify: Notify,
+    idle: Notify,
+}
+
+#[derive(Default)]
+struct DispatchState {
+    due: BinaryHeap<Reverse<(i64, String)>>,
+    in_flight: HashSet<String>,
+    /// Runs woken while executing: look at them again when they finish.
+    rewake: HashSet<String>,
+    stopping: bool,
+}
+
+impl Dispatcher {
+    pub(crate) fn wake_all(&self, wakes: impl IntoIterator<Item = Wake>) {
+        let mut any = false;
+        {
+            let mut s = self.state.lock().expect("dispatcher lock");
+            for (run_id, at) in wakes {
+                s.due.push(Reverse((at, run_id)));
+                any = true;
+            }
+        }
+        if any {
+            self.notify.notify_one();
+        }
+    }
+
+    fn finish(&self, run_id: &str, next: Option<i64>) {
+        let mut s = self.state.lock().expect("dispatcher lock");
+        s.in_flight.remove(run_id);
+        if s.rewake.remove(run_id) {
+            s.due.push(Reverse((now_ms(), run_id.to_string())));
+        }
+        if let Some(at) = next {
+            s.due.push(Reverse((at, run_id.to_string())));
+        }
+        let idle = s.in_flight.is_empty();
+        drop(s);
+        self.notify.notify_one();
+        if idle {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.state.lock().expect("dispatcher lock").in_flight.len()
+    }
+
+    /// Stops handing out runs and waits (up to `grace`) for executing ones to finish.
+    pub(crate) async fn stop(&self, grace: std::time::Duration) {
+        self.state.lock().expect("dispatcher lock").stopping = true;
+        self.notify.notify_one();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                tracing::warn!(
+                    in_flight = self.in_flight(),
+                    "stopping with runs still executing; they resume on the next start"
+                );
+                return;
+            }
+        }
+    }
+
+    /// The dispatch loop: starts each due run on a worker, at most `max_concurrent` at once.
+    pub(crate) async fn run(self: Arc<Self>, engine: Arc<EngineInner>, max_concurrent: usize) {
+        let permits = Arc::new(Semaphore::new(max_concurrent));
+        loop {
+            let notified = self.notify.notified();
+            let (ready, next) = {
+                let mut s = self.state.lock().expect("dispatcher lock");
+                if s.stopping {
+                    return;
+                }
+                let now = now_ms();
+                let mut ready = Vec::new();
+                while let Some(Reverse((at, _))) = s.due.peek() {
+                    if *at > now || ready.len() >= max_concurrent {
+                        break;
+                    }
+                    let Reverse((_, run_id)) = s.due.pop().expect("peeked");
+                    if s.in_flight.contains(&run_id) {
+                        s.rewake.insert(run_id);
+                    } else {
+                        s.in_flight.insert(run_id.clone());
+                        ready.push(run_id);
+                    }
+                }
+                (ready, s.due.peek().map(|Reverse((at, _))| *at))
+            };
+            for run_id in ready {
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore closed");
+                let engine = engine.clone();
+                let dispatcher = self.clone();
+                tokio::spawn(async move {
+                    let span = tracing::info_span!("run", run_id = %run_id);
+                    let next = execute_run(&engine, &run_id).instrument(span).await;
+                    drop(permit);
+                    dispatcher.finish(&run_id, next);
+                });
+            }
+            match next {
+                Some(at) => {
+                    let wait = (at - now_ms()).max(0) as u64;
+                    let _ = tokio::time::timeout(std::time::Duration::from_millis(wait), notified)
+                        .await;
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+/// What the executor knows about a run when it picks it up.
+struct LoadedRun {
+    function_id: String,
+    status: String,
+    wake_at: Option<i64>,
+    attempt: u32,
+    started_at: Option<i64>,
+    event: Value,
+    memo: HashMap<String, Memo>,
+    /// Attempts used so far by retrying steps.
+    step_attempts: HashMap<String, u32>,
+    /// Some suspended step is due (sleep over, wait or invoke timed out).
+    has_due: bool,
+    /// Earliest time a pending step is due.
+    pending_wake: Option<i64>,
+}
+
+fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<Option<LoadedRun>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT r.function_id, r.status, r.wake_at, r.attempt, r.started_at, e.payload
+             FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
+        )?
+        .query_row([run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((function_id, status, wake_at, attempt, started_at, payload)) = row else {
+        return Ok(None);
+    };
+    let event = match payload {
+        Some(p) => serde_json::from_str(&p)?,
+        None => Value::Null,
+    };
+    let mut loaded = LoadedRun {
+        function_id,
+        status,
+        wake_at,
+        attempt,
+        started_at,
+        event,
+        memo: HashMap::new(),
+        step_attempts: HashMap::new(),
+        has_due: false,
+        pending_wake: None,
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash, status, attempts, wake_at, output, error FROM steps WHERE run_id = ?1",
+    )?;
+    let mut rows = stmt.query([run_id])?;
+    while let Some(r) = rows.next()? {
+        let hash: String = r.get(0)?;
+        let status: String = r.get(1)?;
+        let attempts: u32 = r.get(2)?;
+        let step_wake: Option<i64> = r.get(3)?;
+        let memo = match status.as_str() {
+            "completed" => {
+                let out: Option<String> = r.get(4)?;
+                Memo::Completed(
+                    out.as_deref()
+                        .map(serde_json::from_str)
+                        .transpose()?
+                        .unwrap_or(Value::Null),
+                )
+            }
+            "failed" => {
+                let err: Option<String> = r.get(5)?;
+                Memo::Failed(
+                    err.as_deref()
+                        .map(serde_json::from_str)
+                        .transpose()?
+                        .unwrap_or_else(|| ErrorBody::new("Error", "unknown error")),
+                )
+            }
+            "retrying" => {
+                loaded.step_attempts.insert(hash.clone(), attempts);
+                Memo::Retrying
+            }
+            _ => {
+                let at = step_wake.unwrap_or(i64::MAX);
+                if at <= now {
+                    loaded.has_due = true;
+                }
+                loaded.pending_wake = Some(loaded.pending_wake.map_or(at, |w: i64| w.min(at)));
+                Memo::Pending
+            }
+        };
+        loaded.memo.insert(hash, memo);
+    }
+    Ok(Some(loaded))
+}
+
+fn error_json(e: &ErrorBody) -> String {
+    serde_json::to_string(e).unwrap_or_else(|_| "{}".into())
+}
+
+/// Executes one run as far as it can go now. Returns when it should be looked at again.
+async fn execute_run(engine: &Arc<EngineInner>, run_id: &str) -> Option<i64> {
+    match execute_run_inner(engine, run_id).await {
+        Ok(next) => next,
+        Err(e) => {
+            // A store failure (disk full, I/O error): nothing was acknowledged, so try again.
+            tracing::error!(error = %e, "could not execute the run; retrying in 1 s");
+            Some(now_ms() + 1_000)
+        }
+    }
+}
+
+async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResult<Option<i64>> {
+    let store = &engine.store;
+    let id = run_id.to_string();
+    let now = now_ms();
+    let Some(mut run) = store.read(move |c| load_run(c, &id, now)).await? else {
+        return Ok(None);
+    };
+    if run.status != "Running" {
+        return Ok(None);
+    }
+    match run.wake_at {
+        None => return Ok(None),
+        Some(at) if at > now => return Ok(Some(at)),
+        _ => {}
+    }
+    if run.has_due {
+        let id = run_id.to_string();
+        store
+            .write(move |c| progress::resolve_due(c, &id, now))
+            .await?;
+        let id = run_id.to_string();
+        let now = now_ms();
+        match store.read(move |c| load_run(c, &id, now)).await? {
+            Some(r) => run = r,
+            None => return Ok(None),
+        }
+    }
+    let registry = engine.registry.clone();
+    let Some(function) = registry.get(&run.function_id).cloned() else {
+        let err = ErrorBody::new(
+            "FunctionNotFound",
+            format!("function `{}` is no longer registered", run.function_id),
+        );
+        let p = Progress {
+            run_id: run_id.into(),
+            finish: Some(Finish::Failed(err)),
+            ..Default::default()
+        };
+        commit(engine, p).await?;
+        return Ok(None);
+    };
+    let event: Event = match serde_json::from_value(run.event.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            let err = ErrorBody::new(
+                "InvalidEvent",
+                format!("the run's event cannot be read: {e}"),
+            );
+            let p = Progress {
+                run_id: run_id.into(),
+                finish: Some(Finish::Failed(err)),
+                ..Default::default()
+            };
+            commit(engine, p).await?;
+            return Ok(None);
+        }
+    };
+    let max_attempts = function.max_attempts();
+    let mut started_at = Some(run.started_at.unwrap_or(now));
+    let backoff = engine.config.backoff;
+
+    loop {
+        let step = Step::new(run.memo.clone(), run.event.clone(), run_id.to_string());
+        let ctx = Ctx {
+            event: event.clone(),
+            run_id: run_id.to_string(),
+            function_id: function.id.clone(),
+            attempt: run.attempt,
+            step: step.clone(),
+        };
+        let body_started = now_ms();
+        let result = AssertUnwindSafe((function.handler)(ctx))
+            .catch_unwind()
+            .await;
+        let outcome = step.take_outcome();
+        let now = now_ms();
+        let mut p = Progress {
+            run_id: run_id.to_string(),
+            started_at: started_at.take(),
+            ..Default::default()
+        };
+        let mut next_wake = None;
+        let mut keep_going = false;
+        match outcome {
+            Some(Outcome::Ran {
+                hash,
+                step_id,
+                result,
+                started_at: s,
+                ended_at: e,
+            }) => {
+                let attempts = run.step_attempts.get(&hash).copied().unwrap_or(0) + 1;
+                let mut write = StepWrite {
+                    hash: hash.clone(),
+                    step_id,
+                    kind: "run",
+                    status: "completed",
+                    attempts,
+                    started_at: Some(s),
+                    ended_at: Some(e),
+                    wake_at: None,
+                    input: None,
+                    output: None,
+                    error: None,
+                };
+                match result {
+                    Ok(v) => {
+                        write.output = Some(v.to_string());
+                        run.memo.insert(hash.clone(), Memo::Completed(v));
+                        keep_going = true;
+                    }
+                    Err(err) => {
+                        let body = err
+                            .body()
+                            .cloned()
+                            .unwrap_or_else(|| ErrorBody::new("Error", "interrupted"));
+                        let retry_at = match &err {
+                            Error::Retriable(_) if attempts < max_attempts => {
+                                Some(now + backoff.delay_ms(attempts))
+                            }
+                            Error::RetryAfter(_, at) if attempts < max_attempts => {
+                                Some(clamp_retry_at(*at, now))
+                            }
+                            _ => None,
+                        };
+                        p.attempt = Some(AttemptWrite {
+                            hash: hash.clone(),
+                            attempt: attempts - 1,
+                            started_at: s,
+                            ended_at: e,
+                            error: error_json(&body),
+                            retry_at,
+                        });
+                        write.error = Some(error_json(&body));
+                        match retry_at {
+                            Some(at) => {
+                                tracing::info!(step = %write.step_id, attempt = attempts, error = %body, "step failed; retrying");
+                                write.status = "retrying";
+                                write.wake_at = Some(at);
+                                run.step_attempts.insert(hash.clone(), attempts);
+                                p.wake_at = Some(Some(at));
+                                next_wake = Some(at);
+                            }
+                            None => {
+                                tracing::warn!(step = %write.step_id, attempt = attempts, error = %body, "step failed for good");
+                                write.status = "failed";
+                                run.memo.insert(hash.clone(), Memo::Failed(body));
+                                keep_going = true;
+                            }
+                        }
+                    }
+                }
+                p.step = Some(write);
+            }
+            Some(Outcome::Sleep {
+                hash,
+                step_id,
+                until,
+            }) => {
+                p.step = Some(suspended(
+                    hash,
+                    step_id,
+                    "sleep",
+                    "sleeping",
+                    now,
+                    until,
+                    Some(format!("{{\"until\":{until}}}")),
+                ));
+                p.wake_at = Some(Some(until));
+                next_wake = Some(until);
+            }
+            Some(Outcome::Wait {
+                hash,
+                step_id,
+                event,
+                match_field,
+                match_value,
+                expires_at,
+            }) => {
+                let input = serde_json::json!({"event": event, "match": match_field, "timeout_at": expires_at});
+                p.step = Some(suspended(
+                    hash.clone(),
+                    step_id,
+                    "wait_for_event",
+                    "waiting",
+                    now,
+                    expires_at,
+                    Some(input.to_string()),
+                ));
+                p.pause = Some(PauseWrite {
+                    hash,
+                    kind: "wait",
+                    event_name: Some(event),
+                    match_field,
+                    match_value: match_value.map(|v| v.to_string()),
+                    expires_at,
+                });
+                p.wake_at = Some(Some(expires_at));
+                next_wake = Some(expires_at);
+            }
+            Some(Outcome::Invoke {
+                hash,
+                step_id,
+                function_id,
+                data,
+                expires_at,
+            }) => {
+                if registry.get(&function_id).is_none() {
+                    let err = ErrorBody::new(
+                        "FunctionNotFound",
+                        format!("cannot invoke `{function_id}`: no such function"),
+                    );
+                    p.step = Some(StepWrite {
+                        hash: hash.clone(),
+                        step_id,
+                        kind: "invoke",
+                        status: "failed",
+                        attempts: 1,
+                        started_at: Some(now),
+                        ended_at: Some(now),
+                        wake_at: None,
+                        input: Some(serde_json::json!({"function_id": function_id}).to_string()),
+                        output: None,
+                        error: Some(error_json(&err)),
+                    });
+                    run.memo.insert(hash, Memo::Failed(err));
+                    keep_going = true;
+                } else {
+                    let input = serde_json::json!({"function_id": function_id, "data": data, "timeout_at": expires_at});
+                    p.step = Some(suspended(
+                        hash.clone(),
+                        step_id,
+                        "invoke",
+                        "invoking",
+                        now,
+                        expires_at,
+                        Some(input.to_string()),
+                    ));
+                    p.pause = Some(PauseWrite {
+                        hash,
+                        kind: "invoke",
+                        event_name: None,
+                        match_field: None,
+                        match_value: None,
+                        expires_at,
+                    });
+                    p.child = Some(ChildRun { function_id, data });
+                    p.wake_at = Some(Some(expires_at));
+                    next_wake = Some(expires_at);
+                }
+            }
+            Some(Outcome::Send {
+                hash,
+                step_id,
+                events,
+            }) => {
+                let input = serde_json::json!({"events": events.len()});
+                p.step = Some(StepWrite {
+                    hash: hash.clone(),
+                    step_id,
+                    kind: "send_event",
+                    status: "completed",
+                    attempts: 1,
+                    started_at: Some(now),
+                    ended_at: Some(now),
+                    wake_at: None,
+                    input: Some(input.to_string()),
+                    output: None,
+                    error: None,
+                });
+                p.send = Some(events);
+                let applied = commit(engine, p).await?;
+                if !applied.applied {
+                    return Ok(None);
+                }
+                run.memo.insert(
+                    hash,
+                    Memo::Completed(serde_json::to_value(&applied.sent_ids).unwrap_or_default()),
+                );
+                continue;
+            }
+            Some(Outcome::Pending) => {
+                // Reached a step that is still suspended (woken early): look again when due.
+                if p.started_at.is_some() {
+                    commit(engine, p).await?;
+                }
+                return Ok(run.pending_wake);
+            }
+            None => {
+                let attempts = run.attempt + 1;
+                let failure = match result {
+                    Ok(Ok(output)) => {
+                        p.finish = Some(Finish::Completed(output));
+                        None
+                    }
+                    Ok(Err(Error::Interrupt)) => Some(Error::non_retriable(
+                        "the function swallowed a step interrupt: propagate step results with `?`",
+                    )),
+                    Ok(Err(e)) => Some(e),
+                    Err(panic) => {
+                        let msg = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Some(Error::Retriable(ErrorBody::new(
+                            "Panic",
+                            format!("the function panicked: {msg}"),
+                        )))
+                    }
+                };
+                if let Some(err) = failure {
+                    let body = err
+                        .body()
+                        .cloned()
+                        .unwrap_or_else(|| ErrorBody::new("Error", "interrupted"));
+                    let retry_at = match &err {
+                        Error::Retriable(_) if attempts < max_attempts => {
+                            Some(now + backoff.delay_ms(attempts))
+                        }
+                        Error::RetryAfter(_, at) if attempts < max_attempts => {
+                            Some(clamp_retry_at(*at, now))
+                        }
+                        _ => None,
+                    };
+                    p.attempt = Some(AttemptWrite {
+                        hash: FUNCTION_ATTEMPT_HASH.into(),
+                        attempt: run.attempt,
+                        started_at: body_started,
+                        ended_at: now,
+                        error: error_json(&body),
+                        retry_at,
+                    });
+                    p.function_attempts = Some(attempts);
+                    match retry_at {
+                        Some(at) => {
+                            tracing::info!(attempt = attempts, error = %body, "function failed; retrying");
+                            p.wake_at = Some(Some(at));
+                            next_wake = Some(at);
+                        }
+                        None => {
+                            tracing::warn!(attempt = attempts, error = %body, "run failed");
+                            p.finish = Some(Finish::Failed(body));
+                        }
+                    }
+                }
+            }
+        }
+        let applied = commit(engine, p).await?;
+        if !applied.applied || !keep_going {
+            return Ok(next_wake);
+        }
+    }
+}
+
+fn suspended(
+    hash: String,
+    step_id: String,
+    kind: &'static str,
+    status: &'static str,
+    now: i64,
+    wake: i64,
+    input: Option<String>,
+) -> StepWrite {
+    StepWrite {
+        hash,
+        step_id,
+        kind,
+        status,
+        attempts: 1,
+        started_at: Some(now),
+        ended_at: None,
+        wake_at: Some(wake),
+        input,
+        output: None,
+        error: None,
+    }
+}
+
+/// Writes progress and hands the runs it woke to the dispatcher.
+async fn commit(engine: &Arc<EngineInner>, p: Progress) -> Result<progress::Applied, StoreError> {
+    let registry = engine.registry.clone();
+    let applied = engine
+        .store
+        .write(move |c| progress::apply(c, &registry, p, now_ms()))
+        .await?;
+    engine.dispatcher.wake_all(applied.wakes.iter().cloned());
+    Ok(applied)
+}
+
+/// Runs that should be executing or are due, as stored: loaded at start-up.
+pub(crate) fn runnable_runs(conn: &rusqlite::Connection) -> StoreResult<Vec<Wake>> {
+    let mut stmt = conn
+        .prepare("SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND status = 'Running'")?;
+    let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,454 @@
+//! Functions written in Rust and the registry that matches events and crons to them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::cron::CronSpec;
+use crate::error::Error;
+use crate::event::{internal, lookup, Event};
+use crate::step::Ctx;
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// A function body: called once per execution, replaying memoized steps.
+pub type Handler = Arc<dyn Fn(Ctx) -> BoxFuture<Result<Value, Error>> + Send + Sync>;
+
+/// Default retries: 4 retries, so 5 attempts (Inngest's default).
+pub const DEFAULT_RETRIES: u32 = 4;
+/// Most retries a function may ask for.
+pub const MAX_RETRIES: u32 = 20;
+
+/// What starts a function.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// An event name, exact or with a trailing wildcard (`app/*`, `app/user.*`), and an
+    /// optional condition that one field of the event equals a value.
+    Event {
+        name: String,
+        condition: Option<(String, Value)>,
+    },
+    /// A cron schedule.
+    Cron(CronSpec),
+}
+
+impl Trigger {
+    fn matches(&self, name: &str, event: &Value) -> bool {
+        match self {
+            Trigger::Event {
+                name: pattern,
+                condition,
+            } => {
+                let name_ok = match pattern.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => pattern == name,
+                };
+                name_ok
+                    && condition
+                        .as_ref()
+                        .is_none_or(|(path, want)| lookup(event, path) == Some(want))
+            }
+            Trigger::Cron(_) => false,
+        }
+    }
+}
+
+/// A configuration mistake in a function definition.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("function `{function}`: {reason}")]
+pub struct ConfigError {
+    pub function: String,
+    pub reason: String,
+}
+
+/// A function registered with the engine.
+#[derive(Clone)]
+pub struct Function {
+    pub id: String,
+    pub name: String,
+    pub triggers: Vec<Trigger>,
+    pub retries: u32,
+    pub(crate) handler: Handler,
+    pub(crate) on_failure: Option<Handler>,
+    /// For a failure handler: the function whose failures it handles.
+    pub failure_handler_of: Option<String>,
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function")
+            .field("id", &self.id)
+            .field("triggers", &self.triggers)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+/// Builds a [`Function`].
+///
+/// ```ignore
+/// Function::builder("send-welcome")
+///     .name("Send welcome email")
+///     .on_event("app/user.created")
+///     .retries(3)
+///     .handler(|ctx| async move {
+///         let user: String = ctx.step.run("load-user", || async { Ok("ada".to_string()) }).await?;
+///         Ok(serde_json::json!({ "user": user }))
+///     })
+/// ```
+pub struct FunctionBuilder {
+    id: String,
+    name: Option<String>,
+    triggers: Vec<Trigger>,
+    retries: u32,
+    on_failure: Option<Handler>,
+    errors: Vec<String>,
+}
+
+impl Function {
+    pub fn builder(id: impl Into<String>) -> FunctionBuilder {
+        FunctionBuilder {
+            id: id.into(),
+            name: None,
+            triggers: Vec::new(),
+            retries: DEFAULT_RETRIES,
+            on_failure: None,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn max_attempts(&self) -> u32 {
+        self.retries + 1
+    }
+
+    pub fn crons(&self) -> impl Iterator<Item = &CronSpec> {
+        self.triggers.iter().filter_map(|t| match t {
+            Trigger::Cron(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The function's configuration as stored and shown (no code, just what it is).
+    pub fn config_json(&self) -> Value {
+        let triggers: Vec<Value> = self
+            .triggers
+            .iter()
+            .map(|t| match t {
+                Trigger::Event { name, condition } => match condition {
+                    Some((path, value)) => {
+                        json!({"event": name, "expression": format!("event.{path} == {value}")})
+                    }
+                    None => json!({"event": name}),
+                },
+                Trigger::Cron(c) => json!({"cron": c.text()}),
+            })
+            .collect();
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "triggers": triggers,
+            "retries": self.retries,
+            "has_failure_handler": self.on_failure.is_some(),
+            "failure_handler_of": self.failure_handler_of,
+        })
+    }
+}
+
+fn wrap<F, Fut, T>(f: F) -> Handler
+where
+    F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Serialize + 'static,
+{
+    Arc::new(move |ctx| {
+        let fut = f(ctx);
+        Box::pin(async move {
+            let out = fut.await?;
+            serde_json::to_value(out).map_err(|e| {
+                Error::non_retriable(format!("the function's output is not JSON: {e}"))
+            })
+        })
+    })
+}
+
+impl FunctionBuilder {
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Trigger on an event name (`app/*` wildcards allowed).
+    pub fn on_event(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if name.is_empty() {
+            self.errors.push("an event trigger needs a name".into());
+        } else if let Some(pos) = name.find('*') {
+            let ok = pos == name.len() - 1 && (name.ends_with("/*") || name.ends_with(".*"));
+            if !ok {
+                self.errors.push(format!(
+                    "`{name}`: a wildcard must be the last segment, as in `app/*` or `app/user.*`"
+                ));
+            }
+        }
+        self.triggers.push(Trigger::Event {
+            name,
+            condition: None,
+        });
+        self
+    }
+
+    /// Trigger on a cron schedule: five fields, optionally prefixed by `TZ=Area/City `.
+    pub fn on_cron(mut self, expression: &str) -> Self {
+        match CronSpec::parse(expression) {
+            Ok(spec) => self.triggers.push(Trigger::Cron(spec)),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Number of retries after the first attempt (default 4, at most 20).
+    pub fn retries(mut self, retries: u32) -> Self {
+        if retries > MAX_RETRIES {
+            self.errors.push(format!(
+                "retries is {retries}; at most {MAX_RETRIES} are allowed"
+            ));
+        }
+        self.retries = retries;
+        self
+    }
+
+    /// A function to run once this one has failed for good. It receives the
+    /// `inngest/function.failed` event, whose data holds `function_id`, `run_id`, `error`
+    /// and the original `event`.
+    pub fn on_failure<F, Fut, T>(mut self, f: F) -> Self
+    where
+        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+        T: Serialize + 'static,
+    {
+        self.on_failure = Some(wrap(f));
+        self
+    }
+
+    /// The function body. Finishes the definition.
+    pub fn handler<F, Fut, T>(self, f: F) -> Result<Function, ConfigError>
+    where
+        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+        T: Serialize + 'static,
+    {
+        let mut errors = self.errors;
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 128
+            && self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
+        if !id_ok {
+            errors.push("the id must be 1-128 characters of letters, digits, `-_./:`".into());
+        }
+        if self.triggers.is_empty() {
+            errors.push("a function needs at least one event or cron trigger".into());
+        }
+        if let Some(reason) = errors.into_iter().next() {
+            return Err(ConfigError {
+                function: self.id,
+                reason,
+            });
+        }
+        Ok(Function {
+            name: self.name.unwrap_or_else(|| self.id.clone()),
+            id: self.id,
+            triggers: self.triggers,
+            retries: self.retries,
+            handler: wrap(f),
+            on_failure: self.on_failure,
+            failure_handler_of: None,
+        })
+    }
+}
+
+/// All registered functions, indexed for event matching.
+pub struct Registry {
+    functions: Vec<Arc<Function>>,
+    by_id: HashMap<String, usize>,
+    by_event: HashMap<String, Vec<usize>>,
+    wildcards: Vec<usize>,
+}
+
+impl Registry {
+    /// Builds the registry; each failure handler becomes a function `<id>-failure` triggered by
+    /// `inngest/function.failed` events of its function.
+    pub fn new(functions: Vec<Function>) -> Result<Registry, ConfigError> {
+        let mut all = Vec::new();
+        for f in functions {
+            if let Some(handler) = f.on_failure.clone() {
+                all.push(Function {
+                    id: format!("{}-failure", f.id),
+                    name: format!("{} (failure handler)", f.name),
+                    triggers: vec![Trigger::Event {
+                        name: internal::FUNCTION_FAILED.into(),
+                        condition: Some(("data.function_id".into(), Value::String(f.id.clone()))),
+                    }],
+                    retries: 0,
+                    handler,
+                    on_failure: None,
+                    failure_handler_of: Some(f.id.clone()),
+                });
+            }
+            all.push(f);
+        }
+        let mut registry = Registry {
+            functions: Vec::new(),
+            by_id: HashMap::new(),
+            by_event: HashMap::new(),
+            wildcards: Vec::new(),
+        };
+        for f in all {
+            if registry.by_id.contains_key(&f.id) {
+                return Err(ConfigError {
+                    function: f.id,
+                    reason: "another function has the same id".into(),
+                });
+            }
+            let index = registry.functions.len();
+            registry.by_id.insert(f.id.clone(), index);
+            for t in &f.triggers {
+                if let Trigger::Event { name, .. } = t {
+                    if name.ends_with('*') {
+                        registry.wildcards.push(index);
+                    } else {
+                        registry
+                            .by_event
+                            .entry(name.clone())
+                            .or_default()
+                            .push(index);
+                    }
+                }
+            }
+            registry.functions.push(Arc::new(f));
+        }
+        Ok(registry)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Function>> {
+        self.by_id.get(id).map(|&i| &self.functions[i])
+    }
+
+    pub fn all(&self) -> &[Arc<Function>] {
+        &self.functions
+    }
+
+    /// Functions an event triggers, each once.
+    pub fn matching(&self, event: &Event, event_json: &Value) -> Vec<&Arc<Function>> {
+        let mut out: Vec<usize> = Vec::new();
+        let exact = self.by_event.get(&event.name).into_iter().flatten();
+        for &i in exact.chain(self.wildcards.iter()) {
+            if !out.contains(&i)
+                && self.functions[i]
+                    .triggers
+                    .iter()
+                    .any(|t| t.matches(&event.name, event_json))
+            {
+                out.push(i);
+            }
+        }
+        out.into_iter().map(|i| &self.functions[i]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn noop(id: &str) -> FunctionBuilder {
+        Function::builder(id)
+    }
+
+    fn build(b: FunctionBuilder) -> Result<Function, ConfigError> {
+        b.handler(|_ctx| async { Ok(()) })
+    }
+
+    fn event(name: &str, data: Value) -> (Event, Value) {
+        let e = Event {
+            name: name.into(),
+            data: data.as_object().cloned().unwrap_or_default(),
+            user: Map::new(),
+            id: "x".into(),
+            ts: 0,
+            v: None,
+        };
+        let j = serde_json::to_value(&e).unwrap();
+        (e, j)
+    }
+
+    #[test]
+    fn matches_exact_names_and_wildcards() {
+        let reg = Registry::new(vec![
+            build(noop("exact").on_event("app/user.created")).unwrap(),
+            build(noop("all-app").on_event("app/*")).unwrap(),
+            build(noop("users").on_event("app/user.*")).unwrap(),
+            build(noop("other").on_event("billing/paid")).unwrap(),
+        ])
+        .unwrap();
+        let (e, j) = event("app/user.created", json!({}));
+        let mut ids: Vec<_> = reg.matching(&e, &j).iter().map(|f| f.id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, vec!["all-app", "exact", "users"]);
+        let (e, j) = event("app/order.placed", json!({}));
+        let ids: Vec<_> = reg.matching(&e, &j).iter().map(|f| f.id.clone()).collect();
+        assert_eq!(ids, vec!["all-app"]);
+        let (e, j) = event("apple/x", json!({}));
+        assert!(reg.matching(&e, &j).is_empty());
+    }
+
+    #[test]
+    fn failure_handlers_match_only_their_function() {
+        let reg = Registry::new(vec![
+            noop("a")
+                .on_event("x")
+                .on_failure(|_c| async { Ok(()) })
+                .handler(|_c| async { Ok(()) })
+                .unwrap(),
+            build(noop("b").on_event("y")).unwrap(),
+        ])
+        .unwrap();
+        assert!(reg.get("a-failure").is_some());
+        let (e, j) = event(internal::FUNCTION_FAILED, json!({"function_id": "a"}));
+        let ids: Vec<_> = reg.matching(&e, &j).iter().map(|f| f.id.clone()).collect();
+        assert_eq!(ids, vec!["a-failure"]);
+        let (e, j) = event(internal::FUNCTION_FAILED, json!({"function_id": "b"}));
+        assert!(reg.matching(&e, &j).is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_definitions() {
+        let cases = [
+            (build(noop("")), "id"),
+            (build(noop("x")), "at least one"),
+            (build(noop("x").on_event("a").retries(21)), "at most 20"),
+            (build(noop("x").on_event("a/*/b")), "wildcard"),
+            (build(noop("x").on_cron("61 * * * *")), "cron"),
+        ];
+        for (result, expected) in cases {
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        let dup = Registry::new(vec![
+            build(noop("x").on_event("a")).unwrap(),
+            build(noop("x").on_event("b")).unwrap(),
+        ]);
+        assert!(dup.is_err());
+    }
+
+    #[test]
+    fn defaults_to_four_retries() {
+        let f = build(noop("x").on_event("a")).unwrap();
+        assert_eq!(f.retries, 4);
+        assert_eq!(f.max_attempts(), 5);
+    }
+}

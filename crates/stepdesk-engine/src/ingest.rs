@@ -1,0 +1,246 @@
+//! Turning events into stored events, new runs and resumed waits. Everything here runs
+//! inside a writer transaction, so an event, the runs it starts and the waits it resolves
+//! are committed together or not at all.
+
+use std::cell::RefCell;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use crate::event::{lookup, Event, NewEvent};
+use crate::function::Registry;
+use crate::store::StoreResult;
+
+/// A run to (re)consider at a time (ms): handed to the dispatcher after commit.
+pub(crate) type Wake = (String, i64);
+
+/// How long a sender's event id keeps a function from running again for the same id.
+pub const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+thread_local! {
+    static IDS: RefCell<ulid::Generator> = RefCell::new(ulid::Generator::new());
+}
+
+/// A new ULID. Ids made on the same thread (the writer) are strictly increasing, so
+/// ordering by id is ordering by creation.
+pub(crate) fn new_id() -> String {
+    IDS.with(|g| {
+        g.borrow_mut()
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new())
+            .to_string()
+    })
+}
+
+/// Where a new run comes from.
+pub(crate) struct NewRun<'a> {
+    pub function_id: &'a str,
+    pub trigger_kind: &'a str,
+    pub event_internal_id: &'a str,
+    pub now: i64,
+    pub cron_scheduled_at: Option<i64>,
+    pub late: bool,
+    pub parent: Option<(&'a str, &'a str)>,
+    pub rerun_of: Option<&'a str>,
+}
+
+pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> StoreResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO runs (id, function_id, status, trigger_kind, event_id, queued_at, wake_at,
+                           cron_scheduled_at, late, parent_run_id, parent_step, rerun_of)
+         VALUES (?1, ?2, 'Running', ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    stmt.execute(params![
+        run_id,
+        run.function_id,
+        run.trigger_kind,
+        run.event_internal_id,
+        run.now,
+        run.cron_scheduled_at,
+        run.late,
+        run.parent.map(|p| p.0),
+        run.parent.map(|p| p.1),
+        run.rerun_of,
+    ])?;
+    Ok(())
+}
+
+/// Stores one event; returns its internal id, the completed event and its JSON.
+pub(crate) fn insert_event(
+    conn: &Connection,
+    ev: NewEvent,
+    now: i64,
+) -> StoreResult<(String, Event, Value)> {
+    let internal_id = new_id();
+    let event = ev.into_event(&internal_id);
+    let json = serde_json::to_value(&event)?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (internal_id, event_id, name, ts, received_at, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    stmt.execute(params![
+        internal_id,
+        event.id,
+        event.name,
+        event.ts,
+        now,
+        json.to_string()
+    ])?;
+    Ok((internal_id, event, json))
+}
+
+/// Claims (function, sender's event id) for a run; false if a run already has it within
+/// the dedupe window.
+fn claim_run_key(
+    conn: &Connection,
+    function_id: &str,
+    key: &str,
+    run_id: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO run_keys (function_id, key, run_id, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (function_id, key) DO UPDATE
+            SET run_id = excluded.run_id, created_at = excluded.created_at
+            WHERE run_keys.created_at <= ?5",
+    )?;
+    let changed = stmt.execute(params![
+        function_id,
+        key,
+        run_id,
+        now,
+        now - DEDUPE_WINDOW_MS
+    ])?;
+    Ok(changed > 0)
+}
+
+/// Stores events, starts the runs they trigger and resumes the waits they satisfy.
+/// Returns the internal ids, in order.
+pub(crate) fn ingest(
+    conn: &Connection,
+    registry: &Registry,
+    events: Vec<NewEvent>,
+    now: i64,
+    wakes: &mut Vec<Wake>,
+) -> StoreResult<Vec<String>> {
+    let mut ids = Vec::with_capacity(events.len());
+    for ev in events {
+        let has_sender_id = ev.id.is_some();
+        let (internal_id, event, json) = insert_event(conn, ev, now)?;
+        for function in registry.matching(&event, &json) {
+            let run_id = new_id();
+            if has_sender_id && !claim_run_key(conn, &function.id, &event.id, &run_id, now)? {
+                tracing::debug!(function = %function.id, event_id = %event.id, "duplicate event id; no new run");
+                continue;
+            }
+            let run = NewRun {
+                function_id: &function.id,
+                trigger_kind: "event",
+                event_internal_id: &internal_id,
+                now,
+                cron_scheduled_at: None,
+                late: false,
+                parent: None,
+                rerun_of: None,
+            };
+            create_run(conn, &run, &run_id)?;
+            wakes.push((run_id, now));
+        }
+        resolve_waits(conn, &event.name, &json, now, wakes)?;
+        ids.push(internal_id);
+    }
+    Ok(ids)
+}
+
+/// Completes every `wait_for_event` step that this event satisfies.
+fn resolve_waits(
+    conn: &Connection,
+    name: &str,
+    event: &Value,
+    now: i64,
+    wakes: &mut Vec<Wake>,
+) -> StoreResult<()> {
+    let candidates: Vec<(String, String, Option<String>, Option<String>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT run_id, hash, match_field, match_value FROM pauses
+             WHERE event_name = ?1 AND kind = 'wait' AND expires_at > ?2",
+        )?;
+        let rows = stmt.query_map(params![name, now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (run_id, hash, field, want) in candidates {
+        if let Some(field) = field {
+            let want: Value = want
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?
+                .unwrap_or(Value::Null);
+            let got = lookup(event, &field).unwrap_or(&Value::Null);
+            if *got != want {
+                continue;
+            }
+        }
+        delete_pause(conn, &run_id, &hash)?;
+        settle_step(
+            conn,
+            &run_id,
+            &hash,
+            "completed",
+            Some(&event.to_string()),
+            None,
+            now,
+        )?;
+        wake_run(conn, &run_id, now, wakes)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn delete_pause(conn: &Connection, run_id: &str, hash: &str) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1 AND hash = ?2")?
+        .execute(params![run_id, hash])?;
+    Ok(())
+}
+
+/// Gives a suspended step its final state.
+pub(crate) fn settle_step(
+    conn: &Connection,
+    run_id: &str,
+    hash: &str,
+    status: &str,
+    output: Option<&str>,
+    error: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE steps SET status = ?3, output = ?4, error = ?5, ended_at = ?6
+         WHERE run_id = ?1 AND hash = ?2",
+    )?
+    .execute(params![run_id, hash, status, output, error, now])?;
+    Ok(())
+}
+
+/// Makes a running run due at `at`.
+pub(crate) fn wake_run(
+    conn: &Connection,
+    run_id: &str,
+    at: i64,
+    wakes: &mut Vec<Wake>,
+) -> StoreResult<()> {
+    let changed = conn
+        .prepare_cached("UPDATE runs SET wake_at = ?2 WHERE id = ?1 AND status = 'Running'")?
+        .execute(params![run_id, at])?;
+    if changed > 0 {
+        wakes.push((run_id.to_string(), at));
+    }
+    Ok(())
+}
+
+/// The status of a run, if it exists.
+pub(crate) fn run_status(conn: &Connection, run_id: &str) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?)
+}

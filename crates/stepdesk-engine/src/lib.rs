@@ -1,0 +1,225 @@
+//! Stepdesk's engine: a local, durable, Inngest-compatible function runner.
+//!
+//! - [`store`]: the SQLite file, with a group-committing writer and pooled readers.
+//! - [`event`]: the event shape and its validation; [`ingest`](crate) turns events into runs.
+//! - [`function`]: functions written in Rust and the registry that matches triggers.
+//! - [`step`]: the step API (`run`, `sleep`, `wait_for_event`, `invoke`, `send_event`).
+//! - the executor replays function bodies and persists each step before moving on;
+//!   the scheduler fires crons exactly once per scheduled time.
+//! - [`admin`]: the admin API used by the HTTP routes and the desktop window alike.
+
+pub mod admin;
+pub mod backoff;
+pub mod cron;
+pub mod error;
+pub mod event;
+mod executor;
+pub mod function;
+mod ingest;
+mod progress;
+mod scheduler;
+pub mod secrets;
+pub mod step;
+pub mod store;
+pub mod time;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use admin::AdminApi;
+pub use backoff::Backoff;
+pub use error::{Error, ErrorBody};
+pub use event::{Event, EventError, NewEvent};
+pub use function::{ConfigError, Function, Registry, Trigger};
+pub use step::{Ctx, Invoke, Step, WaitForEvent};
+pub use store::{Durability, Store, StoreError};
+
+/// How to run an engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub backoff: Backoff,
+    pub durability: Durability,
+    /// Most runs executing at once (suspended runs hold nothing).
+    pub max_concurrent_runs: usize,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            backoff: Backoff::Table,
+            durability: Durability::Full,
+            max_concurrent_runs: 256,
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        database_path(&self.data_dir)
+    }
+}
+
+/// The database file inside a data directory.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("stepdesk.db")
+}
+
+/// The data directory: `$STEPDESK_DATA_DIR`, else `$XDG_DATA_HOME/stepdesk`, else
+/// `~/.local/share/stepdesk`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STEPDESK_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("stepdesk");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/stepdesk")
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) store: Store,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) dispatcher: Arc<executor::Dispatcher>,
+    pub(crate) config: EngineConfig,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl Engine {
+    /// Opens the store, registers the functions, resumes every unfinished run and starts
+    /// the dispatcher and the cron scheduler.
+    pub async fn start(
+        config: EngineConfig,
+        functions: Vec<Function>,
+    ) -> Result<Engine, StartError> {
+        let registry = Arc::new(Registry::new(functions)?);
+        let path = config.database_path();
+        let durability = config.durability;
+        let store = tokio::task::spawn_blocking(move || Store::open(&path, durability))
+            .await
+            .map_err(|e| StoreError::Other(e.to_string()))??;
+
+        let configs: Vec<(String, String, String)> = registry
+            .all()
+            .iter()
+            .map(|f| (f.id.clone(), f.name.clone(), f.config_json().to_string()))
+            .collect();
+        store
+            .write(move |c| {
+                let now = time::now_ms();
+                let mut stmt = c.prepare_cached(
+                    "INSERT INTO functions (id, name, config, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, config = excluded.config,
+                        updated_at = excluded.updated_at",
+                )?;
+                for (id, name, config) in configs {
+                    stmt.execute(rusqlite::params![id, name, config, now])?;
+                }
+                Ok(())
+            })
+            .await?;
+        let runnable = store.read(|c| executor::runnable_runs(c)).await?;
+        tracing::info!(
+            database = %store.path().display(),
+            functions = registry.all().len(),
+            resuming = runnable.len(),
+            "engine started"
+        );
+
+        let dispatcher = Arc::new(executor::Dispatcher::default());
+        dispatcher.wake_all(runnable);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let inner = Arc::new(EngineInner {
+            store,
+            registry,
+            dispatcher: dispatcher.clone(),
+            config: config.clone(),
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let dispatch_task =
+            tokio::spawn(dispatcher.run(inner.clone(), config.max_concurrent_runs.max(1)));
+        let cron_task = tokio::spawn(scheduler::run(inner.clone(), shutdown_rx));
+        inner
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .extend([dispatch_task, cron_task]);
+        Ok(Engine { inner })
+    }
+
+    /// Stores events (already validated), starts the runs they trigger and resumes matching
+    /// waits. Returns once everything is committed, with the events' internal ids.
+    pub async fn send_events(&self, events: Vec<NewEvent>) -> Result<Vec<String>, StoreError> {
+        let registry = self.inner.registry.clone();
+        let (ids, wakes) = self
+            .inner
+            .store
+            .write(move |c| {
+                let mut wakes = Vec::new();
+                let ids = ingest::ingest(c, &registry, events, time::now_ms(), &mut wakes)?;
+                Ok((ids, wakes))
+            })
+            .await?;
+        self.inner.dispatcher.wake_all(wakes);
+        Ok(ids)
+    }
+
+    pub fn admin(&self) -> AdminApi {
+        AdminApi::new(self.clone())
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Stops taking new work, lets executing runs finish their current step (up to
+    /// `grace`), and closes the store. Unfinished runs resume on the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.inner.shutdown.send(true);
+        self.inner.dispatcher.stop(grace).await;
+        let tasks: Vec<_> = self
+            .inner
+            .tasks
+            .lock()
+            .expect("tasks lock")
+            .drain(..)
+            .collect();
+        for t in tasks {
+            t.abort();
+        }
+        let store = self.inner.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+        tracing::info!("engine stopped");
+    }
+}

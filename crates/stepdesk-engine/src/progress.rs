@@ -1,0 +1,402 @@
+//! Writing a run's progress: step results, retries, suspensions, completion, cancellation.
+//! Each function here runs inside one writer transaction and first checks that the run is
+//! still `Running`, so a run cancelled meanwhile is left alone.
+
+use rusqlite::{params, Connection};
+use serde_json::{json, Map, Value};
+
+use crate::error::ErrorBody;
+use crate::event::{internal, NewEvent};
+use crate::function::Registry;
+use crate::ingest::{
+    self, create_run, delete_pause, insert_event, new_id, run_status, settle_step, wake_run,
+    NewRun, Wake,
+};
+use crate::store::StoreResult;
+
+/// A step row to insert or replace.
+#[derive(Debug, Clone)]
+pub(crate) struct StepWrite {
+    pub hash: String,
+    pub step_id: String,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub attempts: u32,
+    pub started_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub wake_at: Option<i64>,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A failed attempt of a step, or of the function body (`hash = "$function"`).
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptWrite {
+    pub hash: String,
+    pub attempt: u32,
+    pub started_at: i64,
+    pub ended_at: i64,
+    pub error: String,
+    pub retry_at: Option<i64>,
+}
+
+pub(crate) const FUNCTION_ATTEMPT_HASH: &str = "$function";
+
+/// A pause for `wait_for_event` or `invoke`.
+#[derive(Debug, Clone)]
+pub(crate) struct PauseWrite {
+    pub hash: String,
+    pub kind: &'static str,
+    pub event_name: Option<String>,
+    pub match_field: Option<String>,
+    pub match_value: Option<String>,
+    pub expires_at: i64,
+}
+
+/// A child run for `invoke`.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildRun {
+    pub function_id: String,
+    pub data: Map<String, Value>,
+}
+
+/// How a run ends.
+#[derive(Debug, Clone)]
+pub(crate) enum Finish {
+    Completed(Value),
+    Failed(ErrorBody),
+}
+
+/// Everything one executor step wants written, in one transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    pub run_id: String,
+    /// Sets `runs.started_at` when not yet set.
+    pub started_at: Option<i64>,
+    pub step: Option<StepWrite>,
+    pub attempt: Option<AttemptWrite>,
+    pub pause: Option<PauseWrite>,
+    pub child: Option<ChildRun>,
+    pub send: Option<Vec<NewEvent>>,
+    /// `Some(x)`: set `runs.wake_at = x`.
+    pub wake_at: Option<Option<i64>>,
+    pub function_attempts: Option<u32>,
+    pub finish: Option<Finish>,
+}
+
+/// What applying progress did.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// False if the run was no longer running (cancelled): nothing was written.
+    pub applied: bool,
+    pub wakes: Vec<Wake>,
+    /// Internal ids of events sent by a `send_event` step.
+    pub sent_ids: Vec<String>,
+}
+
+pub(crate) fn apply(
+    conn: &Connection,
+    registry: &Registry,
+    p: Progress,
+    now: i64,
+) -> StoreResult<Applied> {
+    let mut out = Applied::default();
+    if run_status(conn, &p.run_id)?.as_deref() != Some("Running") {
+        return Ok(out);
+    }
+    out.applied = true;
+    if let Some(started) = p.started_at {
+        conn.prepare_cached(
+            "UPDATE runs SET started_at = ?2 WHERE id = ?1 AND started_at IS NULL",
+        )?
+        .execute(params![p.run_id, started])?;
+    }
+    let mut step = p.step;
+    if let Some(events) = p.send {
+        out.sent_ids = ingest::ingest(conn, registry, events, now, &mut out.wakes)?;
+        if let Some(s) = step.as_mut() {
+            s.output = Some(serde_json::to_string(&out.sent_ids)?);
+        }
+    }
+    if let Some(child) = p.child {
+        let step = step.as_ref().expect("an invoke always writes its step");
+        let child_run_id = new_id();
+        let mut data = child.data;
+        data.insert(
+            "_inngest".into(),
+            json!({"fn_id": child.function_id, "source_run_id": p.run_id, "correlation_id": format!("{}.{}", p.run_id, step.hash)}),
+        );
+        let (event_internal_id, _, _) = insert_event(
+            conn,
+            NewEvent::internal(internal::FUNCTION_INVOKED, data),
+            now,
+        )?;
+        if registry.get(&child.function_id).is_none() {
+            // Checked by the executor first; kept as a guard against a stale registry.
+            return Err(crate::store::StoreError::Other(format!(
+                "no function `{}`",
+                child.function_id
+            )));
+        }
+        let run = NewRun {
+            function_id: &child.function_id,
+            trigger_kind: "invoke",
+            event_internal_id: &event_internal_id,
+            now,
+            cron_scheduled_at: None,
+            late: false,
+            parent: Some((&p.run_id, &step.hash)),
+            rerun_of: None,
+        };
+        create_run(conn, &run, &child_run_id)?;
+        out.wakes.push((child_run_id.clone(), now));
+        let pause = p.pause.as_ref().expect("an invoke always writes its pause");
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO pauses (run_id, hash, kind, child_run_id, expires_at, created_at)
+             VALUES (?1, ?2, 'invoke', ?3, ?4, ?5)",
+        )?
+        .execute(params![p.run_id, pause.hash, child_run_id, pause.expires_at, now])?;
+    } else if let Some(pause) = &p.pause {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO pauses (run_id, hash, kind, event_name, match_field, match_value, expires_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            p.run_id,
+            pause.hash,
+            pause.kind,
+            pause.event_name,
+            pause.match_field,
+            pause.match_value,
+            pause.expires_at,
+            now
+        ])?;
+    }
+    if let Some(s) = &step {
+        conn.prepare_cached(
+            "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts, started_at, ended_at, wake_at, input, output, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM steps WHERE run_id = ?1), ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (run_id, hash) DO UPDATE SET
+                status = excluded.status, attempts = excluded.attempts,
+                started_at = coalesce(steps.started_at, excluded.started_at),
+                ended_at = excluded.ended_at, wake_at = excluded.wake_at,
+                input = coalesce(excluded.input, steps.input),
+                output = excluded.output, error = excluded.error",
+        )?
+        .execute(params![
+            p.run_id, s.hash, s.step_id, s.kind, s.status, s.attempts, s.started_at, s.ended_at, s.wake_at, s.input,
+            s.output, s.error
+        ])?;
+    }
+    if let Some(a) = &p.attempt {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO step_attempts (run_id, hash, attempt, started_at, ended_at, error, retry_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![p.run_id, a.hash, a.attempt, a.started_at, a.ended_at, a.error, a.retry_at])?;
+    }
+    if let Some(n) = p.function_attempts {
+        conn.prepare_cached("UPDATE runs SET attempt = ?2 WHERE id = ?1")?
+            .execute(params![p.run_id, n])?;
+    }
+    if let Some(wake) = p.wake_at {
+        conn.prepare_cached("UPDATE runs SET wake_at = ?2 WHERE id = ?1")?
+            .execute(params![p.run_id, wake])?;
+        if let Some(at) = wake {
+            out.wakes.push((p.run_id.clone(), at));
+        }
+    }
+    if let Some(finish) = p.finish {
+        finish_run(conn, registry, &p.run_id, finish, now, &mut out.wakes)?;
+    }
+    Ok(out)
+}
+
+struct RunLinks {
+    function_id: String,
+    event_payload: Option<String>,
+    parent: Option<(String, String)>,
+}
+
+fn run_links(conn: &Connection, run_id: &str) -> StoreResult<RunLinks> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.function_id, e.payload, r.parent_run_id, r.parent_step
+         FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
+    )?;
+    Ok(stmt.query_row([run_id], |r| {
+        let parent_run: Option<String> = r.get(2)?;
+        let parent_step: Option<String> = r.get(3)?;
+        Ok(RunLinks {
+            function_id: r.get(0)?,
+            event_payload: r.get(1)?,
+            parent: parent_run.zip(parent_step),
+        })
+    })?)
+}
+
+/// Ends a run: status, output or error, parent invoke resolution, and on failure the
+/// `inngest/function.failed` event (which starts the failure handler, if any).
+fn finish_run(
+    conn: &Connection,
+    registry: &Registry,
+    run_id: &str,
+    finish: Finish,
+    now: i64,
+    wakes: &mut Vec<Wake>,
+) -> StoreResult<()> {
+    let (status, output, error) = match &finish {
+        Finish::Completed(v) => ("Completed", Some(v.to_string()), None),
+        Finish::Failed(e) => ("Failed", None, Some(serde_json::to_string(e)?)),
+    };
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, output = ?3, error = ?4, ended_at = ?5, wake_at = NULL WHERE id = ?1",
+    )?
+    .execute(params![run_id, status, output, error, now])?;
+    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
+        .execute([run_id])?;
+    let links = run_links(conn, run_id)?;
+    if let Some((parent_run, parent_hash)) = &links.parent {
+        resolve_invoke(conn, parent_run, parent_hash, run_id, &finish, now, wakes)?;
+    }
+    if let Finish::Failed(err) = &finish {
+        let event: Value = links
+            .event_payload
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()?
+            .unwrap_or(Value::Null);
+        let mut data = Map::new();
+        data.insert("function_id".into(), Value::String(links.function_id));
+        data.insert("run_id".into(), Value::String(run_id.to_string()));
+        data.insert("error".into(), serde_json::to_value(err)?);
+        data.insert("event".into(), event);
+        ingest::ingest(
+            conn,
+            registry,
+            vec![NewEvent::internal(internal::FUNCTION_FAILED, data)],
+            now,
+            wakes,
+        )?;
+    }
+    Ok(())
+}
+
+/// Hands a finished child run's result to the parent's `invoke` step.
+fn resolve_invoke(
+    conn: &Connection,
+    parent_run: &str,
+    parent_hash: &str,
+    child_run: &str,
+    finish: &Finish,
+    now: i64,
+    wakes: &mut Vec<Wake>,
+) -> StoreResult<()> {
+    let removed = conn
+        .prepare_cached("DELETE FROM pauses WHERE run_id = ?1 AND hash = ?2 AND child_run_id = ?3")?
+        .execute(params![parent_run, parent_hash, child_run])?;
+    if removed == 0 {
+        return Ok(()); // timed out already, or the parent was cancelled
+    }
+    match finish {
+        Finish::Completed(v) => settle_step(
+            conn,
+            parent_run,
+            parent_hash,
+            "completed",
+            Some(&v.to_string()),
+            None,
+            now,
+        )?,
+        Finish::Failed(e) => settle_step(
+            conn,
+            parent_run,
+            parent_hash,
+            "failed",
+            None,
+            Some(&serde_json::to_string(e)?),
+            now,
+        )?,
+    }
+    wake_run(conn, parent_run, now, wakes)
+}
+
+/// Settles steps whose sleep has ended or whose wait or invoke has timed out.
+pub(crate) fn resolve_due(conn: &Connection, run_id: &str, now: i64) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE steps SET status = 'completed', ended_at = wake_at
+         WHERE run_id = ?1 AND status = 'sleeping' AND wake_at <= ?2",
+    )?
+    .execute(params![run_id, now])?;
+    let expired: Vec<(String, String)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT hash, status FROM steps WHERE run_id = ?1 AND status IN ('waiting', 'invoking') AND wake_at <= ?2",
+        )?;
+        let rows = stmt.query_map(params![run_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (hash, status) in expired {
+        delete_pause(conn, run_id, &hash)?;
+        if status == "waiting" {
+            settle_step(conn, run_id, &hash, "completed", Some("null"), None, now)?;
+        } else {
+            let err = ErrorBody::new(
+                "InngestInvokeTimeoutError",
+                "Timed out waiting for invoked function to complete",
+            );
+            settle_step(
+                conn,
+                run_id,
+                &hash,
+                "failed",
+                None,
+                Some(&serde_json::to_string(&err)?),
+                now,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Cancels a running run. Returns false if it was not running.
+pub(crate) fn cancel_run(
+    conn: &Connection,
+    registry: &Registry,
+    run_id: &str,
+    now: i64,
+    wakes: &mut Vec<Wake>,
+) -> StoreResult<bool> {
+    if run_status(conn, run_id)?.as_deref() != Some("Running") {
+        return Ok(false);
+    }
+    let err = ErrorBody::new("RunCancelled", "the run was cancelled");
+    conn.prepare_cached(
+        "UPDATE runs SET status = 'Cancelled', ended_at = ?2, wake_at = NULL, error = ?3 WHERE id = ?1",
+    )?
+    .execute(params![run_id, now, serde_json::to_string(&err)?])?;
+    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
+        .execute([run_id])?;
+    let links = run_links(conn, run_id)?;
+    if let Some((parent_run, parent_hash)) = &links.parent {
+        resolve_invoke(
+            conn,
+            parent_run,
+            parent_hash,
+            run_id,
+            &Finish::Failed(err),
+            now,
+            wakes,
+        )?;
+    }
+    let mut data = Map::new();
+    data.insert("function_id".into(), Value::String(links.function_id));
+    data.insert("run_id".into(), Value::String(run_id.to_string()));
+    ingest::ingest(
+        conn,
+        registry,
+        vec![NewEvent::internal(internal::FUNCTION_CANCELLED, data)],
+        now,
+        wakes,
+    )?;
+    Ok(true)
+}

@@ -1,0 +1,71 @@
+//! The desktop window: the same engine and HTTP server as `serve`, plus a Tauri window whose
+//! UI calls the admin API through one command, `admin`.
+
+use anyhow::Context;
+use serde_json::Value;
+use stepdesk_engine::AdminApi;
+
+use crate::cli::ServeArgs;
+
+/// The window's single command: an admin method by name, as in `stepdesk_server::rpc`.
+#[tauri::command]
+async fn admin(
+    state: tauri::State<'_, AdminApi>,
+    method: String,
+    params: Option<Value>,
+) -> Result<Value, String> {
+    stepdesk_server::rpc::dispatch(&state, &method, params.unwrap_or(Value::Null))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Safer defaults for WebKitGTK on machines without GPU acceleration (Xvfb, VMs): without
+/// them the window can come up blank. Only set when the user has not chosen otherwise.
+fn webkit_workarounds() {
+    for (k, v) in [
+        ("WEBKIT_DISABLE_COMPOSITING_MODE", "1"),
+        ("WEBKIT_DISABLE_DMABUF_RENDERER", "1"),
+    ] {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    webkit_workarounds();
+    let data_dir = args.engine_config()?.data_dir;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let _log = crate::logging::init(&data_dir)?;
+    let started = tauri::async_runtime::block_on(crate::server::start(&args))?;
+    let engine = started.engine.clone();
+    tracing::info!(url = %started.url, "Stepdesk is listening (desktop)");
+    println!("Stepdesk is listening on {}", started.url);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tauri::async_runtime::spawn(stepdesk_server::serve(
+        started.listener,
+        started.router,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let app = tauri::Builder::default()
+        .manage(engine.admin())
+        .invoke_handler(tauri::generate_handler![admin])
+        .build(tauri::generate_context!())
+        .context("cannot start the window")?;
+    let code = app.run_return(|_handle, event| {
+        if let tauri::RunEvent::Exit = event {
+            tracing::info!("window closed; shutting down");
+        }
+    });
+    tracing::debug!(code, "window event loop ended");
+    let _ = stop_tx.send(());
+    tauri::async_runtime::block_on(async {
+        let _ = server.await;
+        engine.shutdown(std::time::Duration::from_secs(10)).await;
+    });
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The `stepdesk` binary: command line, headless server and desktop window.
+
+mod cli;
+mod desktop;
+mod fixtures;
+mod logging;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Entry point: parses the command line and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stepdesk: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The functions this build of Stepdesk runs.
+pub fn functions() -> anyhow::Result<Vec<stepdesk_engine::Function>> {
+    let mut all = Vec::new();
+    if std::env::var("STEPDESK_TEST_FIXTURES").is_ok_and(|v| v == "1") {
+        all.extend(fixtures::functions()?);
+    }
+    Ok(all)
+}

@@ -1,0 +1,114 @@
+//! Starting the engine and the HTTP server, shared by `serve` and the desktop app.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context;
+use stepdesk_engine::Engine;
+use stepdesk_server::ServerConfig;
+
+use crate::cli::ServeArgs;
+
+/// A started engine and its bound listener.
+pub struct Started {
+    pub engine: Engine,
+    pub listener: tokio::net::TcpListener,
+    pub router: axum::Router,
+    pub url: String,
+}
+
+/// Opens the engine and binds the HTTP listener (does not serve yet).
+pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
+    let config = args.engine_config()?;
+    let data_dir = config.data_dir.clone();
+    let admin_token = stepdesk_engine::secrets::load_or_create_admin_token(&data_dir)
+        .with_context(|| {
+            format!(
+                "cannot read or create the admin token in {}",
+                data_dir.display()
+            )
+        })?;
+    let engine = Engine::start(config, crate::functions()?)
+        .await
+        .with_context(|| format!("cannot start the engine in {}", data_dir.display()))?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            engine.shutdown(std::time::Duration::from_secs(1)).await;
+            return Err(e).with_context(|| format!("cannot listen on {addr} (is another Stepdesk or `inngest dev` running? try --port)"));
+        }
+    };
+    let local = listener.local_addr()?;
+    let extra_hosts = if args.host.is_loopback() {
+        Vec::new()
+    } else {
+        tracing::warn!(host = %args.host, "listening on a non-loopback address: anyone on your network can reach Stepdesk");
+        vec![args.host.to_string()]
+    };
+    let router = stepdesk_server::router(
+        engine.clone(),
+        ServerConfig {
+            event_key: args.event_key.clone(),
+            admin_token,
+            extra_hosts,
+        },
+    );
+    let host = match args.host {
+        IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        other => other.to_string(),
+    };
+    let url = format!("http://{host}:{}", local.port());
+    Ok(Started {
+        engine,
+        listener,
+        router,
+        url,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// `stepdesk serve`: runs until SIGINT/SIGTERM.
+pub fn run_headless(args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = args.engine_config()?.data_dir;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let _log = crate::logging::init(&data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let started = start(&args).await?;
+        tracing::info!(url = %started.url, data_dir = %data_dir.display(), "Stepdesk is listening");
+        // The URL on stdout, for people and for scripts that wait for it.
+        println!("Stepdesk is listening on {}", started.url);
+        stepdesk_server::serve(started.listener, started.router, shutdown_signal()).await?;
+        started
+            .engine
+            .shutdown(std::time::Duration::from_secs(10))
+            .await;
+        Ok(())
+    })
+}
