@@ -20,7 +20,7 @@ use stepdesk_engine::{AdminApi, Engine};
 pub use api_error::ApiError;
 
 /// Largest request body accepted (larger bodies get `413`).
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// How the server authenticates and what it lets in.
 #[derive(Clone)]
