@@ -18,7 +18,8 @@ fn record(run_id: &str, what: &str) -> Result<(), Error> {
         .create(true)
         .append(true)
         .open(path)?;
-    writeln!(f, "{run_id} {what}")?;
+    // One write call per line, so concurrent appends never interleave.
+    f.write_all(format!("{run_id} {what}\n").as_bytes())?;
     f.sync_all()?;
     Ok(())
 }
