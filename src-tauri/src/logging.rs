@@ -13,12 +13,15 @@ pub fn init(data_dir: &Path) -> anyhow::Result<WorkerGuard> {
     let filter = EnvFilter::try_from_env("STEPDESK_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The appender prunes old files when it starts and complains if the directory is missing.
+    let dir = data_dir.join("logs");
+    std::fs::create_dir_all(&dir)?;
     let appender = Builder::new()
         .rotation(Rotation::DAILY)
         .filename_prefix("stepdesk")
         .filename_suffix("log")
         .max_log_files(7)
-        .build(data_dir.join("logs"))?;
+        .build(dir)?;
     let (file, guard) = tracing_appender::non_blocking(appender);
     tracing_subscriber::registry()
         .with(filter)
