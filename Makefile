@@ -1,0 +1,113 @@
+# Stepdesk: set up, build, run and test.
+#
+#   make run     install what is missing, build, open the window (or the headless server)
+#   make test    install what is missing, then every test (Rust, browser UI, real window)
+#   make build   release build; the binary's absolute path is the last line printed
+#   make bench   benchmarks (crates/stepdesk-bench)
+#   make deps    install missing system and npm packages (Debian 12; idempotent)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+# One build directory shared by every clone, so a fresh clone rebuilds little.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/stepdesk-target
+override CARGO_TARGET_DIR := $(abspath $(CARGO_TARGET_DIR))
+export CARGO_TARGET_DIR
+
+CARGO ?= cargo
+NPM ?= npm
+NODE ?= node
+
+DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/stepdesk
+RELEASE_BIN := $(CARGO_TARGET_DIR)/release/stepdesk
+
+# Arguments for `make run`, e.g. make run ARGS="serve --port 0".
+ARGS ?=
+
+# Debian 12 packages: building Tauri/WebKitGTK, the real-window test under Xvfb
+# (WebKitWebDriver, screenshots), the browser UI test (Chromium), and a session bus with a
+# Secret Service for tests that need one.
+APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev librsvg2-dev \
+	xvfb xauth x11-utils imagemagick fonts-dejavu-core webkit2gtk-driver \
+	dbus-daemon gnome-keyring libsecret-tools chromium
+
+UI_TESTS := tests/ui
+WINDOW_TESTS := tests/window
+XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
+
+.PHONY: help deps deps-apt deps-npm deps-toolchain build build-debug run test test-all \
+	test-rust test-ui test-window bench
+
+help:
+	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
+
+# ---- Dependencies --------------------------------------------------------------------
+
+deps: deps-apt deps-toolchain deps-npm
+
+deps-apt:
+	@missing=(); \
+	for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$$p"); \
+	done; \
+	command -v node >/dev/null || missing+=(nodejs); \
+	command -v npm >/dev/null || missing+=(npm); \
+	if [ $${#missing[@]} -eq 0 ]; then exit 0; fi; \
+	echo "deps: installing $${missing[*]}"; \
+	sudo=""; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+		command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: $${missing[*]}" >&2; exit 1; }; \
+		sudo=sudo; \
+	fi; \
+	$$sudo apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends "$${missing[@]}"
+
+deps-toolchain:
+	@command -v $(CARGO) >/dev/null || { echo "deps: cargo not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+
+deps-npm: $(UI_TESTS)/node_modules/.package-lock.json
+
+# npm ci only when the lock file changed (npm writes node_modules/.package-lock.json).
+$(UI_TESTS)/node_modules/.package-lock.json: $(UI_TESTS)/package.json $(UI_TESTS)/package-lock.json
+	cd $(UI_TESTS) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# ---- Build and run -------------------------------------------------------------------
+
+build: deps-toolchain
+	$(CARGO) build --release --bin stepdesk
+	@echo "$(RELEASE_BIN)"
+
+build-debug: deps-toolchain
+	$(CARGO) build --bin stepdesk
+
+# Opens the window when DISPLAY or WAYLAND_DISPLAY is set; otherwise the binary itself falls
+# back to the headless server and prints its URL.
+run: deps build-debug
+	exec "$(DEBUG_BIN)" $(ARGS)
+
+# ---- Tests ---------------------------------------------------------------------------
+
+# Everything runs inside a private D-Bus session with an unlocked GNOME Keyring and a fresh
+# HOME (tests/with-session.sh). Only the real-window test gets a display (Xvfb).
+test: deps
+	tests/with-session.sh $(MAKE) --no-print-directory test-all
+
+test-all: test-rust test-ui test-window
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-ui: build-debug deps-npm
+	STEPDESK_BIN="$(DEBUG_BIN)" $(NODE) --test $(UI_TESTS)/*.test.mjs
+
+test-window: build-debug
+	STEPDESK_BIN="$(DEBUG_BIN)" $(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
+
+# ---- Benchmarks ----------------------------------------------------------------------
+
+bench: deps-toolchain
+	$(CARGO) run --release -p stepdesk-bench
