@@ -16,7 +16,9 @@ fn fixture_log_counts(path: &Path) -> HashMap<(String, String), usize> {
     let mut counts = HashMap::new();
     for line in text.lines() {
         if let Some((run, step)) = line.split_once(' ') {
-            *counts.entry((run.to_string(), step.to_string())).or_insert(0) += 1;
+            *counts
+                .entry((run.to_string(), step.to_string()))
+                .or_insert(0) += 1;
         }
     }
     counts
@@ -25,18 +27,29 @@ fn fixture_log_counts(path: &Path) -> HashMap<(String, String), usize> {
 /// (run id, step id) of every step stored as completed, read straight from the file.
 fn completed_steps(data_dir: &Path) -> HashSet<(String, String)> {
     let conn = rusqlite::Connection::open(data_dir.join("stepdesk.db")).unwrap();
-    let mut stmt = conn.prepare("SELECT run_id, step_id FROM steps WHERE status = 'completed'").unwrap();
+    let mut stmt = conn
+        .prepare("SELECT run_id, step_id FROM steps WHERE status = 'completed'")
+        .unwrap();
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     rows.map(Result::unwrap).collect()
 }
 
 fn running_runs(data_dir: &Path) -> i64 {
     let conn = rusqlite::Connection::open(data_dir.join("stepdesk.db")).unwrap();
-    conn.query_row("SELECT count(*) FROM runs WHERE status = 'Running'", [], |r| r.get(0)).unwrap()
+    conn.query_row(
+        "SELECT count(*) FROM runs WHERE status = 'Running'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 fn start(dir: &Path, log: &Path) -> Server {
-    Server::start(Options { data_dir: dir, fixture_log: Some(log), extra_args: &[] })
+    Server::start(Options {
+        data_dir: dir,
+        fixture_log: Some(log),
+        extra_args: &[],
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +76,13 @@ async fn sigkill_mid_run_loses_no_event_and_repeats_no_completed_step() {
                     match client.post(&url).json(&batch).send().await {
                         Ok(res) if res.status() == 200 => {
                             let body: serde_json::Value = res.json().await.unwrap();
-                            ids.extend(body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()));
+                            ids.extend(
+                                body["ids"]
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|v| v.as_str().unwrap().to_string()),
+                            );
                         }
                         _ => break, // the server is gone; unacknowledged events may be lost
                     }
@@ -80,33 +99,63 @@ async fn sigkill_mid_run_loses_no_event_and_repeats_no_completed_step() {
         let before = fixture_log_counts(&log);
         let completed = completed_steps(&data);
         interrupted_runs += running_runs(&data);
-        let never_ran: Vec<_> = completed.iter().filter(|k| !before.contains_key(*k)).collect();
-        assert!(never_ran.is_empty(), "completed steps that never ran: {never_ran:?}");
+        let never_ran: Vec<_> = completed
+            .iter()
+            .filter(|k| !before.contains_key(*k))
+            .collect();
+        assert!(
+            never_ran.is_empty(),
+            "completed steps that never ran: {never_ran:?}"
+        );
 
         // Restart: completed steps stay at the count they had.
         let server = start(&data, &log);
-        server.wait_finished(&acknowledged, Duration::from_secs(60)).await;
+        server
+            .wait_finished(&acknowledged, Duration::from_secs(60))
+            .await;
         let after = fixture_log_counts(&log);
         for key in &completed {
-            assert_eq!(after[key], before[key], "completed step {key:?} ran again after restart (cycle {cycle})");
+            assert_eq!(
+                after[key], before[key],
+                "completed step {key:?} ran again after restart (cycle {cycle})"
+            );
         }
         drop(server);
     }
 
-    assert!(interrupted_runs > 0, "no kill landed while runs were executing");
+    assert!(
+        interrupted_runs > 0,
+        "no kill landed while runs were executing"
+    );
 
     // Every acknowledged event is stored and its run completed every step.
     let server = start(&data, &log);
-    let runs = server.wait_finished(&acknowledged, Duration::from_secs(60)).await;
-    assert!(acknowledged.len() >= 25, "the test sent too few events to mean anything: {}", acknowledged.len());
-    assert_eq!(runs.len(), acknowledged.len(), "one run per acknowledged event");
+    let runs = server
+        .wait_finished(&acknowledged, Duration::from_secs(60))
+        .await;
+    assert!(
+        acknowledged.len() >= 25,
+        "the test sent too few events to mean anything: {}",
+        acknowledged.len()
+    );
+    assert_eq!(
+        runs.len(),
+        acknowledged.len(),
+        "one run per acknowledged event"
+    );
     let counts = fixture_log_counts(&log);
     for run in &runs {
         assert_eq!(run["status"], "Completed", "{run}");
-        assert_eq!(run["output"]["outputs"], json!(["done-1", "done-2", "done-3"]));
+        assert_eq!(
+            run["output"]["outputs"],
+            json!(["done-1", "done-2", "done-3"])
+        );
         let id = run["run_id"].as_str().unwrap();
         for step in ["step-1", "step-2", "step-3"] {
-            let n = counts.get(&(id.to_string(), step.to_string())).copied().unwrap_or(0);
+            let n = counts
+                .get(&(id.to_string(), step.to_string()))
+                .copied()
+                .unwrap_or(0);
             // Once, or twice if the process died while that very step was executing.
             assert!((1..=2).contains(&n), "{id} {step} ran {n} times");
         }
@@ -120,14 +169,24 @@ async fn sleeping_and_waiting_runs_survive_a_kill_and_wake_on_time() {
     let log = dir.path().join("fixture.log");
     let mut server = start(&data, &log);
 
-    let sleep_event = server.send(&json!({"name": "test/sleep", "data": {"sleep_ms": 2500}})).await;
-    let wait_event = server.send(&json!({"name": "test/wait", "data": {"key": "k-1", "timeout_ms": 120000}})).await;
-    let timeout_event = server.send(&json!({"name": "test/wait", "data": {"key": "k-2", "timeout_ms": 1500}})).await;
+    let sleep_event = server
+        .send(&json!({"name": "test/sleep", "data": {"sleep_ms": 2500}}))
+        .await;
+    let wait_event = server
+        .send(&json!({"name": "test/wait", "data": {"key": "k-1", "timeout_ms": 120000}}))
+        .await;
+    let timeout_event = server
+        .send(&json!({"name": "test/wait", "data": {"key": "k-2", "timeout_ms": 1500}}))
+        .await;
     // Wait until both waits are stored, then kill.
     eventually(Duration::from_secs(20), "the runs to suspend", || async {
         let conn = rusqlite::Connection::open(data.join("stepdesk.db")).ok()?;
         let suspended: i64 = conn
-            .query_row("SELECT count(*) FROM steps WHERE status IN ('sleeping', 'waiting')", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM steps WHERE status IN ('sleeping', 'waiting')",
+                [],
+                |r| r.get(0),
+            )
             .ok()?;
         (suspended == 3).then_some(())
     })
@@ -139,19 +198,35 @@ async fn sleeping_and_waiting_runs_survive_a_kill_and_wake_on_time() {
 
     let server = start(&data, &log);
     // A matching event sent after the restart resumes the wait; a non-matching one does not.
-    server.send(&json!({"name": "test/resume", "data": {"key": "other"}})).await;
-    let resume = server.send(&json!({"name": "test/resume", "data": {"key": "k-1"}})).await;
+    server
+        .send(&json!({"name": "test/resume", "data": {"key": "other"}}))
+        .await;
+    let resume = server
+        .send(&json!({"name": "test/resume", "data": {"key": "k-1"}}))
+        .await;
 
-    let waited = server.wait_finished(&wait_event, Duration::from_secs(20)).await;
+    let waited = server
+        .wait_finished(&wait_event, Duration::from_secs(20))
+        .await;
     assert_eq!(waited[0]["status"], "Completed");
     let (_, resume_event) = server.get(&format!("/v1/events/{}", resume[0])).await;
-    assert_eq!(waited[0]["output"]["resumed_by"], resume_event["data"]["id"]);
+    assert_eq!(
+        waited[0]["output"]["resumed_by"],
+        resume_event["data"]["id"]
+    );
 
-    let timed_out = server.wait_finished(&timeout_event, Duration::from_secs(20)).await;
+    let timed_out = server
+        .wait_finished(&timeout_event, Duration::from_secs(20))
+        .await;
     assert_eq!(timed_out[0]["status"], "Completed");
-    assert!(timed_out[0]["output"]["resumed_by"].is_null(), "the short wait timed out while the server was down");
+    assert!(
+        timed_out[0]["output"]["resumed_by"].is_null(),
+        "the short wait timed out while the server was down"
+    );
 
-    let slept = server.wait_finished(&sleep_event, Duration::from_secs(20)).await;
+    let slept = server
+        .wait_finished(&sleep_event, Duration::from_secs(20))
+        .await;
     assert_eq!(slept[0]["status"], "Completed");
     assert!(killed_at.elapsed() >= Duration::from_millis(1800));
     let run_id = slept[0]["run_id"].as_str().unwrap();
@@ -162,8 +237,14 @@ async fn sleeping_and_waiting_runs_survive_a_kill_and_wake_on_time() {
     let after = &steps[2];
     assert_eq!(nap["kind"], "sleep");
     let slept_ms = after["started_at"].as_i64().unwrap() - before["ended_at"].as_i64().unwrap();
-    assert!(slept_ms >= 2500, "woke after {slept_ms} ms, before the sleep ended");
-    assert!(slept_ms < 2500 + 5000, "woke {slept_ms} ms later: far too late");
+    assert!(
+        slept_ms >= 2500,
+        "woke after {slept_ms} ms, before the sleep ended"
+    );
+    assert!(
+        slept_ms < 2500 + 5000,
+        "woke {slept_ms} ms later: far too late"
+    );
     let counts = fixture_log_counts(&log);
     assert_eq!(counts[&(run_id.to_string(), "before".to_string())], 1);
     assert_eq!(counts[&(run_id.to_string(), "after".to_string())], 1);

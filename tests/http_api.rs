@@ -13,7 +13,13 @@ async fn event_api_accepts_single_events_and_batches_and_fills_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::simple(dir.path());
 
-    let (status, body) = server.post("/e/any-key", &json!({"name": "app/hello", "data": {"a": 1}}), None).await;
+    let (status, body) = server
+        .post(
+            "/e/any-key",
+            &json!({"name": "app/hello", "data": {"a": 1}}),
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], 200);
     let ids = body["ids"].as_array().unwrap();
@@ -27,10 +33,15 @@ async fn event_api_accepts_single_events_and_batches_and_fills_defaults() {
     assert_eq!(ev["name"], "app/hello");
     assert_eq!(ev["data"], json!({"a": 1}));
     assert_eq!(ev["user"], json!({}));
-    assert_eq!(ev["id"], id, "without a sender id, the event id is the internal id");
+    assert_eq!(
+        ev["id"], id,
+        "without a sender id, the event id is the internal id"
+    );
     assert!(ev["ts"].as_i64().unwrap() > 1_700_000_000_000);
 
-    let batch: Vec<Value> = (0..100).map(|i| json!({"name": "app/batch", "data": {"i": i}})).collect();
+    let batch: Vec<Value> = (0..100)
+        .map(|i| json!({"name": "app/batch", "data": {"i": i}}))
+        .collect();
     let ids = server.send(&json!(batch)).await;
     assert_eq!(ids.len(), 100);
     let mut sorted = ids.clone();
@@ -41,7 +52,11 @@ async fn event_api_accepts_single_events_and_batches_and_fills_defaults() {
     assert_eq!(status, 200);
     assert_eq!(page["data"].as_array().unwrap().len(), 30);
     let cursor = page["cursor"].as_str().unwrap().to_string();
-    let (_, next) = server.get(&format!("/v1/events?name=app/batch&limit=100&cursor={cursor}")).await;
+    let (_, next) = server
+        .get(&format!(
+            "/v1/events?name=app/batch&limit=100&cursor={cursor}"
+        ))
+        .await;
     assert_eq!(next["data"].as_array().unwrap().len(), 70);
     assert!(next["cursor"].is_null());
 }
@@ -62,11 +77,35 @@ async fn event_api_rejects_bad_input_with_json_errors() {
     };
     let cases: Vec<(Vec<u8>, u16, &str)> = vec![
         (b"{not json".to_vec(), 400, "not valid JSON"),
-        (br#"{"name":"inngest/function.failed"}"#.to_vec(), 400, "reserved"),
-        (json!({"name": "a".repeat(513)}).to_string().into_bytes(), 400, "longer than 512"),
-        (br#"{"name":"a","data":[1,2]}"#.to_vec(), 400, "`data` must be a JSON object"),
-        (json!({"name": "a", "data": {"big": "x".repeat(3 * 1024 * 1024)}}).to_string().into_bytes(), 400, "3 MiB"),
-        (json!((0..5001).map(|_| json!({"name":"a"})).collect::<Vec<_>>()).to_string().into_bytes(), 400, "limit is 5000"),
+        (
+            br#"{"name":"inngest/function.failed"}"#.to_vec(),
+            400,
+            "reserved",
+        ),
+        (
+            json!({"name": "a".repeat(513)}).to_string().into_bytes(),
+            400,
+            "longer than 512",
+        ),
+        (
+            br#"{"name":"a","data":[1,2]}"#.to_vec(),
+            400,
+            "`data` must be a JSON object",
+        ),
+        (
+            json!({"name": "a", "data": {"big": "x".repeat(3 * 1024 * 1024)}})
+                .to_string()
+                .into_bytes(),
+            400,
+            "3 MiB",
+        ),
+        (
+            json!((0..5001).map(|_| json!({"name":"a"})).collect::<Vec<_>>())
+                .to_string()
+                .into_bytes(),
+            400,
+            "limit is 5000",
+        ),
         (vec![b' '; 17 * 1024 * 1024], 413, "larger than"),
     ];
     for (body, want_status, want_text) in cases {
@@ -85,10 +124,16 @@ async fn event_api_rejects_bad_input_with_json_errors() {
 #[tokio::test]
 async fn event_key_is_enforced_when_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Options { data_dir: dir.path(), fixture_log: None, extra_args: &["--event-key", "secret-key"] });
+    let server = Server::start(Options {
+        data_dir: dir.path(),
+        fixture_log: None,
+        extra_args: &["--event-key", "secret-key"],
+    });
     let (status, body) = server.post("/e/wrong", &json!({"name": "a"}), None).await;
     assert_eq!(status, 401, "{body}");
-    let (status, _) = server.post("/e/secret-key", &json!({"name": "a"}), None).await;
+    let (status, _) = server
+        .post("/e/secret-key", &json!({"name": "a"}), None)
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -96,15 +141,32 @@ async fn event_key_is_enforced_when_configured() {
 async fn repeated_event_ids_start_one_run_per_function() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::simple(dir.path());
-    let first = server.send(&json!({"name": "test/noop", "id": "order-1"})).await;
-    let second = server.send(&json!({"name": "test/noop", "id": "order-1"})).await;
-    let other = server.send(&json!({"name": "test/noop", "id": "order-2"})).await;
-    let runs = server.wait_finished(&[first[0].clone(), other[0].clone()], Duration::from_secs(20)).await;
+    let first = server
+        .send(&json!({"name": "test/noop", "id": "order-1"}))
+        .await;
+    let second = server
+        .send(&json!({"name": "test/noop", "id": "order-1"}))
+        .await;
+    let other = server
+        .send(&json!({"name": "test/noop", "id": "order-2"}))
+        .await;
+    let runs = server
+        .wait_finished(
+            &[first[0].clone(), other[0].clone()],
+            Duration::from_secs(20),
+        )
+        .await;
     assert_eq!(runs.len(), 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(server.runs_of_event(&second[0]).await.is_empty(), "the repeat started no run");
+    assert!(
+        server.runs_of_event(&second[0]).await.is_empty(),
+        "the repeat started no run"
+    );
     let (_, stored) = server.get(&format!("/v1/events/{}", second[0])).await;
-    assert_eq!(stored["data"]["id"], "order-1", "the repeated event is still stored");
+    assert_eq!(
+        stored["data"]["id"], "order-1",
+        "the repeated event is still stored"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +183,10 @@ async fn v1_runs_report_status_output_and_error() {
 
     let bad_runs = server.wait_finished(&bad, Duration::from_secs(20)).await;
     assert_eq!(bad_runs[0]["status"], "Failed");
-    assert_eq!(bad_runs[0]["error"]["message"], "this function always fails");
+    assert_eq!(
+        bad_runs[0]["error"]["message"],
+        "this function always fails"
+    );
     let run_id = bad_runs[0]["run_id"].as_str().unwrap();
     let (status, run) = server.get(&format!("/v1/runs/{run_id}")).await;
     assert_eq!(status, 200);
@@ -129,18 +194,27 @@ async fn v1_runs_report_status_output_and_error() {
     assert!(run["data"]["ended_at"].is_string());
 
     // The failure was recorded as an event and handled by the failure handler.
-    let handled = eventually(Duration::from_secs(20), "the failure handler run", || async {
-        let (_, page) = server.get("/v1/events?name=inngest/function.failed").await;
-        let failed = page["data"].as_array()?.first()?.clone();
-        assert_eq!(failed["data"]["run_id"], run_id);
-        let runs = server.runs_of_event(failed["internal_id"].as_str()?).await;
-        runs.into_iter().find(|r| r["status"] == "Completed")
-    })
+    let handled = eventually(
+        Duration::from_secs(20),
+        "the failure handler run",
+        || async {
+            let (_, page) = server.get("/v1/events?name=inngest/function.failed").await;
+            let failed = page["data"].as_array()?.first()?.clone();
+            assert_eq!(failed["data"]["run_id"], run_id);
+            let runs = server.runs_of_event(failed["internal_id"].as_str()?).await;
+            runs.into_iter().find(|r| r["status"] == "Completed")
+        },
+    )
     .await;
     assert_eq!(handled["function_id"], "fixture-fail-failure");
     assert_eq!(handled["output"]["handled_failure_of"], run_id);
 
-    for path in ["/v1/runs/nope", "/v1/events/nope", "/api/admin/runs/nope", "/no/such/route"] {
+    for path in [
+        "/v1/runs/nope",
+        "/v1/events/nope",
+        "/api/admin/runs/nope",
+        "/no/such/route",
+    ] {
         let (status, body) = server.get(path).await;
         assert_eq!(status, 404, "{path}");
         assert!(body["error"].is_string(), "{path}: {body}");
@@ -155,23 +229,49 @@ async fn admin_api_lists_invokes_cancels_and_reruns_with_the_token() {
 
     let (status, functions) = server.get("/api/admin/functions").await;
     assert_eq!(status, 200);
-    let cron = functions.as_array().unwrap().iter().find(|f| f["id"] == "fixture-cron").unwrap();
+    let cron = functions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "fixture-cron")
+        .unwrap();
     assert_eq!(cron["triggers"][0]["kind"], "cron");
     assert!(cron["triggers"][0]["next_fire_at"].as_i64().unwrap() > 0);
 
     // Mutations need the admin token.
-    let (status, body) = server.post("/api/admin/functions/fixture-noop/invoke", &json!({}), None).await;
+    let (status, body) = server
+        .post("/api/admin/functions/fixture-noop/invoke", &json!({}), None)
+        .await;
     assert_eq!(status, 401, "{body}");
-    let (status, _) = server.post("/api/admin/functions/fixture-noop/invoke", &json!({}), Some("wrong")).await;
+    let (status, _) = server
+        .post(
+            "/api/admin/functions/fixture-noop/invoke",
+            &json!({}),
+            Some("wrong"),
+        )
+        .await;
     assert_eq!(status, 401);
-    let (status, body) = server.post("/api/admin/functions/nope/invoke", &json!({}), Some(&token)).await;
+    let (status, body) = server
+        .post("/api/admin/functions/nope/invoke", &json!({}), Some(&token))
+        .await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = server.post("/api/admin/functions/fixture-noop/invoke", &json!({"data": 5}), Some(&token)).await;
+    let (status, body) = server
+        .post(
+            "/api/admin/functions/fixture-noop/invoke",
+            &json!({"data": 5}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
 
     // "Test function"
-    let (status, started) =
-        server.post("/api/admin/functions/fixture-noop/invoke", &json!({"data": {"x": 1}}), Some(&token)).await;
+    let (status, started) = server
+        .post(
+            "/api/admin/functions/fixture-noop/invoke",
+            &json!({"data": {"x": 1}}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(status, 202, "{started}");
     let run_id = started["run_id"].as_str().unwrap().to_string();
     let detail = eventually(Duration::from_secs(20), "the invoked run", || async {
@@ -182,26 +282,55 @@ async fn admin_api_lists_invokes_cancels_and_reruns_with_the_token() {
     assert_eq!(detail["trigger_kind"], "invoke");
     assert_eq!(detail["event"]["name"], "inngest/function.invoked");
     assert_eq!(detail["event"]["data"]["x"], 1);
-    let steps: Vec<&str> = detail["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let steps: Vec<&str> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(steps, ["a", "b", "c"]);
 
     // Cancel a sleeping run; cancelling it again conflicts.
-    let ids = server.send(&json!({"name": "test/sleep", "data": {"sleep_ms": 60000}})).await;
+    let ids = server
+        .send(&json!({"name": "test/sleep", "data": {"sleep_ms": 60000}}))
+        .await;
     let sleeping = eventually(Duration::from_secs(20), "the run to sleep", || async {
         let runs = server.runs_of_event(&ids[0]).await;
         let run_id = runs.first()?["run_id"].as_str()?.to_string();
         let (_, d) = server.get(&format!("/api/admin/runs/{run_id}")).await;
-        d["steps"].as_array()?.iter().any(|s| s["status"] == "sleeping").then_some(run_id)
+        d["steps"]
+            .as_array()?
+            .iter()
+            .any(|s| s["status"] == "sleeping")
+            .then_some(run_id)
     })
     .await;
-    let (status, cancelled) = server.post(&format!("/api/admin/runs/{sleeping}/cancel"), &json!({}), Some(&token)).await;
+    let (status, cancelled) = server
+        .post(
+            &format!("/api/admin/runs/{sleeping}/cancel"),
+            &json!({}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(status, 200, "{cancelled}");
     assert_eq!(cancelled["status"], "Cancelled");
-    let (status, _) = server.post(&format!("/api/admin/runs/{sleeping}/cancel"), &json!({}), Some(&token)).await;
+    let (status, _) = server
+        .post(
+            &format!("/api/admin/runs/{sleeping}/cancel"),
+            &json!({}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(status, 409);
 
     // Rerun makes a new run of the same function and event.
-    let (status, rerun) = server.post(&format!("/api/admin/runs/{run_id}/rerun"), &json!({}), Some(&token)).await;
+    let (status, rerun) = server
+        .post(
+            &format!("/api/admin/runs/{run_id}/rerun"),
+            &json!({}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(status, 202, "{rerun}");
     let new_id = rerun["run_id"].as_str().unwrap().to_string();
     assert_ne!(new_id, run_id);
@@ -214,7 +343,9 @@ async fn admin_api_lists_invokes_cancels_and_reruns_with_the_token() {
     assert_eq!(again["event_id"], detail["event_id"]);
 
     // Filters and validation.
-    let (status, page) = server.get("/api/admin/runs?function_id=fixture-noop&status=Completed").await;
+    let (status, page) = server
+        .get("/api/admin/runs?function_id=fixture-noop&status=Completed")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(page["runs"].as_array().unwrap().len(), 2);
     let (status, err) = server.get("/api/admin/runs?status=Exploded").await;
@@ -240,7 +371,13 @@ async fn requests_for_foreign_hosts_are_refused() {
     assert_eq!(res.status().as_u16(), 403);
     let body: Value = res.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("not allowed"));
-    let res = server.client.get(format!("{}/health", server.url)).header("Host", "localhost:8288").send().await.unwrap();
+    let res = server
+        .client
+        .get(format!("{}/health", server.url))
+        .header("Host", "localhost:8288")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200);
 }
 
@@ -257,7 +394,10 @@ async fn stops_cleanly_on_sigterm_and_prints_the_admin_token() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), server.admin_token());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        server.admin_token()
+    );
 }
 
 #[test]

@@ -54,12 +54,19 @@ impl Server {
             child,
             url,
             data_dir: opts.data_dir.to_path_buf(),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
         }
     }
 
     pub fn simple(data_dir: &Path) -> Server {
-        Server::start(Options { data_dir, fixture_log: None, extra_args: &[] })
+        Server::start(Options {
+            data_dir,
+            fixture_log: None,
+            extra_args: &[],
+        })
     }
 
     pub fn kill(&mut self) {
@@ -70,23 +77,37 @@ impl Server {
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "stepdesk did not stop within 20 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "stepdesk did not stop within 20 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("admin-token")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let res = self.client.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let res = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }
@@ -104,7 +125,12 @@ impl Server {
     pub async fn send(&self, events: &Value) -> Vec<String> {
         let (status, body) = self.post("/e/test-key", events, None).await;
         assert_eq!(status, 200, "{body}");
-        body["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+        body["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
     }
 
     pub async fn runs_of_event(&self, event_id: &str) -> Vec<Value> {
@@ -129,7 +155,10 @@ impl Server {
             if done {
                 return all;
             }
-            assert!(Instant::now() < deadline, "runs did not finish in {timeout:?}: {all:?}");
+            assert!(
+                Instant::now() < deadline,
+                "runs did not finish in {timeout:?}: {all:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -152,7 +181,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

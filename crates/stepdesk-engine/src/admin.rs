@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{internal, NewEvent};
-use crate::ingest::{create_run, insert_event, new_id, NewRun};
+use crate::ingest::{claim_singleton, create_run, insert_event, new_id, NewRun};
 use crate::progress;
 use crate::scheduler::next_fire;
 use crate::store::StoreError;
@@ -442,27 +442,33 @@ impl AdminApi {
         data: Map<String, Value>,
         user: Map<String, Value>,
     ) -> AdminResult<Started> {
-        if self.engine.inner.registry.get(function_id).is_none() {
+        let Some(function) = self.engine.inner.registry.get(function_id).cloned() else {
             return Err(AdminError::NotFound(format!("no function `{function_id}`")));
-        }
-        let f = function_id.to_string();
-        let (started, wakes) = self
+        };
+        let mut event = NewEvent::internal(internal::FUNCTION_INVOKED, data);
+        event.user = user;
+        let mut event = self
+            .engine
+            .admit(event, Some(function_id))
+            .await
+            .map_err(AdminError::BadRequest)?;
+        event.data.insert(
+            "_inngest".into(),
+            serde_json::json!({"fn_id": function_id, "source": "admin"}),
+        );
+        let outcome = self
             .engine
             .inner
             .store
             .write(move |c| {
                 let now = now_ms();
-                let mut data = data;
-                data.insert(
-                    "_inngest".into(),
-                    serde_json::json!({"fn_id": f, "source": "admin"}),
-                );
-                let mut event = NewEvent::internal(internal::FUNCTION_INVOKED, data);
-                event.user = user;
-                let (event_id, _, _) = insert_event(c, event, now)?;
+                let (event_id, _, json) = insert_event(c, event, now)?;
                 let run_id = new_id();
+                if let Some(holder) = claim_singleton(c, &function, &json, &run_id)? {
+                    return Ok(Err(holder));
+                }
                 let run = NewRun {
-                    function_id: &f,
+                    function_id: &function.id,
                     trigger_kind: "invoke",
                     event_internal_id: &event_id,
                     now,
@@ -472,17 +478,29 @@ impl AdminApi {
                     rerun_of: None,
                 };
                 create_run(c, &run, &run_id)?;
-                Ok((
-                    Started {
-                        run_id: run_id.clone(),
-                        event_id,
-                    },
-                    vec![(run_id, now)],
-                ))
+                Ok(Ok(Started { run_id, event_id }))
             })
             .await?;
-        self.engine.inner.dispatcher.wake_all(wakes);
-        Ok(started)
+        self.start_or_conflict(function_id, outcome)
+    }
+
+    fn start_or_conflict(
+        &self,
+        function_id: &str,
+        outcome: Result<Started, String>,
+    ) -> AdminResult<Started> {
+        match outcome {
+            Ok(started) => {
+                self.engine
+                    .inner
+                    .dispatcher
+                    .wake_all([(started.run_id.clone(), now_ms())]);
+                Ok(started)
+            }
+            Err(holder) => Err(AdminError::Conflict(format!(
+                "`{function_id}` already has a run for this key in progress: {holder}"
+            ))),
+        }
     }
 
     /// Cancels a running run.
@@ -538,16 +556,30 @@ impl AdminApi {
                 "function `{function_id}` is no longer registered"
             )));
         }
+        let Some(function) = self.engine.inner.registry.get(&function_id).cloned() else {
+            return Err(AdminError::Conflict(format!(
+                "function `{function_id}` is no longer registered"
+            )));
+        };
         let original_id = run_id.to_string();
-        let (started, wakes) = self
+        let outcome = self
             .engine
             .inner
             .store
             .write(move |c| {
                 let now = now_ms();
                 let new_run = new_id();
+                let payload: String = c.query_row(
+                    "SELECT payload FROM events WHERE internal_id = ?1",
+                    [&event_id],
+                    |r| r.get(0),
+                )?;
+                let json: Value = serde_json::from_str(&payload)?;
+                if let Some(holder) = claim_singleton(c, &function, &json, &new_run)? {
+                    return Ok(Err(holder));
+                }
                 let run = NewRun {
-                    function_id: &function_id,
+                    function_id: &function.id,
                     trigger_kind: "rerun",
                     event_internal_id: &event_id,
                     now,
@@ -557,17 +589,13 @@ impl AdminApi {
                     rerun_of: Some(&original_id),
                 };
                 create_run(c, &run, &new_run)?;
-                Ok((
-                    Started {
-                        run_id: new_run.clone(),
-                        event_id,
-                    },
-                    vec![(new_run, now)],
-                ))
+                Ok(Ok(Started {
+                    run_id: new_run,
+                    event_id,
+                }))
             })
             .await?;
-        self.engine.inner.dispatcher.wake_all(wakes);
-        Ok(started)
+        self.start_or_conflict(&function_id.clone(), outcome)
     }
 
     /// Stored events, newest first.

@@ -75,6 +75,9 @@ pub struct Function {
     pub(crate) on_failure: Option<Handler>,
     /// For a failure handler: the function whose failures it handles.
     pub failure_handler_of: Option<String>,
+    /// A dotted path into the triggering event (`data.userId`): at most one run per value
+    /// runs at a time; a trigger that arrives while one runs starts no second run.
+    pub singleton_key: Option<String>,
 }
 
 impl std::fmt::Debug for Function {
@@ -105,6 +108,7 @@ pub struct FunctionBuilder {
     triggers: Vec<Trigger>,
     retries: u32,
     on_failure: Option<Handler>,
+    singleton_key: Option<String>,
     errors: Vec<String>,
 }
 
@@ -116,6 +120,7 @@ impl Function {
             triggers: Vec::new(),
             retries: DEFAULT_RETRIES,
             on_failure: None,
+            singleton_key: None,
             errors: Vec::new(),
         }
     }
@@ -153,6 +158,7 @@ impl Function {
             "retries": self.retries,
             "has_failure_handler": self.on_failure.is_some(),
             "failure_handler_of": self.failure_handler_of,
+            "singleton": self.singleton_key,
         })
     }
 }
@@ -206,6 +212,18 @@ impl FunctionBuilder {
             Ok(spec) => self.triggers.push(Trigger::Cron(spec)),
             Err(e) => self.errors.push(e),
         }
+        self
+    }
+
+    /// At most one run at a time per value of this event field (e.g. `data.userId`).
+    /// Triggers that arrive while a run for the same value is running start no run.
+    pub fn singleton(mut self, key_path: impl Into<String>) -> Self {
+        let key = key_path.into();
+        if key.is_empty() {
+            self.errors
+                .push("a singleton key needs a field path such as `data.userId`".into());
+        }
+        self.singleton_key = Some(key);
         self
     }
 
@@ -267,6 +285,7 @@ impl FunctionBuilder {
             handler: wrap(f),
             on_failure: self.on_failure,
             failure_handler_of: None,
+            singleton_key: self.singleton_key,
         })
     }
 }
@@ -297,6 +316,7 @@ impl Registry {
                     handler,
                     on_failure: None,
                     failure_handler_of: Some(f.id.clone()),
+                    singleton_key: None,
                 });
             }
             all.push(f);

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::event::{lookup, Event, NewEvent};
-use crate::function::Registry;
+use crate::function::{Function, Registry};
 use crate::store::StoreResult;
 
 /// A run to (re)consider at a time (ms): handed to the dispatcher after commit.
@@ -114,6 +114,34 @@ fn claim_run_key(
     Ok(changed > 0)
 }
 
+/// Claims a singleton function's slot for `run_id`. Returns the run already holding it, if
+/// that run is still running: then no new run may start.
+pub(crate) fn claim_singleton(
+    conn: &Connection,
+    function: &Function,
+    event: &Value,
+    run_id: &str,
+) -> StoreResult<Option<String>> {
+    let Some(path) = &function.singleton_key else {
+        return Ok(None);
+    };
+    let key = lookup(event, path).map_or_else(|| "null".to_string(), Value::to_string);
+    let holder: Option<String> = conn
+        .prepare_cached("SELECT run_id FROM singletons WHERE function_id = ?1 AND key = ?2")?
+        .query_row(params![function.id, key], |r| r.get(0))
+        .optional()?;
+    if let Some(holder) = holder {
+        if run_status(conn, &holder)?.as_deref() == Some("Running") {
+            return Ok(Some(holder));
+        }
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO singletons (function_id, key, run_id) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![function.id, key, run_id])?;
+    Ok(None)
+}
+
 /// Stores events, starts the runs they trigger and resumes the waits they satisfy.
 /// Returns the internal ids, in order.
 pub(crate) fn ingest(
@@ -129,6 +157,10 @@ pub(crate) fn ingest(
         let (internal_id, event, json) = insert_event(conn, ev, now)?;
         for function in registry.matching(&event, &json) {
             let run_id = new_id();
+            if let Some(holder) = claim_singleton(conn, function, &json, &run_id)? {
+                tracing::debug!(function = %function.id, running = %holder, "singleton busy; no new run");
+                continue;
+            }
             if has_sender_id && !claim_run_key(conn, &function.id, &event.id, &run_id, now)? {
                 tracing::debug!(function = %function.id, event_id = %event.id, "duplicate event id; no new run");
                 continue;

@@ -83,6 +83,32 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local/share/stepdesk")
 }
 
+/// Checks and rewrites events before they are stored: typed payloads are validated at
+/// the door, and secrets a sender put in an event are taken out (and kept elsewhere).
+///
+/// Gates see events sent to the event API and the payload of admin invokes ("Test
+/// function"); events that functions send with `step.send_event` are trusted.
+pub trait EventGate: Send + Sync {
+    /// `invoked_function` is set for an admin invoke of that function (the event is then
+    /// `inngest/function.invoked`, carrying the payload in `data`). Returns the event to
+    /// store, or the reason it is refused.
+    fn admit(
+        self: Arc<Self>,
+        event: NewEvent,
+        invoked_function: Option<String>,
+    ) -> function::BoxFuture<Result<NewEvent, String>>;
+}
+
+/// Why events were not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// An event was refused (bad payload): nothing was stored.
+    #[error(transparent)]
+    Invalid(#[from] EventError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Why an engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -97,6 +123,7 @@ pub(crate) struct EngineInner {
     pub(crate) registry: Arc<Registry>,
     pub(crate) dispatcher: Arc<executor::Dispatcher>,
     pub(crate) config: EngineConfig,
+    pub(crate) gates: Vec<Arc<dyn EventGate>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -107,20 +134,57 @@ pub struct Engine {
     pub(crate) inner: Arc<EngineInner>,
 }
 
-impl Engine {
-    /// Opens the store, registers the functions, resumes every unfinished run and starts
-    /// the dispatcher and the cron scheduler.
-    pub async fn start(
-        config: EngineConfig,
-        functions: Vec<Function>,
-    ) -> Result<Engine, StartError> {
-        let registry = Arc::new(Registry::new(functions)?);
-        let path = config.database_path();
-        let durability = config.durability;
-        let store = tokio::task::spawn_blocking(move || Store::open(&path, durability))
+impl EngineConfig {
+    /// Opens (creating if needed) this configuration's database.
+    pub async fn open_store(&self) -> Result<Store, StoreError> {
+        let path = self.database_path();
+        let durability = self.durability;
+        tokio::task::spawn_blocking(move || Store::open(&path, durability))
             .await
-            .map_err(|e| StoreError::Other(e.to_string()))??;
+            .map_err(|e| StoreError::Other(e.to_string()))?
+    }
+}
 
+/// Assembles an engine: functions, event gates, and optionally a store opened beforehand
+/// (for functions that keep their own tables in the same database).
+pub struct EngineBuilder {
+    config: EngineConfig,
+    functions: Vec<Function>,
+    gates: Vec<Arc<dyn EventGate>>,
+    store: Option<Store>,
+}
+
+impl EngineBuilder {
+    pub fn functions(mut self, functions: impl IntoIterator<Item = Function>) -> Self {
+        self.functions.extend(functions);
+        self
+    }
+
+    pub fn gate(mut self, gate: Arc<dyn EventGate>) -> Self {
+        self.gates.push(gate);
+        self
+    }
+
+    /// Uses this store (opened with [`EngineConfig::open_store`]) instead of opening one.
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Registers the functions, resumes every unfinished run and starts the dispatcher and
+    /// the cron scheduler.
+    pub async fn start(self) -> Result<Engine, StartError> {
+        let EngineBuilder {
+            config,
+            functions,
+            gates,
+            store,
+        } = self;
+        let registry = Arc::new(Registry::new(functions)?);
+        let store = match store {
+            Some(s) => s,
+            None => config.open_store().await?,
+        };
         let configs: Vec<(String, String, String)> = registry
             .all()
             .iter()
@@ -156,6 +220,7 @@ impl Engine {
             registry,
             dispatcher: dispatcher.clone(),
             config: config.clone(),
+            gates,
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
@@ -169,17 +234,64 @@ impl Engine {
             .extend([dispatch_task, cron_task]);
         Ok(Engine { inner })
     }
+}
 
-    /// Stores events (already validated), starts the runs they trigger and resumes matching
-    /// waits. Returns once everything is committed, with the events' internal ids.
-    pub async fn send_events(&self, events: Vec<NewEvent>) -> Result<Vec<String>, StoreError> {
+impl Engine {
+    pub fn builder(config: EngineConfig) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            functions: Vec::new(),
+            gates: Vec::new(),
+            store: None,
+        }
+    }
+
+    /// Opens the store, registers the functions, resumes every unfinished run and starts
+    /// the dispatcher and the cron scheduler.
+    pub async fn start(
+        config: EngineConfig,
+        functions: Vec<Function>,
+    ) -> Result<Engine, StartError> {
+        Engine::builder(config).functions(functions).start().await
+    }
+
+    /// Passes an event through the gates.
+    pub(crate) async fn admit(
+        &self,
+        mut event: NewEvent,
+        invoked_function: Option<&str>,
+    ) -> Result<NewEvent, String> {
+        for gate in &self.inner.gates {
+            event = gate
+                .clone()
+                .admit(event, invoked_function.map(str::to_string))
+                .await?;
+        }
+        Ok(event)
+    }
+
+    /// Stores events (parsed with [`event::parse_events`]) once the gates admit them,
+    /// starts the runs they trigger and resumes matching waits. Returns once everything is
+    /// committed, with the events' internal ids. If any event is refused, none is stored.
+    pub async fn send_events(&self, events: Vec<NewEvent>) -> Result<Vec<String>, SendError> {
+        let mut admitted = Vec::with_capacity(events.len());
+        for (index, event) in events.into_iter().enumerate() {
+            let event = if self.inner.gates.is_empty() {
+                event
+            } else {
+                self.admit(event, None)
+                    .await
+                    .map_err(|reason| EventError::Invalid { index, reason })?
+            };
+            admitted.push(event);
+        }
         let registry = self.inner.registry.clone();
         let (ids, wakes) = self
             .inner
             .store
             .write(move |c| {
                 let mut wakes = Vec::new();
-                let ids = ingest::ingest(c, &registry, events, time::now_ms(), &mut wakes)?;
+                let ids = ingest::ingest(c, &registry, admitted, time::now_ms(), &mut wakes)?;
                 Ok((ids, wakes))
             })
             .await?;

@@ -44,7 +44,10 @@ pub struct Secrets {
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets").field("service", &self.service).field("kind", &self.kind).finish()
+        f.debug_struct("Secrets")
+            .field("service", &self.service)
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -58,24 +61,41 @@ fn service_name() -> String {
 impl Secrets {
     /// Connects to the Secret Service on the session bus.
     pub fn secret_service() -> SecretsResult<Secrets> {
-        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none() && std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            return Err(SecretsError::Unavailable { detail: "there is no D-Bus session bus".into() });
+        if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none()
+            && std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        {
+            return Err(SecretsError::Unavailable {
+                detail: "there is no D-Bus session bus".into(),
+            });
         }
-        let store = zbus_secret_service_keyring_store::Store::new()
-            .map_err(|e| SecretsError::Unavailable { detail: e.to_string() })?;
-        let secrets = Secrets { store, service: service_name().into(), kind: "secret-service" };
-        // Connecting can succeed with no usable keyring behind it: probe once.
-        secrets.get_blocking("stepdesk-probe").map_err(|e| match e {
-            SecretsError::Keychain { detail, .. } => SecretsError::Unavailable { detail },
-            other => other,
+        let store = zbus_secret_service_keyring_store::Store::new().map_err(|e| {
+            SecretsError::Unavailable {
+                detail: e.to_string(),
+            }
         })?;
+        let secrets = Secrets {
+            store,
+            service: service_name().into(),
+            kind: "secret-service",
+        };
+        // Connecting can succeed with no usable keyring behind it: probe once.
+        secrets
+            .get_blocking("stepdesk-probe")
+            .map_err(|e| match e {
+                SecretsError::Keychain { detail, .. } => SecretsError::Unavailable { detail },
+                other => other,
+            })?;
         Ok(secrets)
     }
 
     /// An in-memory keychain for unit tests.
     pub fn in_memory() -> Secrets {
         let store = keyring_core::mock::Store::new().expect("the mock store always builds");
-        Secrets { store, service: service_name().into(), kind: "in-memory" }
+        Secrets {
+            store,
+            service: service_name().into(),
+            kind: "in-memory",
+        }
     }
 
     /// `secret-service` or `in-memory`.
@@ -91,7 +111,9 @@ impl Secrets {
     }
 
     pub fn set_blocking(&self, key: &str, value: &str) -> SecretsResult<()> {
-        self.entry(key)?.set_password(value).map_err(|e| keychain_error(key, e))
+        self.entry(key)?
+            .set_password(value)
+            .map_err(|e| keychain_error(key, e))
     }
 
     pub fn get_blocking(&self, key: &str) -> SecretsResult<Option<String>> {
@@ -127,10 +149,15 @@ impl Secrets {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> SecretsResult<T> + Send + 'static) -> SecretsResult<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> SecretsResult<T> + Send + 'static,
+) -> SecretsResult<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| SecretsError::Keychain { key: String::new(), detail: format!("keychain task failed: {e}") })?
+        .map_err(|e| SecretsError::Keychain {
+            key: String::new(),
+            detail: format!("keychain task failed: {e}"),
+        })?
 }
 
 fn keychain_error(key: &str, e: keyring_core::Error) -> SecretsError {
@@ -140,7 +167,10 @@ fn keychain_error(key: &str, e: keyring_core::Error) -> SecretsError {
         keyring_core::Error::BadDataFormat(_, _) => "the stored value has a bad format".to_string(),
         other => other.to_string(),
     };
-    SecretsError::Keychain { key: key.to_string(), detail }
+    SecretsError::Keychain {
+        key: key.to_string(),
+        detail,
+    }
 }
 
 #[cfg(test)]
@@ -152,9 +182,15 @@ mod tests {
         let s = Secrets::in_memory();
         assert_eq!(s.get("readwise:u1").await.unwrap(), None);
         s.set("readwise:u1", "tok-123").await.unwrap();
-        assert_eq!(s.get("readwise:u1").await.unwrap().as_deref(), Some("tok-123"));
+        assert_eq!(
+            s.get("readwise:u1").await.unwrap().as_deref(),
+            Some("tok-123")
+        );
         s.set("readwise:u1", "tok-456").await.unwrap();
-        assert_eq!(s.get("readwise:u1").await.unwrap().as_deref(), Some("tok-456"));
+        assert_eq!(
+            s.get("readwise:u1").await.unwrap().as_deref(),
+            Some("tok-456")
+        );
         assert!(s.delete("readwise:u1").await.unwrap());
         assert!(!s.delete("readwise:u1").await.unwrap());
         assert_eq!(s.get("readwise:u1").await.unwrap(), None);
@@ -163,7 +199,9 @@ mod tests {
 
     #[test]
     fn unavailable_error_explains_how_to_start_one() {
-        let e = SecretsError::Unavailable { detail: "no bus".into() };
+        let e = SecretsError::Unavailable {
+            detail: "no bus".into(),
+        };
         let msg = e.to_string();
         assert!(msg.contains("gnome-keyring-daemon --unlock"), "{msg}");
         assert!(msg.contains("no bus"));

@@ -46,5 +46,9 @@ fn no_session_bus_is_a_clear_error() {
         .env_remove("XDG_RUNTIME_DIR")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -15,6 +15,7 @@ use stepdesk_engine::admin::{EventQuery, RunQuery, RunSummary, StoredEvent};
 use stepdesk_engine::event::parse_events;
 use stepdesk_engine::secrets::constant_time_eq;
 use stepdesk_engine::time::to_rfc3339;
+use stepdesk_engine::SendError;
 
 use crate::guard::{check_host, require_admin};
 use crate::{ui, ApiError, AppState, MAX_BODY_BYTES};
@@ -126,7 +127,12 @@ async fn send_events(
     };
     match s.engine.send_events(events).await {
         Ok(ids) => Json(json!({"ids": ids, "status": 200})).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(SendError::Invalid(e)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"ids": [], "status": 400, "error": e.to_string()})),
+        )
+            .into_response(),
+        Err(SendError::Store(e)) => ApiError::from(e).into_response(),
     }
 }
 
