@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{internal, NewEvent};
-use crate::ingest::{claim_singleton, create_run, insert_event, new_id, NewRun};
+use crate::ingest::{insert_event, new_id, start_run, NewRun};
 use crate::progress;
 use crate::scheduler::next_fire;
 use crate::store::StoreError;
@@ -464,9 +464,6 @@ impl AdminApi {
                 let now = now_ms();
                 let (event_id, _, json) = insert_event(c, event, now)?;
                 let run_id = new_id();
-                if let Some(holder) = claim_singleton(c, &function, &json, &run_id)? {
-                    return Ok(Err(holder));
-                }
                 let run = NewRun {
                     function_id: &function.id,
                     trigger_kind: "invoke",
@@ -476,31 +473,22 @@ impl AdminApi {
                     late: false,
                     parent: None,
                     rerun_of: None,
+                    runnable: true,
                 };
-                create_run(c, &run, &run_id)?;
-                Ok(Ok(Started { run_id, event_id }))
+                let mut wakes = Vec::new();
+                start_run(c, &function, &json, run, &run_id, &mut wakes)?;
+                Ok((Started { run_id, event_id }, wakes))
             })
             .await?;
-        self.start_or_conflict(function_id, outcome)
+        self.started(outcome)
     }
 
-    fn start_or_conflict(
+    fn started(
         &self,
-        function_id: &str,
-        outcome: Result<Started, String>,
+        (started, wakes): (Started, Vec<crate::ingest::Wake>),
     ) -> AdminResult<Started> {
-        match outcome {
-            Ok(started) => {
-                self.engine
-                    .inner
-                    .dispatcher
-                    .wake_all([(started.run_id.clone(), now_ms())]);
-                Ok(started)
-            }
-            Err(holder) => Err(AdminError::Conflict(format!(
-                "`{function_id}` already has a run for this key in progress: {holder}"
-            ))),
-        }
+        self.engine.inner.dispatcher.wake_all(wakes);
+        Ok(started)
     }
 
     /// Cancels a running run.
@@ -575,9 +563,6 @@ impl AdminApi {
                     |r| r.get(0),
                 )?;
                 let json: Value = serde_json::from_str(&payload)?;
-                if let Some(holder) = claim_singleton(c, &function, &json, &new_run)? {
-                    return Ok(Err(holder));
-                }
                 let run = NewRun {
                     function_id: &function.id,
                     trigger_kind: "rerun",
@@ -587,15 +572,20 @@ impl AdminApi {
                     late: false,
                     parent: None,
                     rerun_of: Some(&original_id),
+                    runnable: true,
                 };
-                create_run(c, &run, &new_run)?;
-                Ok(Ok(Started {
-                    run_id: new_run,
-                    event_id,
-                }))
+                let mut wakes = Vec::new();
+                start_run(c, &function, &json, run, &new_run, &mut wakes)?;
+                Ok((
+                    Started {
+                        run_id: new_run,
+                        event_id,
+                    },
+                    wakes,
+                ))
             })
             .await?;
-        self.start_or_conflict(&function_id.clone(), outcome)
+        self.started(outcome)
     }
 
     /// Stored events, newest first.

@@ -42,13 +42,15 @@ pub(crate) struct NewRun<'a> {
     pub late: bool,
     pub parent: Option<(&'a str, &'a str)>,
     pub rerun_of: Option<&'a str>,
+    /// False for a run queued behind a singleton: it gets no wake time until its turn.
+    pub runnable: bool,
 }
 
 pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> StoreResult<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO runs (id, function_id, status, trigger_kind, event_id, queued_at, wake_at,
                            cron_scheduled_at, late, parent_run_id, parent_step, rerun_of)
-         VALUES (?1, ?2, 'Running', ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, 'Running', ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10)",
     )?;
     stmt.execute(params![
         run_id,
@@ -61,7 +63,26 @@ pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> S
         run.parent.map(|p| p.0),
         run.parent.map(|p| p.1),
         run.rerun_of,
+        run.runnable.then_some(run.now),
     ])?;
+    Ok(())
+}
+
+/// Creates a run of `function` for the stored event `event`, taking its singleton slot or
+/// queueing it behind the run that holds the slot. Runnable runs are added to `wakes`.
+pub(crate) fn start_run(
+    conn: &Connection,
+    function: &Function,
+    event: &Value,
+    mut run: NewRun<'_>,
+    run_id: &str,
+    wakes: &mut Vec<Wake>,
+) -> StoreResult<()> {
+    run.runnable = claim_singleton(conn, function, event, run_id)?;
+    create_run(conn, &run, run_id)?;
+    if run.runnable {
+        wakes.push((run_id.to_string(), run.now));
+    }
     Ok(())
 }
 
@@ -114,16 +135,16 @@ fn claim_run_key(
     Ok(changed > 0)
 }
 
-/// Claims a singleton function's slot for `run_id`. Returns the run already holding it, if
-/// that run is still running: then no new run may start.
+/// Takes a singleton function's slot for `run_id`, or queues the run behind the run that
+/// holds it. Returns whether the run may start now.
 pub(crate) fn claim_singleton(
     conn: &Connection,
     function: &Function,
     event: &Value,
     run_id: &str,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<bool> {
     let Some(path) = &function.singleton_key else {
-        return Ok(None);
+        return Ok(true);
     };
     let key = lookup(event, path).map_or_else(|| "null".to_string(), Value::to_string);
     let holder: Option<String> = conn
@@ -132,14 +153,58 @@ pub(crate) fn claim_singleton(
         .optional()?;
     if let Some(holder) = holder {
         if run_status(conn, &holder)?.as_deref() == Some("Running") {
-            return Ok(Some(holder));
+            conn.prepare_cached(
+                "INSERT INTO singleton_queue (function_id, key, run_id) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![function.id, key, run_id])?;
+            tracing::debug!(function = %function.id, %key, running = %holder, "singleton busy; run queued");
+            return Ok(false);
         }
     }
     conn.prepare_cached(
         "INSERT OR REPLACE INTO singletons (function_id, key, run_id) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![function.id, key, run_id])?;
-    Ok(None)
+    Ok(true)
+}
+
+/// Frees the singleton slot an ending run holds (starting the next queued run for that
+/// key), or takes the run out of a queue it waits in.
+pub(crate) fn release_singleton(
+    conn: &Connection,
+    run_id: &str,
+    now: i64,
+    wakes: &mut Vec<Wake>,
+) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM singleton_queue WHERE run_id = ?1")?
+        .execute([run_id])?;
+    let slot: Option<(String, String)> = conn
+        .prepare_cached("SELECT function_id, key FROM singletons WHERE run_id = ?1")?
+        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((function_id, key)) = slot else {
+        return Ok(());
+    };
+    let next: Option<String> = conn
+        .prepare_cached("SELECT run_id FROM singleton_queue WHERE function_id = ?1 AND key = ?2 ORDER BY seq LIMIT 1")?
+        .query_row(params![function_id, key], |r| r.get(0))
+        .optional()?;
+    match next {
+        Some(next) => {
+            conn.prepare_cached("DELETE FROM singleton_queue WHERE run_id = ?1")?
+                .execute([&next])?;
+            conn.prepare_cached(
+                "UPDATE singletons SET run_id = ?3 WHERE function_id = ?1 AND key = ?2",
+            )?
+            .execute(params![function_id, key, next])?;
+            wake_run(conn, &next, now, wakes)?;
+        }
+        None => {
+            conn.prepare_cached("DELETE FROM singletons WHERE function_id = ?1 AND key = ?2")?
+                .execute(params![function_id, key])?;
+        }
+    }
+    Ok(())
 }
 
 /// Stores events, starts the runs they trigger and resumes the waits they satisfy.
@@ -157,10 +222,6 @@ pub(crate) fn ingest(
         let (internal_id, event, json) = insert_event(conn, ev, now)?;
         for function in registry.matching(&event, &json) {
             let run_id = new_id();
-            if let Some(holder) = claim_singleton(conn, function, &json, &run_id)? {
-                tracing::debug!(function = %function.id, running = %holder, "singleton busy; no new run");
-                continue;
-            }
             if has_sender_id && !claim_run_key(conn, &function.id, &event.id, &run_id, now)? {
                 tracing::debug!(function = %function.id, event_id = %event.id, "duplicate event id; no new run");
                 continue;
@@ -174,9 +235,9 @@ pub(crate) fn ingest(
                 late: false,
                 parent: None,
                 rerun_of: None,
+                runnable: true,
             };
-            create_run(conn, &run, &run_id)?;
-            wakes.push((run_id, now));
+            start_run(conn, function, &json, run, &run_id, wakes)?;
         }
         resolve_waits(conn, &event.name, &json, now, wakes)?;
         ids.push(internal_id);

@@ -9,8 +9,8 @@ use crate::error::ErrorBody;
 use crate::event::{internal, NewEvent};
 use crate::function::Registry;
 use crate::ingest::{
-    self, create_run, delete_pause, insert_event, new_id, run_status, settle_step, wake_run,
-    NewRun, Wake,
+    self, delete_pause, insert_event, new_id, release_singleton, run_status, settle_step,
+    start_run, wake_run, NewRun, Wake,
 };
 use crate::store::StoreResult;
 
@@ -127,18 +127,18 @@ pub(crate) fn apply(
             "_inngest".into(),
             json!({"fn_id": child.function_id, "source_run_id": p.run_id, "correlation_id": format!("{}.{}", p.run_id, step.hash)}),
         );
-        let (event_internal_id, _, _) = insert_event(
+        let (event_internal_id, _, event_json) = insert_event(
             conn,
             NewEvent::internal(internal::FUNCTION_INVOKED, data),
             now,
         )?;
-        if registry.get(&child.function_id).is_none() {
-            // Checked by the executor first; kept as a guard against a stale registry.
+        // Checked by the executor first; kept as a guard against a stale registry.
+        let Some(function) = registry.get(&child.function_id) else {
             return Err(crate::store::StoreError::Other(format!(
                 "no function `{}`",
                 child.function_id
             )));
-        }
+        };
         let run = NewRun {
             function_id: &child.function_id,
             trigger_kind: "invoke",
@@ -148,9 +148,16 @@ pub(crate) fn apply(
             late: false,
             parent: Some((&p.run_id, &step.hash)),
             rerun_of: None,
+            runnable: true,
         };
-        create_run(conn, &run, &child_run_id)?;
-        out.wakes.push((child_run_id.clone(), now));
+        start_run(
+            conn,
+            function,
+            &event_json,
+            run,
+            &child_run_id,
+            &mut out.wakes,
+        )?;
         let pause = p.pause.as_ref().expect("an invoke always writes its pause");
         conn.prepare_cached(
             "INSERT OR REPLACE INTO pauses (run_id, hash, kind, child_run_id, expires_at, created_at)
@@ -255,6 +262,7 @@ fn finish_run(
     .execute(params![run_id, status, output, error, now])?;
     conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
         .execute([run_id])?;
+    release_singleton(conn, run_id, now, wakes)?;
     let links = run_links(conn, run_id)?;
     if let Some((parent_run, parent_hash)) = &links.parent {
         resolve_invoke(conn, parent_run, parent_hash, run_id, &finish, now, wakes)?;
@@ -376,6 +384,7 @@ pub(crate) fn cancel_run(
     .execute(params![run_id, now, serde_json::to_string(&err)?])?;
     conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
         .execute([run_id])?;
+    release_singleton(conn, run_id, now, wakes)?;
     let links = run_links(conn, run_id)?;
     if let Some((parent_run, parent_hash)) = &links.parent {
         resolve_invoke(

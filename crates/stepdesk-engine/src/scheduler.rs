@@ -98,6 +98,7 @@ pub(crate) fn fire(
         late,
         parent: None,
         rerun_of: None,
+        runnable: true,
     };
     create_run(conn, &run, &run_id)?;
     wakes.push((run_id.clone(), now));
