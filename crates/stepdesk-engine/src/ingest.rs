@@ -87,14 +87,22 @@ pub(crate) fn start_run(
 }
 
 /// Stores one event; returns its internal id, the completed event and its JSON.
+///
+/// The event's `data` and `user` are moved into the JSON rather than copied (this runs on
+/// the writer thread, once per event): in the returned [`Event`] they are empty, so read
+/// them from the JSON.
 pub(crate) fn insert_event(
     conn: &Connection,
     ev: NewEvent,
     now: i64,
 ) -> StoreResult<(String, Event, Value)> {
     let internal_id = new_id();
-    let event = ev.into_event(&internal_id);
-    let json = serde_json::to_value(&event)?;
+    let mut event = ev.into_event(&internal_id);
+    let data = std::mem::take(&mut event.data);
+    let user = std::mem::take(&mut event.user);
+    let mut json = serde_json::to_value(&event)?;
+    json["data"] = Value::Object(data);
+    json["user"] = Value::Object(user);
     let mut stmt = conn.prepare_cached(
         "INSERT INTO events (internal_id, event_id, name, ts, received_at, payload)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
