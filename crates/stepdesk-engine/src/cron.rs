@@ -51,12 +51,19 @@ impl CronSpec {
         self.tz
     }
 
+    /// `ms` in the schedule's time zone, truncated to the second. croner keeps the
+    /// sub-second part of its starting point, so without this a scheduled time would carry
+    /// the milliseconds of the moment it was computed (and one fire would get a different
+    /// `scheduled_at` each time it is computed, breaking exactly-once across restarts).
+    fn whole_seconds(&self, ms: i64) -> Option<chrono::DateTime<Tz>> {
+        Utc.timestamp_opt(ms.div_euclid(1000), 0)
+            .single()
+            .map(|t| t.with_timezone(&self.tz))
+    }
+
     /// The first scheduled time strictly after `after_ms`.
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let start = Utc
-            .timestamp_millis_opt(after_ms)
-            .single()?
-            .with_timezone(&self.tz);
+        let start = self.whole_seconds(after_ms)?;
         self.cron
             .find_next_occurrence(&start, false)
             .ok()
@@ -65,10 +72,7 @@ impl CronSpec {
 
     /// The last scheduled time at or before `at_ms`.
     pub fn last_at_or_before(&self, at_ms: i64) -> Option<i64> {
-        let start = Utc
-            .timestamp_millis_opt(at_ms)
-            .single()?
-            .with_timezone(&self.tz);
+        let start = self.whole_seconds(at_ms)?;
         self.cron
             .find_previous_occurrence(&start, true)
             .ok()
@@ -104,6 +108,27 @@ mod tests {
         assert_eq!(
             c.last_at_or_before(ms("2026-01-05T03:00:00Z")),
             Some(ms("2026-01-05T03:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn scheduled_times_have_no_milliseconds() {
+        let c = CronSpec::parse("* * * * *").unwrap();
+        assert_eq!(
+            c.next_after(ms("2026-01-01T10:00:59.999Z")),
+            Some(ms("2026-01-01T10:01:00Z"))
+        );
+        assert_eq!(
+            c.next_after(ms("2026-01-01T10:01:00.500Z")),
+            Some(ms("2026-01-01T10:02:00Z"))
+        );
+        assert_eq!(
+            c.last_at_or_before(ms("2026-01-01T10:00:30.123Z")),
+            Some(ms("2026-01-01T10:00:00Z"))
+        );
+        assert_eq!(
+            c.last_at_or_before(ms("2026-01-01T10:00:00.999Z")),
+            Some(ms("2026-01-01T10:00:00Z"))
         );
     }
 
