@@ -327,6 +327,7 @@ impl Step {
             _ => {}
         }
         let now = now_ms();
+        let run_id = self.lock().run_id.clone();
         let mut parsed = Vec::with_capacity(events.len());
         for (i, e) in events.into_iter().enumerate() {
             let value = serde_json::to_value(e).map_err(|e| {
@@ -336,8 +337,11 @@ impl Step {
                 Error::non_retriable(format!("send_event `{step_id}`: event {i}: {e}"))
             })?;
             // A deterministic id: if the run crashes before the step is stored and replays,
-            // the resend triggers no second run.
-            event.id.get_or_insert_with(|| format!("{hash}-{i}"));
+            // the resend triggers no second run. It names the run, so the same step in
+            // another run is not taken for a duplicate.
+            event
+                .id
+                .get_or_insert_with(|| format!("{run_id}-{hash}-{i}"));
             parsed.push(event);
         }
         if parsed.is_empty() {
