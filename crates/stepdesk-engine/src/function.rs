@@ -23,6 +23,8 @@ pub const DEFAULT_RETRIES: u32 = 4;
 pub const MAX_RETRIES: u32 = 20;
 
 /// What starts a function.
+// A function has a handful of triggers: the size of the cron variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Trigger {
     /// An event name, exact or with a trailing wildcard (`app/*`, `app/user.*`), and an

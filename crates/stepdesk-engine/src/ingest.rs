@@ -18,7 +18,7 @@ pub(crate) type Wake = (String, i64);
 pub const DEDUPE_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
 thread_local! {
-    static IDS: RefCell<ulid::Generator> = RefCell::new(ulid::Generator::new());
+    static IDS: RefCell<ulid::Generator> = const { RefCell::new(ulid::Generator::new()) };
 }
 
 /// A new ULID. Ids made on the same thread (the writer) are strictly increasing, so

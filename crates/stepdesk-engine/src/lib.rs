@@ -204,7 +204,7 @@ impl EngineBuilder {
                 Ok(())
             })
             .await?;
-        let runnable = store.read(|c| executor::runnable_runs(c)).await?;
+        let runnable = store.read(executor::runnable_runs).await?;
         tracing::info!(
             database = %store.path().display(),
             functions = registry.all().len(),
