@@ -1,0 +1,303 @@
+//! The admin API's listings: runs with cursor pagination and filters, and functions.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stepdesk_engine::admin::{AdminError, RunQuery, RunSummary};
+use stepdesk_engine::{Engine, Error, Function};
+
+use common::*;
+
+fn fns() -> Vec<Function> {
+    vec![
+        Function::builder("ok-fn")
+            .name("Succeeds")
+            .on_event("app/ok")
+            .handler(|_ctx| async { Ok(json!("ok")) })
+            .unwrap(),
+        Function::builder("bad-fn")
+            .on_event("app/bad")
+            .retries(0)
+            .handler(|_ctx| async { Err::<(), _>(Error::non_retriable("bad")) })
+            .unwrap(),
+        Function::builder("slow-fn")
+            .on_event("app/slow")
+            .handler(|ctx| async move {
+                ctx.step.sleep("forever", Duration::from_secs(3600)).await?;
+                Ok(())
+            })
+            .unwrap(),
+    ]
+}
+
+async fn page_all(engine: &Engine, q: RunQuery) -> (Vec<RunSummary>, usize) {
+    let mut out = Vec::new();
+    let mut pages = 0;
+    let mut q = q;
+    loop {
+        let page = engine.admin().runs(q.clone()).await.unwrap();
+        pages += 1;
+        assert!(page.runs.len() <= q.limit.unwrap_or(50) as usize);
+        out.extend(page.runs);
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => return (out, pages),
+        }
+        assert!(pages < 1000, "pagination does not end");
+    }
+}
+
+async fn settle(engine: &Engine) {
+    // Every run has reached its resting state (sleeping runs stay Running).
+    for r in all_runs(engine, None).await {
+        if r.function_id == "slow-fn" {
+            wait_step(engine, &r.id, "forever", "sleeping").await;
+        } else if r.function_id == "bad-fn" {
+            wait_status(engine, &r.id, "Failed").await;
+        } else {
+            wait_status(engine, &r.id, "Completed").await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_pagination_returns_every_run_once_newest_first() {
+    let (engine, _dir) = start(fns()).await;
+    let batch: Vec<Value> = (0..23)
+        .map(|i| json!({"name": if i % 3 == 0 { "app/bad" } else { "app/ok" }, "data": {"i": i}}))
+        .collect();
+    send(&engine, Value::Array(batch)).await;
+    for i in 0..5 {
+        send(&engine, json!({"name": "app/ok", "data": {"i": 100 + i}})).await;
+    }
+    settle(&engine).await;
+    let everything = all_runs(&engine, None).await;
+    assert_eq!(everything.len(), 28);
+
+    let (runs, pages) = page_all(
+        &engine,
+        RunQuery {
+            limit: Some(5),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(pages, 6);
+    assert_eq!(runs.len(), 28);
+    let ids: HashSet<_> = runs.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), 28, "no run twice");
+    for w in runs.windows(2) {
+        assert!(w[0].id > w[1].id, "newest first");
+        assert!(w[0].queued_at >= w[1].queued_at);
+    }
+    // The newest run is the last event sent.
+    let newest = engine.admin().run(&runs[0].id).await.unwrap();
+    assert_eq!(newest.event.unwrap()["data"]["i"], json!(104));
+
+    // A page of exactly the remaining runs has no next cursor.
+    let all_at_once = engine
+        .admin()
+        .runs(RunQuery {
+            limit: Some(28),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all_at_once.runs.len(), 28);
+    assert_eq!(all_at_once.next_cursor, None);
+    assert_eq!(all_at_once.runs, runs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_filter_by_function_status_and_time() {
+    let (engine, _dir) = start(fns()).await;
+    send(
+        &engine,
+        json!([
+            {"name": "app/ok"}, {"name": "app/ok"}, {"name": "app/bad"}, {"name": "app/slow"},
+        ]),
+    )
+    .await;
+    settle(&engine).await;
+    // A clear gap in time between the two batches.
+    let first_batch_done = now_ms();
+    eventually("time to move on", || async {
+        (now_ms() > first_batch_done + 5).then_some(())
+    })
+    .await;
+    let boundary = now_ms();
+    eventually("time to move on", || async {
+        (now_ms() > boundary + 5).then_some(())
+    })
+    .await;
+    send(
+        &engine,
+        json!([{"name": "app/ok"}, {"name": "app/bad"}, {"name": "app/bad"}]),
+    )
+    .await;
+    settle(&engine).await;
+
+    let q = |f: Option<&str>, s: Option<&str>, from: Option<i64>, to: Option<i64>| RunQuery {
+        function_id: f.map(str::to_string),
+        status: s.map(str::to_string),
+        from,
+        to,
+        limit: Some(2),
+        cursor: None,
+    };
+    let count_of = |runs: &[RunSummary], pred: &dyn Fn(&RunSummary) -> bool| {
+        runs.iter().filter(|r| pred(r)).count()
+    };
+
+    let (ok, _) = page_all(&engine, q(Some("ok-fn"), None, None, None)).await;
+    assert_eq!(ok.len(), 3);
+    assert!(ok
+        .iter()
+        .all(|r| r.function_id == "ok-fn" && r.function_name == "Succeeds"));
+
+    let (failed, _) = page_all(&engine, q(None, Some("Failed"), None, None)).await;
+    assert_eq!(failed.len(), 3);
+    assert!(failed
+        .iter()
+        .all(|r| r.status == "Failed" && r.function_id == "bad-fn"));
+
+    let (running, _) = page_all(&engine, q(None, Some("Running"), None, None)).await;
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].function_id, "slow-fn");
+
+    let (completed, _) = page_all(&engine, q(None, Some("Completed"), None, None)).await;
+    assert_eq!(completed.len(), 3);
+    assert!(page_all(&engine, q(None, Some("Cancelled"), None, None))
+        .await
+        .0
+        .is_empty());
+
+    let (both, _) = page_all(&engine, q(Some("bad-fn"), Some("Failed"), None, None)).await;
+    assert_eq!(both.len(), 3);
+    assert!(
+        page_all(&engine, q(Some("ok-fn"), Some("Failed"), None, None))
+            .await
+            .0
+            .is_empty()
+    );
+
+    let (early, _) = page_all(&engine, q(None, None, None, Some(boundary))).await;
+    assert_eq!(early.len(), 4);
+    assert!(early.iter().all(|r| r.queued_at < boundary));
+    let (late, _) = page_all(&engine, q(None, None, Some(boundary), None)).await;
+    assert_eq!(late.len(), 3);
+    assert!(late.iter().all(|r| r.queued_at >= boundary));
+    let (late_bad, _) = page_all(
+        &engine,
+        q(
+            Some("bad-fn"),
+            Some("Failed"),
+            Some(boundary),
+            Some(now_ms() + 1),
+        ),
+    )
+    .await;
+    assert_eq!(late_bad.len(), 2);
+    assert_eq!(count_of(&late_bad, &|r| r.queued_at >= boundary), 2);
+    assert!(
+        page_all(&engine, q(None, None, Some(now_ms() + 60_000), None))
+            .await
+            .0
+            .is_empty()
+    );
+
+    let all = all_runs(&engine, None).await;
+    assert_eq!(all.len(), 7);
+
+    // Bad queries.
+    for bad in [
+        RunQuery {
+            status: Some("Done".into()),
+            ..Default::default()
+        },
+        RunQuery {
+            status: Some("running".into()),
+            ..Default::default()
+        },
+        RunQuery {
+            from: Some(10),
+            to: Some(5),
+            ..Default::default()
+        },
+    ] {
+        match engine.admin().runs(bad.clone()).await {
+            Err(AdminError::BadRequest(_)) => {}
+            other => panic!("{bad:?}: expected a bad request, got {other:?}"),
+        }
+    }
+    // An unknown function simply has no runs.
+    assert!(page_all(&engine, q(Some("nope"), None, None, None))
+        .await
+        .0
+        .is_empty());
+    assert!(matches!(
+        engine.admin().run("nope").await,
+        Err(AdminError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_are_listed_with_triggers_retries_and_failure_handlers() {
+    let f = Function::builder("with-handler")
+        .name("With handler")
+        .on_event("app/a")
+        .on_event("app/b.*")
+        .on_cron("TZ=Europe/Paris 0 9 * * 1")
+        .retries(7)
+        .on_failure(|_ctx| async { Ok(()) })
+        .handler(|_ctx| async { Ok(()) })
+        .unwrap();
+    let (engine, _dir) = start(vec![f]).await;
+    let fns = engine.admin().functions();
+    assert_eq!(fns.len(), 2);
+    let main = fns.iter().find(|f| f.id == "with-handler").unwrap();
+    assert_eq!(main.name, "With handler");
+    assert_eq!(main.retries, 7);
+    assert!(main.has_failure_handler);
+    let kinds: Vec<_> = main
+        .triggers
+        .iter()
+        .map(|t| (t.kind.as_str(), t.value.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("event", "app/a"),
+            ("event", "app/b.*"),
+            ("cron", "TZ=Europe/Paris 0 9 * * 1")
+        ]
+    );
+    let next = main.triggers[2].next_fire_at.unwrap();
+    assert!(next > now_ms() && next <= now_ms() + 8 * 24 * 3600 * 1000);
+    assert!(main.triggers[0].next_fire_at.is_none());
+
+    let handler = fns.iter().find(|f| f.id == "with-handler-failure").unwrap();
+    assert_eq!(handler.failure_handler_of.as_deref(), Some("with-handler"));
+    assert_eq!(handler.triggers[0].value, "inngest/function.failed");
+    assert!(handler.triggers[0]
+        .condition
+        .as_deref()
+        .unwrap()
+        .contains("with-handler"));
+
+    // Wildcard triggers.
+    send(
+        &engine,
+        json!([{"name": "app/b.created"}, {"name": "app/bx"}, {"name": "app/a"}]),
+    )
+    .await;
+    let runs = wait_runs(&engine, "with-handler", 2).await;
+    for r in &runs {
+        wait_status(&engine, &r.id, "Completed").await;
+    }
+    let names: Vec<_> = runs.iter().map(|r| r.event_name.clone().unwrap()).collect();
+    assert_eq!(names, ["app/b.created", "app/a"]);
+}
