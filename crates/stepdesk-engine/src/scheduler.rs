@@ -167,7 +167,8 @@ pub(crate) async fn run(engine: Arc<EngineInner>, mut shutdown: watch::Receiver<
                 &s.function_id,
                 &s.spec,
                 missed,
-                now - missed > LATE_AFTER_MS,
+                // Missed while Stepdesk was closed: late by definition.
+                true,
             )
             .await;
         }

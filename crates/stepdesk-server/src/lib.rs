@@ -32,6 +32,8 @@ pub struct ServerConfig {
     /// Extra host names accepted in the `Host` header besides loopback names (for a
     /// deliberate non-loopback `--host`).
     pub extra_hosts: Vec<String>,
+    /// More routes served behind the same guards (the Readwise routes, for instance).
+    pub extra_routes: Option<Router>,
 }
 
 #[derive(Clone)]

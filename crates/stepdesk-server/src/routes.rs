@@ -21,6 +21,7 @@ use crate::guard::{check_host, require_admin};
 use crate::{ui, ApiError, AppState, MAX_BODY_BYTES};
 
 pub(crate) fn router(state: AppState) -> Router {
+    let extra = state.config.extra_routes.clone().unwrap_or_default();
     let admin_mutations = Router::new()
         .route("/api/admin/functions/{id}/invoke", post(invoke_function))
         .route("/api/admin/runs/{id}/cancel", post(cancel_run))
@@ -46,10 +47,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/admin/events/{id}/runs", get(event_runs))
         .merge(admin_mutations)
         .merge(ui::router())
+        .with_state(state.clone())
+        .merge(extra)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), check_host))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state, check_host))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
