@@ -20,6 +20,8 @@ pub struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(flatten)]
+    readwise: crate::readwise::ReadwiseArgs,
 }
 
 #[derive(Subcommand)]
@@ -31,6 +33,13 @@ enum Command {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Manage Readwise users; their tokens go to the OS keychain, never to disk.
+    Users {
+        #[command(subcommand)]
+        command: crate::users_cli::UsersCommand,
+    },
+    /// Sync one user's Readwise books now, or everyone's (--all), through the running server.
+    Sync(crate::users_cli::SyncArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -41,7 +50,7 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn data_dir(&self) -> PathBuf {
+    pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(default_data_dir)
     }
 }
@@ -62,6 +71,9 @@ pub struct ServeArgs {
     pub retry_interval: Option<f64>,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Set from the top-level (global) Readwise flags.
+    #[arg(skip)]
+    pub readwise: crate::readwise::ReadwiseArgs,
 }
 
 impl ServeArgs {
@@ -77,6 +89,7 @@ impl ServeArgs {
                 .filter(|k| !k.is_empty()),
             retry_interval: None,
             engine,
+            readwise: crate::readwise::ReadwiseArgs::default(),
         }
     }
 
@@ -100,8 +113,16 @@ fn has_display() -> bool {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_dir = cli.engine.data_dir();
     match cli.command {
-        Some(Command::Serve(args)) => crate::server::run_headless(args),
+        Some(Command::Serve(mut args)) => {
+            args.readwise = cli.readwise;
+            crate::server::run_headless(args)
+        }
+        Some(Command::Users { command }) => {
+            crate::users_cli::users(command, data_dir, &cli.readwise)
+        }
+        Some(Command::Sync(args)) => crate::users_cli::sync(args, data_dir),
         Some(Command::AdminToken { engine }) => {
             let dir = engine
                 .data_dir
@@ -115,7 +136,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            let args = ServeArgs::defaults(cli.engine);
+            let mut args = ServeArgs::defaults(cli.engine);
+            args.readwise = cli.readwise;
             if has_display() {
                 crate::desktop::run(args)
             } else {

@@ -4,7 +4,9 @@ mod cli;
 mod desktop;
 mod fixtures;
 mod logging;
+mod readwise;
 mod server;
+mod users_cli;
 
 use std::process::ExitCode;
 
@@ -22,7 +24,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The functions this build of Stepdesk runs.
+/// Functions beyond the Readwise ones: the end-to-end test fixtures, when enabled.
 pub fn functions() -> anyhow::Result<Vec<stepdesk_engine::Function>> {
     let mut all = Vec::new();
     if std::env::var("STEPDESK_TEST_FIXTURES").is_ok_and(|v| v == "1") {

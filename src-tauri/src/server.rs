@@ -27,9 +27,20 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
                 data_dir.display()
             )
         })?;
-    let engine = Engine::start(config, crate::functions()?)
+    let store = config
+        .open_store()
+        .await
+        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+    let readwise = crate::readwise::open(store.clone(), &args.readwise).await?;
+    let engine = Engine::builder(config)
+        .store(store)
+        .functions(readwise.functions())
+        .functions(crate::functions()?)
+        .gate(readwise.gate())
+        .start()
         .await
         .with_context(|| format!("cannot start the engine in {}", data_dir.display()))?;
+    readwise.attach(engine.clone());
     let addr = SocketAddr::new(args.host, args.port);
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -49,6 +60,10 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         engine.clone(),
         ServerConfig {
             event_key: args.event_key.clone(),
+            extra_routes: Some(stepdesk_readwise_sync::routes::routes(
+                readwise.admin(),
+                admin_token.clone(),
+            )),
             admin_token,
             extra_hosts,
         },

@@ -1,0 +1,255 @@
+//! User administration: the one API behind the CLI, the admin HTTP routes and the window.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use stepdesk_engine::admin::AdminError;
+use stepdesk_engine::time::{now_ms, to_rfc3339};
+use stepdesk_engine::{NewEvent, SendError};
+use stepdesk_readwise::Token;
+
+use crate::events::{check_user_id, DAILY_SYNC, FETCH_BOOKS};
+use crate::users::{self, token_status, DailySyncProgress, User};
+use crate::{token_key, ReadwiseSync};
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+fn internal(e: impl std::fmt::Display) -> AdminError {
+    AdminError::Internal(e.to_string())
+}
+
+/// The result of a live token check.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenCheck {
+    pub user_id: String,
+    /// connected | rejected | missing | unreachable
+    pub status: String,
+    pub detail: Option<String>,
+    pub checked_at: i64,
+}
+
+/// A sync that was asked for: the event sent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncRequested {
+    pub event_id: String,
+    pub user_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct ReadwiseAdmin {
+    sync: ReadwiseSync,
+}
+
+impl ReadwiseAdmin {
+    pub(crate) fn new(sync: ReadwiseSync) -> ReadwiseAdmin {
+        ReadwiseAdmin { sync }
+    }
+
+    pub async fn users(&self) -> AdminResult<Vec<User>> {
+        self.sync
+            .store()
+            .read(|c| users::list(c))
+            .await
+            .map_err(internal)
+    }
+
+    pub async fn user(&self, id: &str) -> AdminResult<User> {
+        let i = id.to_string();
+        self.sync
+            .store()
+            .read(move |c| users::get(c, &i))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AdminError::NotFound(format!("no user `{id}`")))
+    }
+
+    /// Adds a user (or renames one), saving the token, if given, to the keychain.
+    pub async fn add_user(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        token: Option<&str>,
+    ) -> AdminResult<User> {
+        check_user_id(id).map_err(AdminError::BadRequest)?;
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        if let Some(t) = token {
+            if t.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(AdminError::BadRequest(
+                    "the token must not contain spaces or control characters".into(),
+                ));
+            }
+            self.sync
+                .save_token(id, t)
+                .await
+                .map_err(AdminError::Conflict)?;
+        }
+        let has_token = match token {
+            Some(_) => true,
+            None => matches!(self.sync.token(id).await, Ok(Some(_))),
+        };
+        let status = if has_token {
+            token_status::CONNECTED
+        } else {
+            token_status::MISSING
+        };
+        let (i, n) = (id.to_string(), name.unwrap_or(id).to_string());
+        let rename = name.is_some();
+        self.sync
+            .store()
+            .write(move |c| {
+                if !users::insert(c, &i, &n, status, now_ms())? {
+                    if rename {
+                        users::rename(c, &i, &n)?;
+                    }
+                    if has_token {
+                        users::set_token_status(c, &i, status, None)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(internal)?;
+        tracing::info!(user = id, token = has_token, "user added");
+        self.user(id).await
+    }
+
+    /// Removes a user, their books and their keychain entry.
+    pub async fn remove_user(&self, id: &str) -> AdminResult<()> {
+        let i = id.to_string();
+        let existed = self
+            .sync
+            .store()
+            .write(move |c| users::delete(c, &i))
+            .await
+            .map_err(internal)?;
+        let had_token = match self.sync.secrets() {
+            Ok(s) => s
+                .delete(&token_key(id))
+                .await
+                .map_err(|e| AdminError::Conflict(e.to_string()))?,
+            Err(_) => false,
+        };
+        if !existed && !had_token {
+            return Err(AdminError::NotFound(format!("no user `{id}`")));
+        }
+        tracing::info!(user = id, "user removed");
+        Ok(())
+    }
+
+    /// Checks the user's token with Readwise now (`GET auth/`) and records the answer.
+    pub async fn check_user(&self, id: &str) -> AdminResult<TokenCheck> {
+        self.user(id).await?;
+        let token = self.sync.token(id).await.map_err(AdminError::Conflict)?;
+        let (status, detail) = match token {
+            None => (
+                token_status::MISSING,
+                Some("no token in the keychain".to_string()),
+            ),
+            Some(t) => match self.sync.client().check_token(&t).await {
+                Ok(()) => (token_status::CONNECTED, None),
+                Err(e) if e.is_rejected() => (
+                    token_status::REJECTED,
+                    Some(format!("Readwise rejected the token for user {id}")),
+                ),
+                Err(e) => ("unreachable", Some(e.to_string())),
+            },
+        };
+        let now = now_ms();
+        if status != "unreachable" {
+            let i = id.to_string();
+            self.sync
+                .store()
+                .write(move |c| users::set_token_status(c, &i, status, Some(now)))
+                .await
+                .map_err(internal)?;
+        }
+        Ok(TokenCheck {
+            user_id: id.to_string(),
+            status: status.to_string(),
+            detail,
+            checked_at: now,
+        })
+    }
+
+    async fn send(&self, name: &str, data: Map<String, Value>) -> AdminResult<String> {
+        let engine = self.sync.engine().map_err(AdminError::Internal)?;
+        let mut event = NewEvent::internal(name, data);
+        event.id = None;
+        match engine.send_events(vec![event]).await {
+            Ok(ids) => Ok(ids.into_iter().next().unwrap_or_default()),
+            Err(SendError::Invalid(e)) => Err(AdminError::BadRequest(e.to_string())),
+            Err(SendError::Store(e)) => Err(internal(e)),
+        }
+    }
+
+    /// Resyncs one user (sends `readwise/fetch-books`). An `api_key` is saved to the keychain.
+    pub async fn sync_user(&self, id: &str, api_key: Option<&str>) -> AdminResult<SyncRequested> {
+        self.user(id).await?;
+        let mut data = Map::new();
+        data.insert("userId".into(), json!(id));
+        if let Some(k) = api_key {
+            data.insert("apiKey".into(), json!(k));
+        }
+        let event_id = self.send(FETCH_BOOKS, data).await?;
+        Ok(SyncRequested {
+            event_id,
+            user_id: Some(id.to_string()),
+        })
+    }
+
+    /// Starts the daily sync now (sends `readwise/daily-sync`).
+    pub async fn sync_all(&self) -> AdminResult<SyncRequested> {
+        let mut data = Map::new();
+        data.insert("timestamp".into(), json!(to_rfc3339(now_ms())));
+        let event_id = self.send(DAILY_SYNC, data).await?;
+        Ok(SyncRequested {
+            event_id,
+            user_id: None,
+        })
+    }
+
+    /// Recent daily syncs with their progress (users done / total).
+    pub async fn daily_syncs(&self, limit: u32) -> AdminResult<Vec<DailySyncProgress>> {
+        self.sync
+            .store()
+            .read(move |c| users::daily_syncs(c, limit.clamp(1, 100)))
+            .await
+            .map_err(internal)
+    }
+
+    /// The seed's update handler: an external job reports a user's book count.
+    pub async fn report_count(
+        &self,
+        id: &str,
+        book_count: i64,
+        sync_time: i64,
+    ) -> AdminResult<User> {
+        if book_count < 0 {
+            return Err(AdminError::BadRequest(
+                "`bookCount` must not be negative".into(),
+            ));
+        }
+        let i = id.to_string();
+        let updated = self
+            .sync
+            .store()
+            .write(move |c| users::record_reported_count(c, &i, book_count, sync_time))
+            .await
+            .map_err(internal)?;
+        if !updated {
+            return Err(AdminError::NotFound(format!("no user `{id}`")));
+        }
+        self.user(id).await
+    }
+}
+
+/// Only for tests and the CLI: whether a value looks like it could be a token (never logged).
+pub fn token_from_input(input: &str) -> Result<Token, String> {
+    let t = input.trim();
+    if t.is_empty() {
+        return Err("no token given on standard input".into());
+    }
+    if t.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("the token must be one line without spaces".into());
+    }
+    Ok(Token::new(t))
+}

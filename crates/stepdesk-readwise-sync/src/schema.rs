@@ -1,0 +1,76 @@
+//! The Readwise tables, kept in Stepdesk's database and versioned on their own
+//! (`component_versions`), so the engine's migrations know nothing about Readwise.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use stepdesk_engine::store::{StoreError, StoreResult};
+
+const COMPONENT: &str = "readwise";
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE readwise_users (
+    id                   TEXT PRIMARY KEY,
+    display_name         TEXT NOT NULL,
+    token_status         TEXT NOT NULL,      -- connected | missing | rejected
+    token_checked_at     INTEGER,
+    created_at           INTEGER NOT NULL,
+    last_sync_at         INTEGER,
+    last_sync_status     TEXT,               -- running | ok | failed
+    last_sync_book_count INTEGER,
+    last_sync_error      TEXT,
+    last_sync_run_id     TEXT,
+    last_sync_batch      TEXT,               -- the daily sync run that asked for it
+    last_full_sync_at    INTEGER,
+    readwise_total       INTEGER,            -- Readwise's own count at the last sync
+    watermark            TEXT                -- newest `updated` seen: incremental syncs start there
+);
+CREATE INDEX readwise_users_by_batch ON readwise_users(last_sync_batch, last_sync_status);
+
+CREATE TABLE readwise_books (
+    user_id        TEXT NOT NULL,
+    book_id        INTEGER NOT NULL,
+    title          TEXT NOT NULL,
+    author         TEXT,
+    category       TEXT,
+    source         TEXT,
+    num_highlights INTEGER,
+    updated        TEXT,
+    payload        TEXT NOT NULL,            -- the book as Readwise returned it
+    seen_run       TEXT NOT NULL,            -- the last run that saw it (full syncs prune the rest)
+    PRIMARY KEY (user_id, book_id)
+);
+
+CREATE TABLE readwise_daily_syncs (
+    run_id     TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    total      INTEGER NOT NULL
+);
+"#];
+
+/// Creates or upgrades the Readwise tables.
+pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS component_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    )?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT version FROM component_versions WHERE component = ?1",
+            [COMPONENT],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    if current > MIGRATIONS.len() as i64 {
+        return Err(StoreError::Other(format!(
+            "the Readwise tables have version {current}, newer than this build understands"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        conn.execute_batch(sql)?;
+        conn.execute(
+            "INSERT INTO component_versions (component, version) VALUES (?1, ?2)
+             ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            params![COMPONENT, i as i64 + 1],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! Users and their books in SQLite. Tokens are not here: they live in the keychain.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use stepdesk_engine::store::StoreResult;
+use stepdesk_readwise::Book;
+
+/// Whether Stepdesk holds a usable Readwise token for a user.
+pub mod token_status {
+    /// A token is in the keychain and Readwise has not rejected it.
+    pub const CONNECTED: &str = "connected";
+    /// No token in the keychain.
+    pub const MISSING: &str = "missing";
+    /// Readwise answered 401/403 for the stored token.
+    pub const REJECTED: &str = "rejected";
+}
+
+/// The outcome of a user's last sync.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncRecord {
+    pub at: Option<i64>,
+    /// running | ok | failed
+    pub status: String,
+    pub book_count: Option<i64>,
+    pub error: Option<String>,
+    pub run_id: Option<String>,
+    /// The daily sync that requested it, if any.
+    pub daily_sync_run_id: Option<String>,
+}
+
+/// A user as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub display_name: String,
+    pub token_status: String,
+    pub token_checked_at: Option<i64>,
+    pub created_at: i64,
+    pub last_sync: Option<SyncRecord>,
+    pub last_full_sync_at: Option<i64>,
+    /// Readwise's own book count at the last sync.
+    pub readwise_total: Option<i64>,
+    /// Books stored here for the user.
+    pub stored_books: i64,
+    /// Newest `updated` time seen (incremental syncs ask for books updated after it).
+    pub watermark: Option<String>,
+}
+
+const USER_COLUMNS: &str = "u.id, u.display_name, u.token_status, u.token_checked_at, u.created_at,
+    u.last_sync_at, u.last_sync_status, u.last_sync_book_count, u.last_sync_error, u.last_sync_run_id,
+    u.last_sync_batch, u.last_full_sync_at, u.readwise_total, u.watermark,
+    (SELECT count(*) FROM readwise_books b WHERE b.user_id = u.id)";
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    let status: Option<String> = r.get(6)?;
+    Ok(User {
+        id: r.get(0)?,
+        display_name: r.get(1)?,
+        token_status: r.get(2)?,
+        token_checked_at: r.get(3)?,
+        created_at: r.get(4)?,
+        last_sync: match status {
+            Some(status) => Some(SyncRecord {
+                at: r.get(5)?,
+                status,
+                book_count: r.get(7)?,
+                error: r.get(8)?,
+                run_id: r.get(9)?,
+                daily_sync_run_id: r.get(10)?,
+            }),
+            None => None,
+        },
+        last_full_sync_at: r.get(11)?,
+        readwise_total: r.get(12)?,
+        watermark: r.get(13)?,
+        stored_books: r.get(14)?,
+    })
+}
+
+pub(crate) fn insert(
+    conn: &Connection,
+    id: &str,
+    name: &str,
+    status: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let n = conn.execute(
+        "INSERT INTO readwise_users (id, display_name, token_status, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO NOTHING",
+        params![id, name, status, now],
+    )?;
+    Ok(n > 0)
+}
+
+pub(crate) fn rename(conn: &Connection, id: &str, name: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE readwise_users SET display_name = ?2 WHERE id = ?1",
+        params![id, name],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn get(conn: &Connection, id: &str) -> StoreResult<Option<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM readwise_users u WHERE u.id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], user_from_row)
+        .optional()?)
+}
+
+pub(crate) fn exists(conn: &Connection, id: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM readwise_users WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub(crate) fn list(conn: &Connection) -> StoreResult<Vec<User>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM readwise_users u ORDER BY u.id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], user_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes a user and their books. False if there was no such user.
+pub(crate) fn delete(conn: &Connection, id: &str) -> StoreResult<bool> {
+    conn.execute("DELETE FROM readwise_books WHERE user_id = ?1", [id])?;
+    Ok(conn.execute("DELETE FROM readwise_users WHERE id = ?1", [id])? > 0)
+}
+
+pub(crate) fn set_token_status(
+    conn: &Connection,
+    id: &str,
+    status: &str,
+    checked_at: Option<i64>,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE readwise_users SET token_status = ?2, token_checked_at = coalesce(?3, token_checked_at) WHERE id = ?1",
+    )?
+    .execute(params![id, status, checked_at])?;
+    Ok(())
+}
+
+/// Ids of users whose token is usable, for the daily sync.
+pub(crate) fn connected_ids(conn: &Connection) -> StoreResult<Vec<String>> {
+    let mut stmt =
+        conn.prepare("SELECT id FROM readwise_users WHERE token_status = 'connected' ORDER BY id")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn mark_sync_started(
+    conn: &Connection,
+    id: &str,
+    run_id: &str,
+    batch: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE readwise_users SET last_sync_status = 'running', last_sync_at = ?3, last_sync_run_id = ?2,
+                last_sync_batch = ?4, last_sync_error = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![id, run_id, now, batch])?;
+    Ok(())
+}
+
+/// Records a successful sync.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_sync_ok(
+    conn: &Connection,
+    id: &str,
+    run_id: &str,
+    book_count: i64,
+    readwise_total: i64,
+    watermark: Option<&str>,
+    full: bool,
+    now: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE readwise_users SET last_sync_status = 'ok', last_sync_at = ?3, last_sync_run_id = ?2,
+                last_sync_book_count = ?4, readwise_total = ?5, watermark = coalesce(?6, watermark),
+                last_full_sync_at = CASE WHEN ?7 THEN ?3 ELSE last_full_sync_at END, last_sync_error = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![id, run_id, now, book_count, readwise_total, watermark, full])?;
+    Ok(())
+}
+
+pub(crate) fn record_sync_failed(
+    conn: &Connection,
+    id: &str,
+    run_id: &str,
+    error: &str,
+    now: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE readwise_users SET last_sync_status = 'failed', last_sync_at = ?3, last_sync_run_id = ?2,
+                last_sync_error = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![id, run_id, now, error])?;
+    Ok(())
+}
+
+/// The seed's `POST /api/readwise`: an external job reports a book count.
+pub(crate) fn record_reported_count(
+    conn: &Connection,
+    id: &str,
+    book_count: i64,
+    at: i64,
+) -> StoreResult<bool> {
+    let n = conn.execute(
+        "UPDATE readwise_users SET last_sync_status = 'ok', last_sync_at = ?3, last_sync_book_count = ?2,
+                last_sync_error = NULL, last_sync_run_id = NULL
+         WHERE id = ?1",
+        params![id, book_count, at],
+    )?;
+    Ok(n > 0)
+}
+
+/// Inserts or updates books; `seen_run` marks them as seen by this run.
+pub(crate) fn upsert_books(
+    conn: &Connection,
+    user: &str,
+    books: &[Book],
+    seen_run: &str,
+) -> StoreResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO readwise_books (user_id, book_id, title, author, category, source, num_highlights, updated, payload, seen_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (user_id, book_id) DO UPDATE SET
+            title = excluded.title, author = excluded.author, category = excluded.category,
+            source = excluded.source, num_highlights = excluded.num_highlights,
+            updated = excluded.updated, payload = excluded.payload, seen_run = excluded.seen_run",
+    )?;
+    for b in books {
+        stmt.execute(params![
+            user,
+            b.id,
+            b.title,
+            b.author,
+            b.category,
+            b.source,
+            b.num_highlights,
+            b.updated,
+            serde_json::to_string(b)?,
+            seen_run
+        ])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn count_books(conn: &Connection, user: &str) -> StoreResult<i64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM readwise_books WHERE user_id = ?1")?
+        .query_row([user], |r| r.get(0))?)
+}
+
+/// After a full listing: drops books this run did not see (deleted in Readwise).
+pub(crate) fn prune_unseen(conn: &Connection, user: &str, run_id: &str) -> StoreResult<usize> {
+    Ok(conn
+        .prepare_cached("DELETE FROM readwise_books WHERE user_id = ?1 AND seen_run <> ?2")?
+        .execute(params![user, run_id])?)
+}
+
+/// Progress of a daily sync.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DailySyncProgress {
+    pub run_id: String,
+    pub started_at: i64,
+    pub total: i64,
+    /// Users whose sync for this daily run finished, successfully or not.
+    pub done: i64,
+    pub ok: i64,
+    pub failed: i64,
+}
+
+pub(crate) fn start_daily_sync(
+    conn: &Connection,
+    run_id: &str,
+    total: i64,
+    now: i64,
+) -> StoreResult<()> {
+    conn.execute(
+        "INSERT OR IGNORE INTO readwise_daily_syncs (run_id, started_at, total) VALUES (?1, ?2, ?3)",
+        params![run_id, now, total],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn daily_syncs(conn: &Connection, limit: u32) -> StoreResult<Vec<DailySyncProgress>> {
+    let mut stmt = conn.prepare(
+        "SELECT d.run_id, d.started_at, d.total,
+                (SELECT count(*) FROM readwise_users u WHERE u.last_sync_batch = d.run_id AND u.last_sync_status = 'ok'),
+                (SELECT count(*) FROM readwise_users u WHERE u.last_sync_batch = d.run_id AND u.last_sync_status = 'failed')
+         FROM readwise_daily_syncs d ORDER BY d.started_at DESC, d.run_id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        let ok: i64 = r.get(3)?;
+        let failed: i64 = r.get(4)?;
+        Ok(DailySyncProgress {
+            run_id: r.get(0)?,
+            started_at: r.get(1)?,
+            total: r.get(2)?,
+            done: ok + failed,
+            ok,
+            failed,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
