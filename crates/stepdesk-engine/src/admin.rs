@@ -281,7 +281,15 @@ impl AdminApi {
                 return Err(AdminError::BadRequest("`from` is after `to`".into()));
             }
         }
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE 1=1");
+        // With a function, a status and a time range, SQLite's planner (without statistics)
+        // picks `runs_by_status` and filters the function row by row: tens of milliseconds
+        // for a rare function among a million runs. Name the index that covers all three.
+        let index = if q.function_id.is_some() && q.status.is_some() {
+            " INDEXED BY runs_by_function_status"
+        } else {
+            ""
+        };
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs r{index} LEFT JOIN events e ON e.internal_id = r.event_id WHERE 1=1");
         let mut args: Vec<SqlValue> = Vec::new();
         if let Some(f) = q.function_id {
             sql.push_str(" AND r.function_id = ?");
