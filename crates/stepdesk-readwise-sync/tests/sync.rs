@@ -1,0 +1,430 @@
+//! The Readwise functions end to end inside one process: a real engine on a temp SQLite
+//! file, the real HTTP client against the fake Readwise (real HTTP on loopback), and the
+//! in-memory keychain (the real one is exercised by the root `tests/readwise.rs`).
+
+use std::time::{Duration, Instant};
+
+use readwise_fake::{FakeConfig, FakeEndpoint, FakeReadwise, Fault};
+use serde_json::{json, Value};
+use stepdesk_engine::admin::{RunDetail, RunQuery};
+use stepdesk_engine::event::parse_events;
+use stepdesk_engine::{Backoff, Engine, EngineConfig, SendError};
+use stepdesk_readwise::{ClientConfig, ReadwiseClient};
+use stepdesk_readwise_sync::ReadwiseSync;
+use stepdesk_secrets::Secrets;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    fake: FakeReadwise,
+    engine: Engine,
+    sync: ReadwiseSync,
+}
+
+async fn harness(fake_config: FakeConfig, client: impl FnOnce(&mut ClientConfig)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeReadwise::start(fake_config).await.unwrap();
+    let mut config = ClientConfig::default()
+        .with_base_url(&fake.base_url())
+        .unwrap();
+    config.request_timeout = Duration::from_secs(5);
+    client(&mut config);
+    let mut engine_config = EngineConfig::new(dir.path());
+    engine_config.backoff = Backoff::Fixed(Duration::from_millis(50));
+    let store = engine_config.open_store().await.unwrap();
+    let sync = ReadwiseSync::new(
+        store.clone(),
+        Ok(Secrets::in_memory()),
+        ReadwiseClient::new(config).unwrap(),
+    )
+    .await
+    .unwrap();
+    let engine = Engine::builder(engine_config)
+        .store(store)
+        .functions(sync.functions())
+        .gate(sync.gate())
+        .start()
+        .await
+        .unwrap();
+    sync.attach(engine.clone());
+    Harness {
+        _dir: dir,
+        fake,
+        engine,
+        sync,
+    }
+}
+
+impl Harness {
+    async fn add(&self, user: &str, token: &str, books: usize) {
+        self.fake.add_user(token, books);
+        self.sync
+            .admin()
+            .add_user(user, None, Some(token))
+            .await
+            .unwrap();
+    }
+
+    async fn send(&self, body: Value) -> Result<Vec<String>, SendError> {
+        let events = parse_events(body.to_string().as_bytes()).unwrap();
+        self.engine.send_events(events).await
+    }
+
+    /// Syncs a user through the event and waits for the run to end.
+    async fn sync_user(&self, user: &str) -> RunDetail {
+        let ids = self
+            .send(json!({"name": "readwise/fetch-books", "data": {"userId": user}}))
+            .await
+            .unwrap();
+        self.wait_event_run(&ids[0]).await
+    }
+
+    async fn wait_event_run(&self, event_id: &str) -> RunDetail {
+        let admin = self.engine.admin();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let runs = admin.event_runs(event_id).await.unwrap();
+            if let Some(run) = runs.iter().find(|r| r.status != "Running") {
+                return admin.run(&run.id).await.unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the run of event {event_id} did not end: {runs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn user(&self, id: &str) -> stepdesk_readwise_sync::users::User {
+        self.sync.admin().user(id).await.unwrap()
+    }
+}
+
+fn step_ids(run: &RunDetail) -> Vec<String> {
+    run.steps.iter().map(|s| s.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn first_sync_is_full_later_ones_incremental_and_counts_always_match() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.add("ada", "tok-ada", 2_500).await;
+
+    let run = h.sync_user("ada").await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    assert_eq!(
+        step_ids(&run),
+        [
+            "load-user",
+            "check-token",
+            "fetch-page-1",
+            "fetch-page-2",
+            "fetch-page-3",
+            "record-sync-result"
+        ]
+    );
+    let out = run.output.clone().unwrap();
+    assert_eq!(out["bookCount"], 2_500);
+    assert_eq!(out["mode"], "full");
+    let user = h.user("ada").await;
+    assert_eq!(user.stored_books, 2_500);
+    assert_eq!(user.last_sync.as_ref().unwrap().status, "ok");
+    assert_eq!(user.last_sync.as_ref().unwrap().book_count, Some(2_500));
+    assert!(user.watermark.is_some());
+
+    // Five books change: the next sync asks only for books updated after the watermark.
+    h.fake.touch_books("tok-ada", 5);
+    let run = h.sync_user("ada").await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    let out = run.output.clone().unwrap();
+    assert_eq!(out["mode"], "incremental");
+    assert_eq!(out["bookCount"], 2_500);
+    assert!(step_ids(&run).contains(&"count-books".to_string()));
+    let query = h
+        .fake
+        .last_query("tok-ada", FakeEndpoint::Books)
+        .unwrap_or_default();
+    assert!(
+        query.contains("page_size=1"),
+        "the last request is the cheap count: {query}"
+    );
+
+    // Books deleted in Readwise: the incremental listing cannot see it, the count check
+    // does, and a full listing prunes them.
+    let remaining: Vec<Value> = h.fake.books("tok-ada").into_iter().take(2_000).collect();
+    h.fake.set_books("tok-ada", remaining);
+    let run = h.sync_user("ada").await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    let out = run.output.clone().unwrap();
+    assert_eq!(out["bookCount"], 2_000);
+    assert_eq!(out["mode"], "full");
+    assert_eq!(out["removed"], 500);
+    assert_eq!(h.user("ada").await.stored_books, 2_000);
+}
+
+#[tokio::test]
+async fn a_rejected_token_fails_the_run_without_retrying_and_marks_the_user() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.add("bob", "tok-bob", 10).await;
+    h.fake.remove_token("tok-bob");
+    let run = h.sync_user("bob").await;
+    assert_eq!(run.summary.status, "Failed");
+    assert_eq!(
+        run.error.as_ref().unwrap()["message"],
+        "Readwise rejected the token for user bob"
+    );
+    let check = run.steps.iter().find(|s| s.id == "check-token").unwrap();
+    assert_eq!(check.status, "failed");
+    assert_eq!(check.attempts, 1, "a rejected token is not retried");
+    // The failure handler records the failure on the user.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let user = h.user("bob").await;
+        if user
+            .last_sync
+            .as_ref()
+            .is_some_and(|s| s.status == "failed")
+        {
+            assert_eq!(user.token_status, "rejected");
+            assert_eq!(
+                user.last_sync.unwrap().error.as_deref(),
+                Some("Readwise rejected the token for user bob")
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failure was not recorded: {user:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn server_errors_timeouts_and_malformed_pages_are_retried() {
+    let h = harness(FakeConfig::unlimited(), |c| {
+        c.request_timeout = Duration::from_millis(400)
+    })
+    .await;
+    h.add("cy", "tok-cy", 1_500).await;
+    h.fake
+        .inject("tok-cy", Some(FakeEndpoint::Books), Fault::Status(503), 1);
+    h.fake.inject(
+        "tok-cy",
+        Some(FakeEndpoint::Books),
+        Fault::Slow(Duration::from_millis(1_500)),
+        1,
+    );
+    h.fake
+        .inject("tok-cy", Some(FakeEndpoint::Books), Fault::Malformed, 1);
+    let run = h.sync_user("cy").await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    assert_eq!(run.output.unwrap()["bookCount"], 1_500);
+    let page = run.steps.iter().find(|s| s.id == "fetch-page-1").unwrap();
+    assert_eq!(page.failed_attempts.len(), 3, "{page:?}");
+    let errors: Vec<String> = page
+        .failed_attempts
+        .iter()
+        .map(|a| a.error["message"].to_string())
+        .collect();
+    assert!(errors[0].contains("503"), "{errors:?}");
+    assert!(errors[1].contains("timed out"), "{errors:?}");
+    assert!(
+        errors[2].contains("malformed") && errors[2].contains("books/"),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.add("dee", "tok-dee", 20).await;
+    h.fake.inject(
+        "tok-dee",
+        Some(FakeEndpoint::Books),
+        Fault::Throttle {
+            retry_after_secs: 2,
+            header: true,
+        },
+        1,
+    );
+    let started = Instant::now();
+    let run = h.sync_user("dee").await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    let page = run.steps.iter().find(|s| s.id == "fetch-page-1").unwrap();
+    assert_eq!(page.failed_attempts.len(), 1);
+    let attempt = &page.failed_attempts[0];
+    assert!(
+        attempt.retry_at.unwrap() - attempt.ended_at >= 1_900,
+        "{attempt:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1_900));
+}
+
+#[tokio::test]
+async fn the_client_limiter_keeps_a_long_sync_under_the_rate_limit() {
+    // Readwise allows 3 list requests per second here; a 7-page sync must not be throttled.
+    let fake = FakeConfig {
+        list_limit: 3,
+        window: Duration::from_secs(1),
+        ..FakeConfig::unlimited()
+    };
+    let h = harness(fake, |c| {
+        c.list_requests_per_minute = 3;
+        c.rate_window = Duration::from_secs(1);
+    })
+    .await;
+    h.add("eve", "tok-eve", 6_500).await;
+    let run = h.sync_user("eve").await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    assert_eq!(run.output.unwrap()["bookCount"], 6_500);
+    assert_eq!(h.fake.stats().throttled, 0, "no 429 was provoked");
+}
+
+#[tokio::test]
+async fn events_are_validated_and_api_keys_move_to_the_keychain() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.sync
+        .admin()
+        .add_user("fay", Some("Fay"), None)
+        .await
+        .unwrap();
+    assert_eq!(h.user("fay").await.token_status, "missing");
+    h.fake.add_user("tok-fay-secret", 3);
+
+    // Unknown user, missing userId, bad apiKey, bad daily-sync timestamp: refused, naming the field.
+    for (body, expected) in [
+        (
+            json!({"name": "readwise/fetch-books", "data": {"userId": "nobody"}}),
+            "`data.userId`: no user `nobody`",
+        ),
+        (
+            json!({"name": "readwise/fetch-books", "data": {}}),
+            "`data.userId` is required",
+        ),
+        (
+            json!({"name": "readwise/fetch-books", "data": {"userId": "fay", "apiKey": 12}}),
+            "`data.apiKey` must be a string",
+        ),
+        (
+            json!({"name": "readwise/daily-sync", "data": {"timestamp": "soon"}}),
+            "`data.timestamp`",
+        ),
+    ] {
+        match h.send(body).await {
+            Err(SendError::Invalid(e)) => assert!(e.to_string().contains(expected), "{e}"),
+            other => panic!("expected a refusal naming {expected}: {other:?}"),
+        }
+    }
+
+    // The seed's payload: the key is saved for the user and is not in the stored event.
+    let ids = h
+        .send(json!({"name": "readwise/fetch-books", "data": {"userId": "fay", "apiKey": "tok-fay-secret"}}))
+        .await
+        .unwrap();
+    let stored = h.engine.admin().event(&ids[0]).await.unwrap();
+    assert_eq!(stored.data, json!({"userId": "fay"}));
+    let run = h.wait_event_run(&ids[0]).await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    assert_eq!(h.user("fay").await.token_status, "connected");
+    assert!(!serde_json::to_string(&run)
+        .unwrap()
+        .contains("tok-fay-secret"));
+
+    // "Test function" with the seed payload goes through the same gate.
+    let started = h
+        .engine
+        .admin()
+        .invoke(
+            "readwise-fetch-books",
+            json!({"userId": "fay", "apiKey": "tok-fay-secret"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let event = h.engine.admin().event(&started.event_id).await.unwrap();
+    assert!(event.data.get("apiKey").is_none(), "{:?}", event.data);
+}
+
+#[tokio::test]
+async fn the_daily_sync_fans_out_once_per_connected_user_and_reports_progress() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    for i in 0..12 {
+        h.add(&format!("user-{i:02}"), &format!("tok-{i:02}"), 50 + i)
+            .await;
+    }
+    h.sync
+        .admin()
+        .add_user("no-token", None, None)
+        .await
+        .unwrap();
+    let requested = h.sync.admin().sync_all().await.unwrap();
+    let daily = h.wait_event_run(&requested.event_id).await;
+    assert_eq!(daily.summary.status, "Completed", "{:?}", daily.error);
+    assert_eq!(daily.output.as_ref().unwrap()["users"], 12);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let progress = loop {
+        let syncs = h.sync.admin().daily_syncs(5).await.unwrap();
+        let p = syncs
+            .into_iter()
+            .find(|s| s.run_id == daily.summary.id)
+            .expect("progress recorded");
+        if p.done == p.total {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "daily sync did not finish: {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((progress.total, progress.ok, progress.failed), (12, 12, 0));
+    for i in 0..12 {
+        let user = h.user(&format!("user-{i:02}")).await;
+        assert_eq!(user.stored_books, 50 + i as i64);
+        assert_eq!(
+            user.last_sync.unwrap().daily_sync_run_id.as_deref(),
+            Some(daily.summary.id.as_str())
+        );
+    }
+    let runs = h
+        .engine
+        .admin()
+        .runs(RunQuery {
+            function_id: Some("readwise-fetch-books".into()),
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.runs.len(), 12, "one sync per connected user");
+
+    // A rerun of the daily sync's fan-out step sends nothing twice (event ids are per run).
+    assert!(h.user("no-token").await.last_sync.is_none());
+}
+
+#[tokio::test]
+async fn syncs_of_one_user_never_overlap() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.add("gus", "tok-gus", 10).await;
+    h.fake.set_latency(Duration::from_millis(150));
+    let a = h
+        .send(json!({"name": "readwise/fetch-books", "data": {"userId": "gus"}}))
+        .await
+        .unwrap();
+    let b = h
+        .send(json!({"name": "readwise/fetch-books", "data": {"userId": "gus"}}))
+        .await
+        .unwrap();
+    let first = h.wait_event_run(&a[0]).await;
+    let second = h.wait_event_run(&b[0]).await;
+    assert_eq!(first.summary.status, "Completed");
+    assert_eq!(second.summary.status, "Completed");
+    assert!(
+        second.summary.started_at.unwrap() >= first.summary.ended_at.unwrap(),
+        "the second sync started before the first ended"
+    );
+    assert_eq!(h.fake.stats().max_concurrent, 1);
+}
