@@ -32,6 +32,33 @@ fn webkit_workarounds() {
     }
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, so that they close the window and stop the engine
+/// like closing the window by hand does. The handlers are installed before this returns: a
+/// signal that arrives while the window is still being built is not lost.
+#[cfg(unix)]
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = tauri::async_runtime::block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    })?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     webkit_workarounds();
     let data_dir = args.engine_config()?.data_dir;
@@ -40,6 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _log = crate::logging::init(&data_dir)?;
     let started = tauri::async_runtime::block_on(crate::server::start(&args))?;
     let engine = started.engine.clone();
+    let signals = shutdown_signals().context("cannot listen for Ctrl-C and SIGTERM")?;
     tracing::info!(url = %started.url, "Stepdesk is listening (desktop)");
     println!("Stepdesk is listening on {}", started.url);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -56,6 +84,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .invoke_handler(tauri::generate_handler![admin])
         .build(tauri::generate_context!())
         .context("cannot start the window")?;
+    let handle = app.handle().clone();
+    tauri::async_runtime::spawn(async move {
+        signals.await;
+        tracing::info!("shutting down");
+        handle.exit(0);
+    });
     let code = app.run_return(|_handle, event| {
         if let tauri::RunEvent::Exit = event {
             tracing::info!("window closed; shutting down");

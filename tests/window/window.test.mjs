@@ -211,3 +211,39 @@ test("closing the window stops the app and its server", async () => {
     intervalMs: 200,
   });
 });
+
+test("Ctrl-C or SIGTERM closes the window and stops the engine cleanly", async () => {
+  const dir = tempDir("stepdesk-window-signal-");
+  const port = await freePort();
+  const app = spawn(stepdeskBin(), [], {
+    env: cleanEnv({
+      STEPDESK_DATA_DIR: dir,
+      STEPDESK_PORT: String(port),
+      STEPDESK_TEST_FIXTURES: "1",
+      STEPDESK_LOG: "info",
+    }),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  app.stdout.setEncoding("utf8").on("data", (d) => (out += d));
+  app.stderr.setEncoding("utf8").on("data", (d) => (out += d));
+  const exit = new Promise((resolve) => app.once("exit", (code, signal) => resolve({ code, signal })));
+  try {
+    await waitFor("the window app to listen", () => out.includes("Stepdesk is listening on"), {
+      timeoutMs: 30000,
+    });
+    assert.ok(!out.includes("no display found"), "the app opened its window, not the headless server");
+    app.kill("SIGTERM");
+    const { code, signal } = await Promise.race([
+      exit,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error("no exit within 20 s")), 20000).unref(),
+      ),
+    ]);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, out);
+    assert.match(out, /engine stopped/, "the engine shut down before the process ended");
+  } finally {
+    await stopChild(app);
+    removeDir(dir);
+  }
+});
