@@ -120,10 +120,13 @@ test("the page is the Stepdesk console and reaches the engine", async () => {
   assert.match(status, /^Updated /, `status line says: ${status}`);
 });
 
-test("the functions table lists every fixture with its trigger", async () => {
+test("the functions table lists every registered function, fixtures included, with its trigger", async () => {
   const rows = await readTable("#functions");
   const ids = rows.map((r) => r.Id).sort();
-  assert.deepEqual(ids, [...FIXTURES].sort());
+  // Exactly the registered functions (the fixtures and the app's own), each once.
+  const registered = (await api(server.url, "/api/admin/functions")).map((f) => f.id).sort();
+  assert.deepEqual(ids, registered);
+  for (const id of FIXTURES) assert.ok(ids.includes(id), `${id} is listed`);
   const byId = Object.fromEntries(rows.map((r) => [r.Id, r]));
   assert.equal(byId["fixture-noop"].Name, "Fixture: three no-op steps");
   assert.equal(byId["fixture-noop"].Triggers, "event: test/noop");
