@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::users_cli::UsersCommand,
     },
+    /// Manage the engine's event and signing keys in the OS keychain.
+    Keys {
+        #[command(subcommand)]
+        command: crate::keys_cli::KeysCommand,
+    },
     /// Sync one user's Readwise books now, or everyone's (--all), through the running server.
     Sync(crate::users_cli::SyncArgs),
 }
@@ -63,7 +68,8 @@ pub struct ServeArgs {
     /// Port to listen on (8288 is the Inngest dev server's, so SDKs find Stepdesk). 0 picks a free one.
     #[arg(long, default_value_t = 8288, env = "STEPDESK_PORT")]
     pub port: u16,
-    /// Accept only this event key on POST /e/{key} (default: any key, as the dev server does).
+    /// Accept only this event key on POST /e/{key}. Default: the key stored with `stepdesk keys
+    /// set event-key`, else any key (as the Inngest dev server does).
     #[arg(long, env = "STEPDESK_EVENT_KEY")]
     pub event_key: Option<String>,
     /// Retry failed steps after this many seconds instead of the backoff table (development).
@@ -123,6 +129,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::users_cli::users(command, data_dir, &cli.readwise)
         }
         Some(Command::Sync(args)) => crate::users_cli::sync(args, data_dir),
+        Some(Command::Keys { command }) => crate::keys_cli::keys(command),
         Some(Command::AdminToken { engine }) => {
             let dir = engine
                 .data_dir

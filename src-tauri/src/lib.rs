@@ -3,6 +3,7 @@
 mod cli;
 mod desktop;
 mod fixtures;
+mod keys_cli;
 mod logging;
 mod readwise;
 mod server;

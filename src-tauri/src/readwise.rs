@@ -47,7 +47,15 @@ pub async fn keychain() -> Result<Secrets, SecretsError> {
 /// Opens the Readwise sync on a store. Without a keychain it still starts, and everything
 /// that needs a token says why it cannot work.
 pub async fn open(store: Store, args: &ReadwiseArgs) -> anyhow::Result<ReadwiseSync> {
-    let secrets = keychain().await;
+    open_with(store, keychain().await, args).await
+}
+
+/// [`open`] with a keychain connection made beforehand.
+pub async fn open_with(
+    store: Store,
+    secrets: Result<Secrets, SecretsError>,
+    args: &ReadwiseArgs,
+) -> anyhow::Result<ReadwiseSync> {
     if let Err(e) = &secrets {
         tracing::warn!("{e}");
     }

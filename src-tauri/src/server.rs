@@ -31,7 +31,16 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         .open_store()
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
-    let readwise = crate::readwise::open(store.clone(), &args.readwise).await?;
+    let keychain = crate::readwise::keychain().await;
+    let event_key = match (&args.event_key, &keychain) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Ok(secrets)) => secrets
+            .get(crate::keys_cli::EngineKey::EventKey.keychain_name())
+            .await
+            .context("cannot read the event key from the keychain")?,
+        (None, Err(_)) => None,
+    };
+    let readwise = crate::readwise::open_with(store.clone(), keychain, &args.readwise).await?;
     let engine = Engine::builder(config)
         .store(store)
         .functions(readwise.functions())
@@ -59,7 +68,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
     let router = stepdesk_server::router(
         engine.clone(),
         ServerConfig {
-            event_key: args.event_key.clone(),
+            event_key,
             extra_routes: Some(stepdesk_readwise_sync::routes::routes(
                 readwise.admin(),
                 admin_token.clone(),
