@@ -41,9 +41,9 @@ pub enum UsersCommand {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["id", "all"])))]
 pub struct SyncArgs {
     /// The user to sync.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
     id: Option<String>,
     /// Sync every user with a token (starts the daily sync now).
     #[arg(long)]

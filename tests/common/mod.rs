@@ -25,6 +25,12 @@ pub struct Options<'a> {
 
 impl Server {
     pub fn start(opts: Options<'_>) -> Server {
+        Server::start_with_env(opts, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables (set last, so they can
+    /// override the defaults above, e.g. `STEPDESK_LOG`).
+    pub fn start_with_env(opts: Options<'_>, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stepdesk"));
         cmd.args(["serve", "--port", "0", "--data-dir"])
             .arg(opts.data_dir)
@@ -37,6 +43,7 @@ impl Server {
         if let Some(log) = opts.fixture_log {
             cmd.env("STEPDESK_FIXTURE_LOG", log);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("start stepdesk");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();

@@ -45,11 +45,7 @@ impl ReadwiseAdmin {
     }
 
     pub async fn users(&self) -> AdminResult<Vec<User>> {
-        self.sync
-            .store()
-            .read(|c| users::list(c))
-            .await
-            .map_err(internal)
+        self.sync.store().read(users::list).await.map_err(internal)
     }
 
     pub async fn user(&self, id: &str) -> AdminResult<User> {

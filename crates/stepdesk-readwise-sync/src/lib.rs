@@ -51,7 +51,7 @@ impl ReadwiseSync {
         secrets: Result<Secrets, SecretsError>,
         client: ReadwiseClient,
     ) -> Result<Self, StoreError> {
-        store.write(|c| schema::migrate(c)).await?;
+        store.write(schema::migrate).await?;
         Ok(ReadwiseSync {
             inner: Arc::new(Inner {
                 store,

@@ -75,8 +75,16 @@ fn body<T: DeserializeOwned>(
     if !value.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     }
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request(format!("invalid body: {}", redact_serde(&e))))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // The path names the field (`userId: invalid type ...`); serde alone does not.
+        let field = e.path().to_string();
+        let detail = redact_serde(e.inner());
+        ApiError::bad_request(if field.is_empty() || field == "." {
+            format!("invalid body: {detail}")
+        } else {
+            format!("invalid body: `{field}`: {detail}")
+        })
+    })
 }
 
 /// serde's messages can quote the offending value (`invalid type: string "…"`): keep only

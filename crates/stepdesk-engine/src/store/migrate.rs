@@ -1,6 +1,6 @@
 //! Embedded, versioned schema migrations, tracked with `PRAGMA user_version`.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::{StoreError, StoreResult};
 
@@ -14,20 +14,25 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if current > SCHEMA_VERSION {
-        return Err(StoreError::Other(format!(
-            "the database has schema version {current}, newer than this build of Stepdesk \
-             understands ({SCHEMA_VERSION}); use a newer Stepdesk"
-        )));
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let version = i as i64 + 1;
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+    // One migration per IMMEDIATE transaction that reads the version it starts from, so two
+    // processes opening a new database at once (the CLI and the server) take turns instead
+    // of both applying the same migration.
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::Other(format!(
+                "the database has schema version {current}, newer than this build of Stepdesk \
+                 understands ({SCHEMA_VERSION}); use a newer Stepdesk"
+            )));
+        }
+        if current == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let version = current + 1;
+        tx.execute_batch(MIGRATIONS[current as usize])?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         tracing::info!(version, "applied schema migration");
     }
-    Ok(())
 }
