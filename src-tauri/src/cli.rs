@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::users_cli::UsersCommand,
     },
+    /// Show or change settings (the Readwise API URL).
+    Settings {
+        #[command(subcommand)]
+        command: crate::users_cli::SettingsCommand,
+    },
     /// Manage the engine's event and signing keys in the OS keychain.
     Keys {
         #[command(subcommand)]
@@ -130,6 +135,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Sync(args)) => crate::users_cli::sync(args, data_dir),
         Some(Command::Keys { command }) => crate::keys_cli::keys(command),
+        Some(Command::Settings { command }) => {
+            crate::users_cli::settings(command, data_dir, &cli.readwise)
+        }
         Some(Command::AdminToken { engine }) => {
             let dir = engine
                 .data_dir

@@ -59,5 +59,14 @@ pub async fn open_with(
     if let Err(e) = &secrets {
         tracing::warn!("{e}");
     }
-    Ok(ReadwiseSync::new(store, secrets, args.client()?).await?)
+    let sync = ReadwiseSync::new(store, secrets, args.client()?).await?;
+    if args.readwise_url.as_deref().is_some_and(|u| !u.is_empty()) {
+        sync.pin_api_url();
+    } else {
+        sync.apply_stored_settings()
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("the stored Readwise API URL")?;
+    }
+    Ok(sync)
 }

@@ -285,3 +285,43 @@ pub fn sync(args: SyncArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[derive(Subcommand)]
+pub enum SettingsCommand {
+    /// Show the settings in effect.
+    Show,
+    /// Use this Readwise API base URL (READWISE_API_URL and --readwise-url still win).
+    SetReadwiseUrl { url: String },
+    /// Go back to the default Readwise API base URL.
+    ResetReadwiseUrl,
+}
+
+/// `stepdesk settings ...`, on the database directly. A running server picks a change up
+/// when restarted; `PUT /api/admin/settings` changes it live.
+pub fn settings(
+    command: SettingsCommand,
+    data_dir: PathBuf,
+    readwise: &ReadwiseArgs,
+) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let store = EngineConfig::new(&data_dir)
+            .open_store()
+            .await
+            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+        let sync = crate::readwise::open(store.clone(), readwise).await?;
+        let result = match command {
+            SettingsCommand::Show => sync.settings().await.map_err(anyhow::Error::msg),
+            SettingsCommand::SetReadwiseUrl { url } => {
+                sync.set_api_url(Some(&url)).await.map_err(Into::into)
+            }
+            SettingsCommand::ResetReadwiseUrl => sync.set_api_url(None).await.map_err(Into::into),
+        };
+        store.close();
+        let settings = result?;
+        println!(
+            "readwise_api_url = {} ({})",
+            settings.readwise_api_url, settings.source
+        );
+        Ok(())
+    })
+}

@@ -44,6 +44,11 @@ impl ReadwiseAdmin {
         ReadwiseAdmin { sync }
     }
 
+    /// The sync this admin API manages (settings live there).
+    pub fn sync(&self) -> &ReadwiseSync {
+        &self.sync
+    }
+
     pub async fn users(&self) -> AdminResult<Vec<User>> {
         self.sync.store().read(users::list).await.map_err(internal)
     }

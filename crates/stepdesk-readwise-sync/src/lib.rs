@@ -15,7 +15,8 @@ pub mod routes;
 mod schema;
 pub mod users;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use stepdesk_engine::store::{Store, StoreError};
 use stepdesk_engine::{Engine, EventGate, Function};
@@ -23,6 +24,15 @@ use stepdesk_readwise::{ReadwiseClient, Token};
 use stepdesk_secrets::{Secrets, SecretsError};
 
 pub use admin::ReadwiseAdmin;
+
+/// Why a setting was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("READWISE_API_URL (or --readwise-url) is set and takes precedence over settings")]
+    Pinned,
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// The keychain entry holding a user's Readwise token.
 pub fn token_key(user_id: &str) -> String {
@@ -39,9 +49,22 @@ struct Inner {
     store: Store,
     /// The keychain, or why there is none.
     secrets: Result<Secrets, String>,
-    client: ReadwiseClient,
+    client: RwLock<ReadwiseClient>,
+    /// The base URL was fixed by the environment or a flag: the stored setting is ignored.
+    url_pinned: AtomicBool,
     engine: OnceLock<Engine>,
 }
+
+/// Where the Readwise API base URL in use comes from.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct ReadwiseSettings {
+    pub readwise_api_url: String,
+    /// `default`, `settings` (stored with the admin API or `stepdesk settings`), or
+    /// `environment` (READWISE_API_URL or --readwise-url, which win over settings).
+    pub source: String,
+}
+
+const API_URL_SETTING: &str = "readwise.api_url";
 
 impl ReadwiseSync {
     /// Creates the Readwise tables if needed. `secrets` is the keychain, or the reason none
@@ -56,7 +79,8 @@ impl ReadwiseSync {
             inner: Arc::new(Inner {
                 store,
                 secrets: secrets.map_err(|e| e.to_string()),
-                client,
+                client: RwLock::new(client),
+                url_pinned: AtomicBool::new(false),
                 engine: OnceLock::new(),
             }),
         })
@@ -85,8 +109,84 @@ impl ReadwiseSync {
         &self.inner.store
     }
 
-    pub(crate) fn client(&self) -> &ReadwiseClient {
-        &self.inner.client
+    /// The Readwise client in use (clones share connections and limits).
+    pub(crate) fn client(&self) -> ReadwiseClient {
+        self.inner
+            .client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Declares the client's base URL fixed by the environment or a flag.
+    pub fn pin_api_url(&self) {
+        self.inner.url_pinned.store(true, Ordering::SeqCst);
+    }
+
+    /// Uses the base URL stored in settings, unless pinned. Call once at start-up.
+    pub async fn apply_stored_settings(&self) -> Result<(), String> {
+        if self.inner.url_pinned.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let stored = self
+            .store()
+            .read(|c| schema::get_setting(c, API_URL_SETTING))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(url) = stored {
+            self.swap_client(&url)?;
+        }
+        Ok(())
+    }
+
+    fn swap_client(&self, url: &str) -> Result<(), String> {
+        let config = self
+            .client()
+            .config()
+            .clone()
+            .with_base_url(url)
+            .map_err(|e| e.to_string())?;
+        let client = ReadwiseClient::new(config).map_err(|e| e.to_string())?;
+        *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        Ok(())
+    }
+
+    /// The Readwise settings in effect.
+    pub async fn settings(&self) -> Result<ReadwiseSettings, String> {
+        let stored = self
+            .store()
+            .read(|c| schema::get_setting(c, API_URL_SETTING))
+            .await
+            .map_err(|e| e.to_string())?;
+        let source = if self.inner.url_pinned.load(Ordering::SeqCst) {
+            "environment"
+        } else if stored.is_some() {
+            "settings"
+        } else {
+            "default"
+        };
+        Ok(ReadwiseSettings {
+            readwise_api_url: self.client().config().base_url.to_string(),
+            source: source.into(),
+        })
+    }
+
+    /// Stores (or with `None`, forgets) the Readwise API base URL and uses it from now on.
+    pub async fn set_api_url(&self, url: Option<&str>) -> Result<ReadwiseSettings, SettingsError> {
+        if self.inner.url_pinned.load(Ordering::SeqCst) {
+            return Err(SettingsError::Pinned);
+        }
+        let url = url.map(str::trim).filter(|u| !u.is_empty());
+        let effective = url.unwrap_or(stepdesk_readwise::DEFAULT_BASE_URL);
+        self.swap_client(effective)
+            .map_err(SettingsError::Invalid)?;
+        let value = url.map(str::to_string);
+        self.store()
+            .write(move |c| schema::set_setting(c, API_URL_SETTING, value.as_deref()))
+            .await
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        tracing::info!(url = effective, "Readwise API URL changed");
+        self.settings().await.map_err(SettingsError::Invalid)
     }
 
     pub(crate) fn engine(&self) -> Result<&Engine, String> {

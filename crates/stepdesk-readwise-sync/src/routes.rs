@@ -36,6 +36,7 @@ pub fn routes(admin: ReadwiseAdmin, admin_token: String) -> Router {
         .route("/api/admin/users/{id}/check", post(check_user))
         .route("/api/admin/users/{id}/sync", post(sync_user))
         .route("/api/admin/daily-syncs", get(daily_syncs))
+        .route("/api/admin/settings", get(get_settings).put(put_settings))
         .route(
             "/api/admin/event-types",
             get(|| async { Json(event_types()) }),
@@ -255,4 +256,45 @@ async fn daily_syncs(
     Ok(Json(json!(
         s.admin.daily_syncs(q.limit.unwrap_or(20)).await?
     )))
+}
+
+async fn get_settings(State(s): State<RouteState>) -> ApiResult<Json<Value>> {
+    let settings = s
+        .admin
+        .sync()
+        .settings()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(Json(json!(settings)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutSettings {
+    /// A URL, or null to go back to the default.
+    readwise_api_url: Option<String>,
+}
+
+async fn put_settings(
+    State(s): State<RouteState>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    authorize(&s, &headers)?;
+    let req: PutSettings = body(raw, false)?;
+    match s
+        .admin
+        .sync()
+        .set_api_url(req.readwise_api_url.as_deref())
+        .await
+    {
+        Ok(settings) => Ok(Json(json!(settings))),
+        Err(crate::SettingsError::Pinned) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            crate::SettingsError::Pinned.to_string(),
+        )),
+        Err(crate::SettingsError::Invalid(e)) => {
+            Err(ApiError::bad_request(format!("`readwise_api_url`: {e}")))
+        }
+    }
 }

@@ -6,7 +6,8 @@ use stepdesk_engine::store::{StoreError, StoreResult};
 
 const COMPONENT: &str = "readwise";
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE readwise_users (
     id                   TEXT PRIMARY KEY,
     display_name         TEXT NOT NULL,
@@ -44,7 +45,36 @@ CREATE TABLE readwise_daily_syncs (
     started_at INTEGER NOT NULL,
     total      INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE readwise_settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+];
+
+pub(crate) fn get_setting(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM readwise_settings WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+pub(crate) fn set_setting(conn: &Connection, key: &str, value: Option<&str>) -> StoreResult<()> {
+    match value {
+        Some(v) => conn.execute(
+            "INSERT INTO readwise_settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, v],
+        )?,
+        None => conn.execute("DELETE FROM readwise_settings WHERE key = ?1", [key])?,
+    };
+    Ok(())
+}
 
 /// Creates or upgrades the Readwise tables.
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {

@@ -428,3 +428,45 @@ async fn syncs_of_one_user_never_overlap() {
     );
     assert_eq!(h.fake.stats().max_concurrent, 1);
 }
+
+#[tokio::test]
+async fn the_readwise_url_can_be_changed_in_settings() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    let other = FakeReadwise::start(FakeConfig::unlimited()).await.unwrap();
+    other.add_user("tok-hal", 7);
+    h.sync
+        .admin()
+        .add_user("hal", None, Some("tok-hal"))
+        .await
+        .unwrap();
+    assert_eq!(h.sync.settings().await.unwrap().source, "default");
+
+    // The first fake does not know the token.
+    let run = h.sync_user("hal").await;
+    assert_eq!(run.summary.status, "Failed");
+
+    let settings = h.sync.set_api_url(Some(&other.base_url())).await.unwrap();
+    assert_eq!(settings.source, "settings");
+    assert_eq!(settings.readwise_api_url, other.base_url());
+    h.sync
+        .admin()
+        .add_user("hal", None, Some("tok-hal"))
+        .await
+        .unwrap();
+    let run = h.sync_user("hal").await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    assert_eq!(run.output.unwrap()["bookCount"], 7);
+
+    assert!(matches!(
+        h.sync.set_api_url(Some("ftp://nope")).await,
+        Err(stepdesk_readwise_sync::SettingsError::Invalid(_))
+    ));
+    let reset = h.sync.set_api_url(None).await.unwrap();
+    assert_eq!(reset.source, "default");
+    assert_eq!(reset.readwise_api_url, stepdesk_readwise::DEFAULT_BASE_URL);
+    h.sync.pin_api_url();
+    assert!(matches!(
+        h.sync.set_api_url(Some(&other.base_url())).await,
+        Err(stepdesk_readwise_sync::SettingsError::Pinned)
+    ));
+}
