@@ -117,6 +117,12 @@ export async function stopChild(child, { graceMs = 10000, group = false } = {}) 
 }
 
 /**
+ * The event key the tests' servers require. Set explicitly so that a key stored in the
+ * user's keychain (`stepdesk keys set event-key`) cannot change what the tests see.
+ */
+export const EVENT_KEY = "stepdesk-test-key";
+
+/**
  * A running `stepdesk serve --port 0` with the test fixtures registered, in a fresh data
  * directory. Call `stop()` when done.
  */
@@ -124,7 +130,7 @@ export async function startServer({ fixtures = true, args = [] } = {}) {
   const dataDir = tempDir("stepdesk-test-data-");
   const child = spawn(
     stepdeskBin(),
-    ["serve", "--port", "0", "--data-dir", dataDir, ...args],
+    ["serve", "--port", "0", "--data-dir", dataDir, "--event-key", EVENT_KEY, ...args],
     {
       env: cleanEnv(fixtures ? { STEPDESK_TEST_FIXTURES: "1" } : {}),
       stdio: ["ignore", "pipe", "pipe"],
@@ -181,9 +187,10 @@ export async function api(base, route, { method = "GET", body, token } = {}) {
 
 /** Sends one event through the Inngest event API; returns its id. */
 export async function sendEvent(base, name, data = {}) {
-  const out = await api(base, "/e/dev", { method: "POST", body: { name, data } });
+  const route = `/e/${EVENT_KEY}`;
+  const out = await api(base, route, { method: "POST", body: { name, data } });
   if (!Array.isArray(out.ids) || out.ids.length !== 1) {
-    throw new Error(`POST /e/dev answered ${JSON.stringify(out)}`);
+    throw new Error(`POST ${route} answered ${JSON.stringify(out)}`);
   }
   return out.ids[0];
 }

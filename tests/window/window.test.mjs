@@ -23,6 +23,7 @@ import {
   waitForRun,
   artifactsDir,
   imageStats,
+  EVENT_KEY,
 } from "../support/stepdesk.mjs";
 
 const DRIVER = process.env.STEPDESK_WEBKIT_DRIVER || "WebKitWebDriver";
@@ -98,6 +99,7 @@ before(async () => {
       STEPDESK_DATA_DIR: dataDir,
       STEPDESK_PORT: String(appPort),
       STEPDESK_TEST_FIXTURES: "1",
+      STEPDESK_EVENT_KEY: EVENT_KEY,
     }),
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
@@ -220,6 +222,7 @@ test("Ctrl-C or SIGTERM closes the window and stops the engine cleanly", async (
       STEPDESK_DATA_DIR: dir,
       STEPDESK_PORT: String(port),
       STEPDESK_TEST_FIXTURES: "1",
+      STEPDESK_EVENT_KEY: EVENT_KEY,
       STEPDESK_LOG: "info",
     }),
     stdio: ["ignore", "pipe", "pipe"],
