@@ -6,8 +6,8 @@
 //!   (and `401 {"detail":"Authentication credentials were not provided."}` when the header
 //!   is missing or is not `Authorization: Token <token>`, e.g. `Bearer`).
 //! - `GET /api/v2/books/`: Django REST Framework `PageNumberPagination` (`page`, `page_size`
-//!   default 100 max 1000, `updated__gt` / `updated__lt` filters), answering
-//!   `{count, next, previous, results}` with absolute `next`/`previous` links that keep the
+//!   default 100 max 1000, or [`FakeConfig::max_page_size`]; `updated__gt` / `updated__lt`
+//!   filters), answering `{count, next, previous, results}` with absolute `next`/`previous` links that keep the
 //!   other query parameters; books are ordered by id; `count` is the filtered total.
 //! - Per-token rate limits like the real service, counted the way DRF's throttles count
 //!   (a sliding window of admitted requests): 20 per window for `books/`, 240 per window for
@@ -65,6 +65,11 @@ pub struct FakeConfig {
     pub latency: Duration,
     /// `N` of the body of a forced `429` ([`FakeReadwise::omit_retry_after_next`]). Default 1.
     pub forced_retry_after_secs: u64,
+    /// The largest `page_size` honoured on `books/`: a larger one is clamped to it, as
+    /// Readwise clamps to 1000. Default 1000. The benchmark lowers it so that a client asking
+    /// for 1000 books per page gets several pages from a small library (e.g. 10: 25–30 books
+    /// make 3 pages) without storing thousands of books per user.
+    pub max_page_size: usize,
 }
 
 impl Default for FakeConfig {
@@ -75,6 +80,7 @@ impl Default for FakeConfig {
             window: Duration::from_secs(60),
             latency: Duration::ZERO,
             forced_retry_after_secs: 1,
+            max_page_size: 1000,
         }
     }
 }
@@ -691,11 +697,13 @@ async fn books_handler(
             }
         }
     }
-    // DRF: an invalid page_size falls back to the default; a large one is clamped.
+    // DRF: an invalid page_size falls back to the default (100); a large one is clamped to
+    // the maximum (1000 unless configured lower).
     let page_size = get("page_size")
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .map_or(100, |n| n.min(1000));
+        .unwrap_or(100)
+        .min(s.config.max_page_size.max(1));
     let page = match get("page") {
         None => 1,
         Some(v) if v == "last" => 0,

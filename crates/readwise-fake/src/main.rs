@@ -33,6 +33,9 @@ struct Args {
     /// Rate-limit window in seconds.
     #[arg(long, default_value_t = 60)]
     window_secs: u64,
+    /// Largest `page_size` honoured on `books/` (Readwise's is 1000).
+    #[arg(long, default_value_t = 1000)]
+    max_page_size: usize,
 }
 
 #[tokio::main]
@@ -49,6 +52,7 @@ async fn main() -> std::io::Result<()> {
         other_limit: args.other_limit,
         window: Duration::from_secs(args.window_secs),
         latency: Duration::from_millis(args.latency_ms),
+        max_page_size: args.max_page_size,
         ..FakeConfig::default()
     };
     let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), args.port);

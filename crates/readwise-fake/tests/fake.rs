@@ -89,6 +89,40 @@ async fn books_paginate_like_drf() {
 }
 
 #[tokio::test]
+async fn max_page_size_clamps_larger_requests() {
+    let fake = FakeReadwise::start(FakeConfig {
+        max_page_size: 10,
+        ..FakeConfig::default()
+    })
+    .await
+    .unwrap();
+    fake.add_user(TOKEN, 27);
+    let base = fake.base_url();
+    // A client asking for 1000 per page (what the sync does) gets pages of 10: 10, 10, 7.
+    let mut url = format!("{base}books/?page_size=1000");
+    let mut sizes = Vec::new();
+    loop {
+        let (s, _, body) = get(&url, auth()).await;
+        assert_eq!(s, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["count"], 27);
+        sizes.push(v["results"].as_array().unwrap().len());
+        match v["next"].as_str() {
+            Some(next) => url = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [10, 10, 7]);
+    // Smaller requests are honoured; the default (100) is clamped too.
+    let (_, _, body) = get(&format!("{base}books/?page_size=4"), auth()).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 4);
+    let (_, _, body) = get(&format!("{base}books/"), auth()).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test]
 async fn throttling_matches_readwise() {
     let fake = FakeReadwise::start(FakeConfig {
         list_limit: 2,
