@@ -3,7 +3,7 @@
 #   make run     install what is missing, build, open the window (or the headless server)
 #   make test    install what is missing, then every test (Rust, browser UI, real window)
 #   make build   release build; the binary's absolute path is the last line printed
-#   make bench   benchmarks (crates/stepdesk-bench)
+#   make bench   benchmarks (crates/stepdesk-bench, crates/stepdesk-bench-readwise)
 #   make deps    install missing system and npm packages (Debian 12; idempotent)
 
 SHELL := /bin/bash
@@ -109,5 +109,7 @@ test-window: build-debug
 
 # ---- Benchmarks ----------------------------------------------------------------------
 
+# The engine benchmarks rewrite BENCHMARKS.md; the Readwise one then fills its own section.
 bench: deps-toolchain
-	$(CARGO) run --release -p stepdesk-bench
+	$(CARGO) run --release -p stepdesk-bench -- --write BENCHMARKS.md
+	$(CARGO) run --release -p stepdesk-bench-readwise -- --write BENCHMARKS.md
