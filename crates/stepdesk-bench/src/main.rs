@@ -33,7 +33,8 @@ pub enum Section {
 #[derive(Debug, Parser)]
 #[command(name = "stepdesk-bench")]
 pub struct Args {
-    /// Also write the report to this file (e.g. BENCHMARKS.md).
+    /// Also write the report into this file (e.g. BENCHMARKS.md), between
+    /// `<!-- engine-bench:start -->` and `<!-- engine-bench:end -->`, keeping the rest.
     #[arg(long)]
     pub write: Option<PathBuf>,
     /// Sections to run.
@@ -147,8 +148,13 @@ async fn main() -> Result<()> {
     let text = report.finish(started.elapsed());
     println!("{text}");
     if let Some(path) = &args.write {
-        std::fs::write(path, &text)?;
-        eprintln!("wrote {}", path.display());
+        let existing = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        std::fs::write(path, report::splice(&existing, &text))?;
+        eprintln!("wrote the engine section of {}", path.display());
     }
     Ok(())
 }
