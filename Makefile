@@ -109,7 +109,7 @@ test-window: build-debug
 
 # ---- Benchmarks ----------------------------------------------------------------------
 
-# The engine benchmarks rewrite BENCHMARKS.md; the Readwise one then fills its own section.
+# Each benchmark rewrites only its own section of BENCHMARKS.md.
 bench: deps-toolchain
 	$(CARGO) run --release -p stepdesk-bench -- --write BENCHMARKS.md
 	$(CARGO) run --release -p stepdesk-bench-readwise -- --write BENCHMARKS.md
