@@ -249,6 +249,27 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
     Ok(Some(loaded))
 }
 
+/// After the `attempts`-th failed attempt: the error to record, and when to try again
+/// (`None`: not retriable, or no attempts left).
+fn retry_decision(
+    err: &Error,
+    attempts: u32,
+    max_attempts: u32,
+    now: i64,
+    backoff: &crate::backoff::Backoff,
+) -> (ErrorBody, Option<i64>) {
+    let body = err
+        .body()
+        .cloned()
+        .unwrap_or_else(|| ErrorBody::new("Error", "interrupted"));
+    let retry_at = match err {
+        Error::Retriable(_) if attempts < max_attempts => Some(now + backoff.delay_ms(attempts)),
+        Error::RetryAfter(_, at) if attempts < max_attempts => Some(clamp_retry_at(*at, now)),
+        _ => None,
+    };
+    (body, retry_at)
+}
+
 fn error_json(e: &ErrorBody) -> String {
     serde_json::to_string(e).unwrap_or_else(|_| "{}".into())
 }
@@ -377,19 +398,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                         keep_going = true;
                     }
                     Err(err) => {
-                        let body = err
-                            .body()
-                            .cloned()
-                            .unwrap_or_else(|| ErrorBody::new("Error", "interrupted"));
-                        let retry_at = match &err {
-                            Error::Retriable(_) if attempts < max_attempts => {
-                                Some(now + backoff.delay_ms(attempts))
-                            }
-                            Error::RetryAfter(_, at) if attempts < max_attempts => {
-                                Some(clamp_retry_at(*at, now))
-                            }
-                            _ => None,
-                        };
+                        let (body, retry_at) =
+                            retry_decision(&err, attempts, max_attempts, now, &backoff);
                         p.attempt = Some(AttemptWrite {
                             hash: hash.clone(),
                             attempt: attempts - 1,
@@ -577,19 +587,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                     }
                 };
                 if let Some(err) = failure {
-                    let body = err
-                        .body()
-                        .cloned()
-                        .unwrap_or_else(|| ErrorBody::new("Error", "interrupted"));
-                    let retry_at = match &err {
-                        Error::Retriable(_) if attempts < max_attempts => {
-                            Some(now + backoff.delay_ms(attempts))
-                        }
-                        Error::RetryAfter(_, at) if attempts < max_attempts => {
-                            Some(clamp_retry_at(*at, now))
-                        }
-                        _ => None,
-                    };
+                    let (body, retry_at) =
+                        retry_decision(&err, attempts, max_attempts, now, &backoff);
                     p.attempt = Some(AttemptWrite {
                         hash: FUNCTION_ATTEMPT_HASH.into(),
                         attempt: run.attempt,
