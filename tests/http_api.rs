@@ -421,3 +421,61 @@ fn bad_command_lines_fail_with_a_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot listen"), "{stderr}");
 }
+
+#[tokio::test]
+async fn cross_site_posts_from_web_pages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::simple(dir.path());
+    let post = |origin: Option<&'static str>| {
+        let mut req = server
+            .client
+            .post(format!("{}/e/anything", server.url))
+            .header("content-type", "text/plain")
+            .body(r#"{"name":"app/x"}"#);
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        req.send()
+    };
+    let res = post(Some("https://evil.example")).await.unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("cross-site"));
+    assert_eq!(post(Some("null")).await.unwrap().status().as_u16(), 403);
+    assert_eq!(
+        post(Some("http://127.0.0.1:8288"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        post(None).await.unwrap().status().as_u16(),
+        200,
+        "SDKs send no Origin"
+    );
+    let (_, page) = server.get("/v1/events").await;
+    assert_eq!(
+        page["data"].as_array().unwrap().len(),
+        2,
+        "only the two allowed posts stored"
+    );
+}
+
+#[test]
+fn one_engine_per_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Server::simple(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stepdesk"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another Stepdesk is already running"),
+        "{stderr}"
+    );
+}

@@ -111,7 +111,9 @@ impl ServeArgs {
                 secs.is_finite() && secs >= 0.0,
                 "--retry-interval must be a number of seconds >= 0"
             );
-            config.backoff = Backoff::Fixed(Duration::from_secs_f64(secs));
+            let interval = Duration::try_from_secs_f64(secs)
+                .map_err(|_| anyhow::anyhow!("--retry-interval {secs} is out of range"))?;
+            config.backoff = Backoff::Fixed(interval);
         }
         Ok(config)
     }

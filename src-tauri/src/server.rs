@@ -11,15 +11,47 @@ use crate::cli::ServeArgs;
 /// A started engine and its bound listener.
 pub struct Started {
     pub engine: Engine,
+    /// The data directory lock; keep it for as long as the engine runs.
+    pub _data_dir_lock: std::fs::File,
     pub listener: tokio::net::TcpListener,
     pub router: axum::Router,
     pub url: String,
 }
 
 /// Opens the engine and binds the HTTP listener (does not serve yet).
+/// Holds the data directory's lock: one engine per data directory, or runs would execute
+/// twice. Released when the process exits (however it exits).
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join("stepdesk.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another Stepdesk is already running on {} (one engine per data directory); stop it or use another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
 pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
     let config = args.engine_config()?;
     let data_dir = config.data_dir.clone();
+    let lock = lock_data_dir(&data_dir)?;
+    // Bind before anything runs, so a busy port fails fast and starts no engine.
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} (is another Stepdesk or `inngest dev` running? try --port)"
+        )
+    })?;
     let admin_token = stepdesk_engine::secrets::load_or_create_admin_token(&data_dir)
         .with_context(|| {
             format!(
@@ -50,14 +82,6 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         .await
         .with_context(|| format!("cannot start the engine in {}", data_dir.display()))?;
     readwise.attach(engine.clone());
-    let addr = SocketAddr::new(args.host, args.port);
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            engine.shutdown(std::time::Duration::from_secs(1)).await;
-            return Err(e).with_context(|| format!("cannot listen on {addr} (is another Stepdesk or `inngest dev` running? try --port)"));
-        }
-    };
     let local = listener.local_addr()?;
     let extra_hosts = if args.host.is_loopback() {
         Vec::new()
@@ -85,6 +109,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
     let url = format!("http://{host}:{}", local.port());
     Ok(Started {
         engine,
+        _data_dir_lock: lock,
         listener,
         router,
         url,

@@ -357,7 +357,10 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
             step: step.clone(),
         };
         let body_started = now_ms();
-        let result = AssertUnwindSafe((function.handler)(ctx))
+        // The handler is called inside the future, so a panic in its synchronous part is
+        // caught like one in its body.
+        let handler = function.handler.clone();
+        let result = AssertUnwindSafe(async move { handler(ctx).await })
             .catch_unwind()
             .await;
         let outcome = step.take_outcome();
@@ -652,6 +655,39 @@ async fn commit(engine: &Arc<EngineInner>, p: Progress) -> Result<progress::Appl
         .await?;
     engine.dispatcher.wake_all(applied.wakes.iter().cloned());
     Ok(applied)
+}
+
+/// How often the dispatcher double-checks the database for due runs it was not told about.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A safety net: every few seconds, hands the dispatcher every run that has been due for a
+/// while. Normally every commit that makes a run due wakes it directly; this covers a
+/// caller that went away between the commit and the wake (a dropped HTTP request).
+pub(crate) async fn sweep(
+    engine: Arc<EngineInner>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        let overdue = now_ms() - SWEEP_EVERY.as_millis() as i64;
+        let due = engine
+            .store
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'Running'",
+                )?;
+                let rows = stmt.query_map([overdue], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<Wake>, _>>()?)
+            })
+            .await;
+        match due {
+            Ok(due) => engine.dispatcher.wake_all(due),
+            Err(e) => tracing::warn!(error = %e, "cannot look for overdue runs"),
+        }
+    }
 }
 
 /// Runs that should be executing or are due, as stored: loaded at start-up.

@@ -226,12 +226,13 @@ impl EngineBuilder {
         });
         let dispatch_task =
             tokio::spawn(dispatcher.run(inner.clone(), config.max_concurrent_runs.max(1)));
-        let cron_task = tokio::spawn(scheduler::run(inner.clone(), shutdown_rx));
+        let cron_task = tokio::spawn(scheduler::run(inner.clone(), shutdown_rx.clone()));
+        let sweep_task = tokio::spawn(executor::sweep(inner.clone(), shutdown_rx));
         inner
             .tasks
             .lock()
             .expect("tasks lock")
-            .extend([dispatch_task, cron_task]);
+            .extend([dispatch_task, cron_task, sweep_task]);
         Ok(Engine { inner })
     }
 }
@@ -285,17 +286,25 @@ impl Engine {
             };
             admitted.push(event);
         }
-        let registry = self.inner.registry.clone();
-        let (ids, wakes) = self
-            .inner
-            .store
-            .write(move |c| {
-                let mut wakes = Vec::new();
-                let ids = ingest::ingest(c, &registry, admitted, time::now_ms(), &mut wakes)?;
-                Ok((ids, wakes))
-            })
-            .await?;
-        self.inner.dispatcher.wake_all(wakes);
+        let inner = self.inner.clone();
+        // The commit and the wake happen in a task of their own: if the caller goes away
+        // (a dropped HTTP request), the committed runs are still handed to the dispatcher.
+        let task = tokio::spawn(async move {
+            let registry = inner.registry.clone();
+            let (ids, wakes) = inner
+                .store
+                .write(move |c| {
+                    let mut wakes = Vec::new();
+                    let ids = ingest::ingest(c, &registry, admitted, time::now_ms(), &mut wakes)?;
+                    Ok((ids, wakes))
+                })
+                .await?;
+            inner.dispatcher.wake_all(wakes);
+            Ok::<_, StoreError>(ids)
+        });
+        let ids = task
+            .await
+            .map_err(|e| StoreError::Other(format!("ingest task failed: {e}")))??;
         Ok(ids)
     }
 

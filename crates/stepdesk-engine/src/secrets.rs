@@ -19,7 +19,8 @@ pub fn load_or_create_admin_token(data_dir: &Path) -> std::io::Result<String> {
     let path = admin_token_path(data_dir);
     match std::fs::read_to_string(&path) {
         Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
-        Ok(_) => {}
+        // An empty file (a crash while it was created by an older version): replace it.
+        Ok(_) => std::fs::remove_file(&path)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -27,6 +28,9 @@ pub fn load_or_create_admin_token(data_dir: &Path) -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
     let token = format!("sdk_admin_{}", hex::encode(bytes));
+    // Write a private temporary file, then link it into place: the token file appears
+    // complete or not at all, and if another process created one meanwhile, theirs wins.
+    let tmp = data_dir.join(format!(".admin-token.{}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -34,10 +38,26 @@ pub fn load_or_create_admin_token(data_dir: &Path) -> std::io::Result<String> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(&path)?;
+    let mut file = options.open(&tmp)?;
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
-    Ok(token)
+    drop(file);
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(token),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let theirs = std::fs::read_to_string(&path)?.trim().to_string();
+            if theirs.is_empty() {
+                return Err(std::io::Error::other(format!(
+                    "{} is empty",
+                    path.display()
+                )));
+            }
+            Ok(theirs)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Compares secrets in time independent of where they differ.

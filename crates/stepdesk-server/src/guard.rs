@@ -1,7 +1,7 @@
 //! Request guards: the DNS-rebinding `Host` check and the admin bearer token.
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -30,6 +30,17 @@ pub(crate) fn host_allowed(host: &str, extra: &[String]) -> bool {
         || extra.iter().any(|h| h.eq_ignore_ascii_case(&name))
 }
 
+/// An `Origin` header (`scheme://host[:port]`) naming this machine; the window's own
+/// `tauri://localhost` too.
+pub(crate) fn origin_allowed(origin: &str, extra: &[String]) -> bool {
+    match origin.split_once("://") {
+        Some((scheme, rest)) if matches!(scheme, "http" | "https" | "tauri") => {
+            host_allowed(rest.trim_end_matches('/'), extra)
+        }
+        _ => false,
+    }
+}
+
 /// Rejects requests whose `Host` is not a loopback name: a web page that rebinds its own
 /// domain to 127.0.0.1 still sends its domain as the Host, and is refused here.
 pub(crate) async fn check_host(
@@ -43,6 +54,22 @@ pub(crate) async fn check_host(
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    // A web page can send a simple cross-site POST (no preflight) to a loopback server:
+    // refuse state-changing requests whose Origin is not this machine. SDKs and curl send
+    // no Origin; the console's own requests carry a loopback one.
+    let cross_site = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|origin| !origin_allowed(origin, &state.config.extra_hosts));
+    if cross_site {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross-site request refused: the Origin is not this machine",
+        )
+        .into_response();
+    }
     match host {
         Some(h) if host_allowed(&h, &state.config.extra_hosts) => next.run(req).await,
         Some(h) => ApiError::new(
@@ -103,5 +130,26 @@ mod tests {
             assert!(!host_allowed(bad, &[]), "{bad}");
         }
         assert!(host_allowed("box.lan:8288", &["box.lan".into()]));
+    }
+
+    #[test]
+    fn only_local_origins_pass() {
+        for ok in [
+            "http://127.0.0.1:8288",
+            "http://localhost:8288",
+            "tauri://localhost",
+            "http://[::1]:8288",
+        ] {
+            assert!(origin_allowed(ok, &[]), "{ok}");
+        }
+        for bad in [
+            "https://evil.com",
+            "http://127.0.0.1.evil.com",
+            "null",
+            "file://",
+            "http://192.168.1.5:8288",
+        ] {
+            assert!(!origin_allowed(bad, &[]), "{bad}");
+        }
     }
 }
