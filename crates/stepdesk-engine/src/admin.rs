@@ -459,7 +459,10 @@ impl AdminApi {
             .engine
             .admit(event, Some(function_id))
             .await
-            .map_err(AdminError::BadRequest)?;
+            .map_err(|e| match e {
+                crate::GateError::Refused(r) => AdminError::BadRequest(r),
+                crate::GateError::Unavailable(r) => AdminError::Internal(r),
+            })?;
         event.data.insert(
             "_inngest".into(),
             serde_json::json!({"fn_id": function_id, "source": "admin"}),

@@ -96,7 +96,18 @@ pub trait EventGate: Send + Sync {
         self: Arc<Self>,
         event: NewEvent,
         invoked_function: Option<String>,
-    ) -> function::BoxFuture<Result<NewEvent, String>>;
+    ) -> function::BoxFuture<Result<NewEvent, GateError>>;
+}
+
+/// Why a gate did not admit an event.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GateError {
+    /// The event is wrong (a `400` for the sender).
+    #[error("{0}")]
+    Refused(String),
+    /// The gate could not decide now (keychain or database unavailable): try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Why events were not accepted.
@@ -107,6 +118,9 @@ pub enum SendError {
     Invalid(#[from] EventError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A gate could not check an event now; nothing was stored. Try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Why an engine could not start.
@@ -261,7 +275,7 @@ impl Engine {
         &self,
         mut event: NewEvent,
         invoked_function: Option<&str>,
-    ) -> Result<NewEvent, String> {
+    ) -> Result<NewEvent, GateError> {
         for gate in &self.inner.gates {
             event = gate
                 .clone()
@@ -280,9 +294,15 @@ impl Engine {
             let event = if self.inner.gates.is_empty() {
                 event
             } else {
-                self.admit(event, None)
-                    .await
-                    .map_err(|reason| EventError::Invalid { index, reason })?
+                match self.admit(event, None).await {
+                    Ok(event) => event,
+                    Err(GateError::Refused(reason)) => {
+                        return Err(EventError::Invalid { index, reason }.into())
+                    }
+                    Err(GateError::Unavailable(reason)) => {
+                        return Err(SendError::Unavailable(format!("event {index}: {reason}")))
+                    }
+                }
             };
             admitted.push(event);
         }

@@ -179,6 +179,7 @@ impl ReadwiseAdmin {
             Ok(ids) => Ok(ids.into_iter().next().unwrap_or_default()),
             Err(SendError::Invalid(e)) => Err(AdminError::BadRequest(e.to_string())),
             Err(SendError::Store(e)) => Err(internal(e)),
+            Err(SendError::Unavailable(e)) => Err(AdminError::Internal(e)),
         }
     }
 

@@ -148,7 +148,10 @@ async fn list_books(
                 let (u, run_id, books) = (user.to_string(), ctx.run_id.clone(), page.results);
                 let stored = books.len();
                 sync.store()
-                    .write(move |c| users::upsert_books(c, &u, &books, &run_id))
+                    .write(move |c| {
+                        users::ensure_running(c, &run_id)?;
+                        users::upsert_books(c, &u, &books, &run_id)
+                    })
                     .await
                     .map_err(store_error)?;
                 Ok(Page {
@@ -301,6 +304,7 @@ async fn fetch_books(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
             let (stored, pruned) = sync
                 .store()
                 .write(move |c| {
+                    users::ensure_running(c, &r)?;
                     let pruned = if full {
                         users::prune_unseen(c, &u, &r)?
                     } else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use stepdesk_engine::function::BoxFuture;
 use stepdesk_engine::time::{now_ms, to_rfc3339};
-use stepdesk_engine::{EventGate, NewEvent};
+use stepdesk_engine::{EventGate, GateError, NewEvent};
 
 use crate::events::{
     parse_daily_sync, parse_fetch_books, DAILY_SYNC, DAILY_SYNC_FN, FETCH_BOOKS, FETCH_BOOKS_FN,
@@ -23,13 +23,13 @@ impl EventGate for ReadwiseGate {
         self: Arc<Self>,
         event: NewEvent,
         invoked: Option<String>,
-    ) -> BoxFuture<Result<NewEvent, String>> {
+    ) -> BoxFuture<Result<NewEvent, GateError>> {
         Box::pin(async move {
             let invoked = invoked.as_deref();
             if event.name == FETCH_BOOKS || invoked == Some(FETCH_BOOKS_FN) {
                 self.admit_fetch_books(event).await
             } else if event.name == DAILY_SYNC || invoked == Some(DAILY_SYNC_FN) {
-                admit_daily_sync(event, invoked.is_some())
+                admit_daily_sync(event, invoked.is_some()).map_err(GateError::Refused)
             } else {
                 Ok(event)
             }
@@ -38,8 +38,8 @@ impl EventGate for ReadwiseGate {
 }
 
 impl ReadwiseGate {
-    async fn admit_fetch_books(&self, mut event: NewEvent) -> Result<NewEvent, String> {
-        let request = parse_fetch_books(&event.data)?;
+    async fn admit_fetch_books(&self, mut event: NewEvent) -> Result<NewEvent, GateError> {
+        let request = parse_fetch_books(&event.data).map_err(GateError::Refused)?;
         // The token leaves the event before anything else can see it.
         event.data.remove("apiKey");
         let user = request.user_id.clone();
@@ -48,24 +48,29 @@ impl ReadwiseGate {
             .store()
             .read(move |c| users::exists(c, &user))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| GateError::Unavailable(e.to_string()))?;
         if !known {
-            return Err(format!(
+            return Err(GateError::Refused(format!(
                 "`data.userId`: no user `{}`; add it first with `stepdesk users add {} --token-stdin`",
                 request.user_id, request.user_id
-            ));
+            )));
         }
         if let Some(token) = request.api_key {
             self.sync
                 .save_token(&request.user_id, &token)
                 .await
-                .map_err(|e| format!("cannot save the token of user `{}`: {e}", request.user_id))?;
+                .map_err(|e| {
+                    GateError::Unavailable(format!(
+                        "cannot save the token of user `{}`: {e}",
+                        request.user_id
+                    ))
+                })?;
             let user = request.user_id.clone();
             self.sync
                 .store()
                 .write(move |c| users::set_token_status(c, &user, token_status::CONNECTED, None))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| GateError::Unavailable(e.to_string()))?;
             tracing::info!(user = %request.user_id, "saved a Readwise token from an event to the keychain");
         }
         Ok(event)

@@ -220,6 +220,22 @@ pub(crate) fn record_reported_count(
     Ok(n > 0)
 }
 
+/// Fails unless the run is still running: a cancelled sync's last in-flight step must not
+/// write books while the next sync of the same user (started by the cancellation) does.
+pub(crate) fn ensure_running(conn: &Connection, run_id: &str) -> StoreResult<()> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?;
+    match status.as_deref() {
+        Some("Running") => Ok(()),
+        other => Err(stepdesk_engine::store::StoreError::Other(format!(
+            "run {run_id} is {}, not running; its results are dropped",
+            other.unwrap_or("gone")
+        ))),
+    }
+}
+
 /// Inserts or updates books; `seen_run` marks them as seen by this run.
 pub(crate) fn upsert_books(
     conn: &Connection,

@@ -470,3 +470,46 @@ async fn the_readwise_url_can_be_changed_in_settings() {
         Err(stepdesk_readwise_sync::SettingsError::Pinned)
     ));
 }
+
+#[tokio::test]
+async fn an_unavailable_keychain_is_a_retryable_failure_not_a_bad_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeReadwise::start(FakeConfig::unlimited()).await.unwrap();
+    let config = EngineConfig::new(dir.path());
+    let store = config.open_store().await.unwrap();
+    let no_keychain = Err(stepdesk_secrets::SecretsError::Unavailable {
+        detail: "no bus".into(),
+    });
+    let client = ReadwiseClient::new(
+        ClientConfig::default()
+            .with_base_url(&fake.base_url())
+            .unwrap(),
+    )
+    .unwrap();
+    let sync = ReadwiseSync::new(store.clone(), no_keychain, client)
+        .await
+        .unwrap();
+    let engine = Engine::builder(config)
+        .store(store)
+        .functions(sync.functions())
+        .gate(sync.gate())
+        .start()
+        .await
+        .unwrap();
+    sync.attach(engine.clone());
+    sync.admin().add_user("ivy", None, None).await.unwrap();
+    let body =
+        json!({"name": "readwise/fetch-books", "data": {"userId": "ivy", "apiKey": "tok-ivy"}});
+    match engine
+        .send_events(parse_events(body.to_string().as_bytes()).unwrap())
+        .await
+    {
+        Err(SendError::Unavailable(e)) => {
+            assert!(e.contains("no Secret Service"), "{e}");
+            assert!(!e.contains("tok-ivy"));
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let events = engine.admin().events(Default::default()).await.unwrap();
+    assert!(events.events.is_empty(), "nothing was stored");
+}

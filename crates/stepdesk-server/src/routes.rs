@@ -135,6 +135,11 @@ async fn send_events(
         )
             .into_response(),
         Err(SendError::Store(e)) => ApiError::from(e).into_response(),
+        Err(SendError::Unavailable(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ids": [], "status": 503, "error": e})),
+        )
+            .into_response(),
     }
 }
 
