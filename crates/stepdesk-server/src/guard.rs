@@ -34,9 +34,7 @@ pub(crate) fn host_allowed(host: &str, extra: &[String]) -> bool {
 /// `tauri://localhost` too.
 pub(crate) fn origin_allowed(origin: &str, extra: &[String]) -> bool {
     match origin.split_once("://") {
-        Some((scheme, rest)) if matches!(scheme, "http" | "https" | "tauri") => {
-            host_allowed(rest.trim_end_matches('/'), extra)
-        }
+        Some(("http" | "https" | "tauri", rest)) => host_allowed(rest.trim_end_matches('/'), extra),
         _ => false,
     }
 }
