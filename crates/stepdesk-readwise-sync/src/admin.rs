@@ -115,6 +115,14 @@ impl ReadwiseAdmin {
 
     /// Removes a user, their books and their keychain entry.
     pub async fn remove_user(&self, id: &str) -> AdminResult<()> {
+        // The keychain entry goes first: a user must never disappear while their token stays.
+        let secrets = self.sync.secrets().map_err(|e| {
+            AdminError::Conflict(format!("cannot remove the token of user `{id}`: {e}"))
+        })?;
+        let had_token = secrets
+            .delete(&token_key(id))
+            .await
+            .map_err(|e| AdminError::Conflict(e.to_string()))?;
         let i = id.to_string();
         let existed = self
             .sync
@@ -122,13 +130,6 @@ impl ReadwiseAdmin {
             .write(move |c| users::delete(c, &i))
             .await
             .map_err(internal)?;
-        let had_token = match self.sync.secrets() {
-            Ok(s) => s
-                .delete(&token_key(id))
-                .await
-                .map_err(|e| AdminError::Conflict(e.to_string()))?,
-            Err(_) => false,
-        };
         if !existed && !had_token {
             return Err(AdminError::NotFound(format!("no user `{id}`")));
         }
@@ -185,6 +186,7 @@ impl ReadwiseAdmin {
 
     /// Resyncs one user (sends `readwise/fetch-books`). An `api_key` is saved to the keychain.
     pub async fn sync_user(&self, id: &str, api_key: Option<&str>) -> AdminResult<SyncRequested> {
+        check_user_id(id).map_err(|e| AdminError::BadRequest(format!("`userId`: {e}")))?;
         self.user(id).await?;
         let mut data = Map::new();
         data.insert("userId".into(), json!(id));
