@@ -189,6 +189,9 @@ async fn fetch_books(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
             let found = sync
                 .store()
                 .write(move |c| {
+                    if let Some(daily) = batch.as_deref() {
+                        users::attach_daily_run(c, daily, &u, &r)?;
+                    }
                     let found = users::get(c, &u)?;
                     if found.is_some() {
                         users::mark_sync_started(c, &u, &r, batch.as_deref(), now_ms())?;
@@ -381,7 +384,7 @@ async fn daily_sync(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
             sync.store()
                 .write(move |c| {
                     let ids = users::connected_ids(c)?;
-                    users::start_daily_sync(c, &r, ids.len() as i64, now_ms())?;
+                    users::start_daily_sync(c, &r, &ids, now_ms())?;
                     Ok(ids)
                 })
                 .await

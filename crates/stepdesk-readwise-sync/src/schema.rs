@@ -52,6 +52,16 @@ CREATE TABLE readwise_settings (
     value TEXT NOT NULL
 );
 "#,
+    r#"
+-- Each daily sync's users, and the fetch run that synced each one: progress is read from
+-- those runs' statuses, so failures, cancellations and later manual syncs all count right.
+CREATE TABLE readwise_daily_sync_users (
+    daily_run_id TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    fetch_run_id TEXT,
+    PRIMARY KEY (daily_run_id, user_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub(crate) fn get_setting(conn: &Connection, key: &str) -> StoreResult<Option<String>> {

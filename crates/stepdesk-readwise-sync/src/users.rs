@@ -293,25 +293,57 @@ pub struct DailySyncProgress {
     pub failed: i64,
 }
 
+/// Records a daily sync and the users it syncs. Safe to repeat (a replayed step).
 pub(crate) fn start_daily_sync(
     conn: &Connection,
     run_id: &str,
-    total: i64,
+    user_ids: &[String],
     now: i64,
 ) -> StoreResult<()> {
     conn.execute(
-        "INSERT OR IGNORE INTO readwise_daily_syncs (run_id, started_at, total) VALUES (?1, ?2, ?3)",
-        params![run_id, now, total],
+        "INSERT INTO readwise_daily_syncs (run_id, started_at, total) VALUES (?1, ?2, ?3)
+         ON CONFLICT (run_id) DO UPDATE SET total = excluded.total",
+        params![run_id, now, user_ids.len() as i64],
     )?;
+    conn.execute(
+        "DELETE FROM readwise_daily_sync_users WHERE daily_run_id = ?1",
+        [run_id],
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO readwise_daily_sync_users (daily_run_id, user_id) VALUES (?1, ?2)",
+    )?;
+    for user in user_ids {
+        stmt.execute(params![run_id, user])?;
+    }
     Ok(())
 }
 
+/// Links a user's place in a daily sync to the fetch run that serves it.
+pub(crate) fn attach_daily_run(
+    conn: &Connection,
+    daily_run_id: &str,
+    user: &str,
+    fetch_run_id: &str,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE readwise_daily_sync_users SET fetch_run_id = ?3 WHERE daily_run_id = ?1 AND user_id = ?2",
+    )?
+    .execute(params![daily_run_id, user, fetch_run_id])?;
+    Ok(())
+}
+
+/// Recent daily syncs. A user is done when the fetch run for them has ended: `ok` if it
+/// completed, `failed` if it failed or was cancelled.
 pub(crate) fn daily_syncs(conn: &Connection, limit: u32) -> StoreResult<Vec<DailySyncProgress>> {
     let mut stmt = conn.prepare(
         "SELECT d.run_id, d.started_at, d.total,
-                (SELECT count(*) FROM readwise_users u WHERE u.last_sync_batch = d.run_id AND u.last_sync_status = 'ok'),
-                (SELECT count(*) FROM readwise_users u WHERE u.last_sync_batch = d.run_id AND u.last_sync_status = 'failed')
-         FROM readwise_daily_syncs d ORDER BY d.started_at DESC, d.run_id DESC LIMIT ?1",
+                coalesce(sum(r.status = 'Completed'), 0),
+                coalesce(sum(r.status IN ('Failed', 'Cancelled')), 0)
+         FROM readwise_daily_syncs d
+         LEFT JOIN readwise_daily_sync_users u ON u.daily_run_id = d.run_id
+         LEFT JOIN runs r ON r.id = u.fetch_run_id
+         GROUP BY d.run_id
+         ORDER BY d.started_at DESC, d.run_id DESC LIMIT ?1",
     )?;
     let rows = stmt.query_map([limit], |r| {
         let ok: i64 = r.get(3)?;

@@ -513,3 +513,57 @@ async fn an_unavailable_keychain_is_a_retryable_failure_not_a_bad_event() {
     let events = engine.admin().events(Default::default()).await.unwrap();
     assert!(events.events.is_empty(), "nothing was stored");
 }
+
+#[tokio::test]
+async fn a_cancelled_sync_counts_as_done_in_the_daily_progress() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.add("jo", "tok-jo", 5).await;
+    h.add("kim", "tok-kim", 5).await;
+    h.fake.slow_next("tok-kim", 1, Duration::from_secs(30));
+    let requested = h.sync.admin().sync_all().await.unwrap();
+    let daily = h.wait_event_run(&requested.event_id).await;
+    let admin = h.engine.admin();
+    // Find kim's fetch run (stuck on the slow answer) and cancel it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let kim_run = loop {
+        let runs = admin
+            .runs(RunQuery {
+                function_id: Some("readwise-fetch-books".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut found = None;
+        for r in runs.runs.iter().filter(|r| r.status == "Running") {
+            let detail = admin.run(&r.id).await.unwrap();
+            if detail.event.as_ref().unwrap()["data"]["userId"] == "kim" && !detail.steps.is_empty()
+            {
+                found = Some(r.id.clone());
+            }
+        }
+        if let Some(id) = found {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "kim's sync did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    admin.cancel(&kim_run).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let p = h
+            .sync
+            .admin()
+            .daily_syncs(5)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.run_id == daily.summary.id)
+            .unwrap();
+        if p.done == p.total {
+            assert_eq!((p.total, p.ok, p.failed), (2, 1, 1));
+            break;
+        }
+        assert!(Instant::now() < deadline, "progress never completed: {p:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
