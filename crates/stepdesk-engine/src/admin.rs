@@ -467,11 +467,9 @@ impl AdminApi {
             "_inngest".into(),
             serde_json::json!({"fn_id": function_id, "source": "admin"}),
         );
-        let outcome = self
+        let started = self
             .engine
-            .inner
-            .store
-            .write(move |c| {
+            .write_and_wake(move |c| {
                 let now = now_ms();
                 let (event_id, _, json) = insert_event(c, event, now)?;
                 let run_id = new_id();
@@ -491,14 +489,6 @@ impl AdminApi {
                 Ok((Started { run_id, event_id }, wakes))
             })
             .await?;
-        self.started(outcome)
-    }
-
-    fn started(
-        &self,
-        (started, wakes): (Started, Vec<crate::ingest::Wake>),
-    ) -> AdminResult<Started> {
-        self.engine.inner.dispatcher.wake_all(wakes);
         Ok(started)
     }
 
@@ -506,18 +496,15 @@ impl AdminApi {
     pub async fn cancel(&self, run_id: &str) -> AdminResult<RunSummary> {
         let registry = self.engine.inner.registry.clone();
         let id = run_id.to_string();
-        let (found, cancelled, wakes) = self
+        let (found, cancelled) = self
             .engine
-            .inner
-            .store
-            .write(move |c| {
+            .write_and_wake(move |c| {
                 let found = crate::ingest::run_status(c, &id)?.is_some();
                 let mut wakes = Vec::new();
                 let cancelled = progress::cancel_run(c, &registry, &id, now_ms(), &mut wakes)?;
-                Ok((found, cancelled, wakes))
+                Ok(((found, cancelled), wakes))
             })
             .await?;
-        self.engine.inner.dispatcher.wake_all(wakes);
         if !found {
             return Err(AdminError::NotFound(format!("no run `{run_id}`")));
         }
@@ -561,11 +548,9 @@ impl AdminApi {
             )));
         };
         let original_id = run_id.to_string();
-        let outcome = self
+        let started = self
             .engine
-            .inner
-            .store
-            .write(move |c| {
+            .write_and_wake(move |c| {
                 let now = now_ms();
                 let new_run = new_id();
                 let payload: String = c.query_row(
@@ -596,7 +581,7 @@ impl AdminApi {
                 ))
             })
             .await?;
-        self.started(outcome)
+        Ok(started)
     }
 
     /// Stored events, newest first.

@@ -306,26 +306,33 @@ impl Engine {
             };
             admitted.push(event);
         }
-        let inner = self.inner.clone();
-        // The commit and the wake happen in a task of their own: if the caller goes away
-        // (a dropped HTTP request), the committed runs are still handed to the dispatcher.
-        let task = tokio::spawn(async move {
-            let registry = inner.registry.clone();
-            let (ids, wakes) = inner
-                .store
-                .write(move |c| {
-                    let mut wakes = Vec::new();
-                    let ids = ingest::ingest(c, &registry, admitted, time::now_ms(), &mut wakes)?;
-                    Ok((ids, wakes))
-                })
-                .await?;
-            inner.dispatcher.wake_all(wakes);
-            Ok::<_, StoreError>(ids)
-        });
-        let ids = task
-            .await
-            .map_err(|e| StoreError::Other(format!("ingest task failed: {e}")))??;
+        let registry = self.inner.registry.clone();
+        let ids = self
+            .write_and_wake(move |c| {
+                let mut wakes = Vec::new();
+                let ids = ingest::ingest(c, &registry, admitted, time::now_ms(), &mut wakes)?;
+                Ok((ids, wakes))
+            })
+            .await?;
         Ok(ids)
+    }
+
+    /// Commits `f` and hands the runs it made due to the dispatcher, in a task of its own:
+    /// if the caller goes away (a dropped HTTP request), the committed runs still start.
+    pub(crate) async fn write_and_wake<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<(R, Vec<ingest::Wake>), StoreError>
+            + Send
+            + 'static,
+    ) -> Result<R, StoreError> {
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let (result, wakes) = inner.store.write(f).await?;
+            inner.dispatcher.wake_all(wakes);
+            Ok::<_, StoreError>(result)
+        });
+        task.await
+            .map_err(|e| StoreError::Other(format!("write task failed: {e}")))?
     }
 
     pub fn admin(&self) -> AdminApi {
