@@ -21,6 +21,14 @@ struct Harness {
 }
 
 async fn harness(fake_config: FakeConfig, client: impl FnOnce(&mut ClientConfig)) -> Harness {
+    harness_with_keychain(fake_config, client, Ok(Secrets::in_memory())).await
+}
+
+async fn harness_with_keychain(
+    fake_config: FakeConfig,
+    client: impl FnOnce(&mut ClientConfig),
+    secrets: Result<Secrets, stepdesk_secrets::SecretsError>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeReadwise::start(fake_config).await.unwrap();
     let mut config = ClientConfig::default()
@@ -31,13 +39,9 @@ async fn harness(fake_config: FakeConfig, client: impl FnOnce(&mut ClientConfig)
     let mut engine_config = EngineConfig::new(dir.path());
     engine_config.backoff = Backoff::Fixed(Duration::from_millis(50));
     let store = engine_config.open_store().await.unwrap();
-    let sync = ReadwiseSync::new(
-        store.clone(),
-        Ok(Secrets::in_memory()),
-        ReadwiseClient::new(config).unwrap(),
-    )
-    .await
-    .unwrap();
+    let sync = ReadwiseSync::new(store.clone(), secrets, ReadwiseClient::new(config).unwrap())
+        .await
+        .unwrap();
     let engine = Engine::builder(engine_config)
         .store(store)
         .functions(sync.functions())
@@ -473,30 +477,11 @@ async fn the_readwise_url_can_be_changed_in_settings() {
 
 #[tokio::test]
 async fn an_unavailable_keychain_is_a_retryable_failure_not_a_bad_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = FakeReadwise::start(FakeConfig::unlimited()).await.unwrap();
-    let config = EngineConfig::new(dir.path());
-    let store = config.open_store().await.unwrap();
     let no_keychain = Err(stepdesk_secrets::SecretsError::Unavailable {
         detail: "no bus".into(),
     });
-    let client = ReadwiseClient::new(
-        ClientConfig::default()
-            .with_base_url(&fake.base_url())
-            .unwrap(),
-    )
-    .unwrap();
-    let sync = ReadwiseSync::new(store.clone(), no_keychain, client)
-        .await
-        .unwrap();
-    let engine = Engine::builder(config)
-        .store(store)
-        .functions(sync.functions())
-        .gate(sync.gate())
-        .start()
-        .await
-        .unwrap();
-    sync.attach(engine.clone());
+    let h = harness_with_keychain(FakeConfig::unlimited(), |_| {}, no_keychain).await;
+    let (sync, engine) = (&h.sync, &h.engine);
     sync.admin().add_user("ivy", None, None).await.unwrap();
     let body =
         json!({"name": "readwise/fetch-books", "data": {"userId": "ivy", "apiKey": "tok-ivy"}});
