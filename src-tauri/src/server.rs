@@ -83,22 +83,21 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         .with_context(|| format!("cannot start the engine in {}", data_dir.display()))?;
     readwise.attach(engine.clone());
     let local = listener.local_addr()?;
-    let extra_hosts = if args.host.is_loopback() {
-        Vec::new()
-    } else {
-        tracing::warn!(host = %args.host, "listening on a non-loopback address: anyone on your network can reach Stepdesk");
-        vec![args.host.to_string()]
-    };
+    let beyond_loopback = !args.host.is_loopback();
+    if beyond_loopback {
+        tracing::warn!(host = %args.host, "listening on a non-loopback address: anyone on your network can reach Stepdesk; reads need the admin token");
+    }
     let router = stepdesk_server::router(
         engine.clone(),
         ServerConfig {
-            event_key,
+            event_key: stepdesk_server::EventKey::new(event_key),
             extra_routes: Some(stepdesk_readwise_sync::routes::routes(
                 readwise.admin(),
                 admin_token.clone(),
             )),
             admin_token,
-            extra_hosts,
+            extra_hosts: Vec::new(),
+            reads_need_token: beyond_loopback,
         },
     );
     let host = match args.host {

@@ -455,14 +455,24 @@ impl AdminApi {
         };
         let mut event = NewEvent::internal(internal::FUNCTION_INVOKED, data);
         event.user = user;
-        let mut event = self
+        // The admin API is only reachable with the admin token (or from the window).
+        let admission = crate::Admission {
+            invoked_function: Some(function_id.to_string()),
+            sender: crate::Sender::Trusted,
+        };
+        let gate_error = |e| match e {
+            crate::GateError::Refused(r) => AdminError::BadRequest(r),
+            crate::GateError::Unauthorized(r) => AdminError::BadRequest(r),
+            crate::GateError::Unavailable(r) => AdminError::Internal(r),
+        };
+        let (mut event, effects) = self
             .engine
-            .admit(event, Some(function_id))
+            .admit(event, &admission)
             .await
-            .map_err(|e| match e {
-                crate::GateError::Refused(r) => AdminError::BadRequest(r),
-                crate::GateError::Unavailable(r) => AdminError::Internal(r),
-            })?;
+            .map_err(gate_error)?;
+        crate::Engine::apply_effects(effects)
+            .await
+            .map_err(gate_error)?;
         event.data.insert(
             "_inngest".into(),
             serde_json::json!({"fn_id": function_id, "source": "admin"}),

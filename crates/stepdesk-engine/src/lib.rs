@@ -83,20 +83,71 @@ pub fn default_data_dir() -> PathBuf {
     home.join(".local/share/stepdesk")
 }
 
+/// Who sent an event, as far as Stepdesk can tell. Gates use it to decide what an event may
+/// carry: an event that hands Stepdesk a secret (a Readwise `apiKey`) must come from a sender
+/// who proved it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// Proved its right: the admin token, the configured event key, or Stepdesk's own code
+    /// (admin API, functions, the CLI through the admin routes).
+    Trusted,
+    /// Anyone who can reach the event API while no event key is configured (dev mode, as
+    /// `inngest dev` accepts any key): other local processes, other OS accounts, web pages.
+    Anonymous,
+}
+
+/// What a gate knows about an event besides the event itself.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Set for an admin invoke of that function (the event is then
+    /// `inngest/function.invoked`, carrying the payload in `data`).
+    pub invoked_function: Option<String>,
+    pub sender: Sender,
+}
+
+/// A side effect a gate wants once the whole request is admitted (saving a token to the
+/// keychain, say). Effects run in order, after every event of the request passed every gate
+/// and before anything is stored, so a request refused as a whole has no side effect.
+pub type GateEffect = function::BoxFuture<Result<(), GateError>>;
+
+/// An event a gate let through, as it will be stored, and what to do once all are admitted.
+pub struct Admitted {
+    pub event: NewEvent,
+    pub effect: Option<GateEffect>,
+}
+
+impl Admitted {
+    pub fn new(event: NewEvent) -> Admitted {
+        Admitted {
+            event,
+            effect: None,
+        }
+    }
+
+    pub fn with_effect(event: NewEvent, effect: GateEffect) -> Admitted {
+        Admitted {
+            event,
+            effect: Some(effect),
+        }
+    }
+}
+
 /// Checks and rewrites events before they are stored: typed payloads are validated at
 /// the door, and secrets a sender put in an event are taken out (and kept elsewhere).
 ///
 /// Gates see events sent to the event API and the payload of admin invokes ("Test
 /// function"); events that functions send with `step.send_event` are trusted.
+///
+/// `admit` must have no side effect: it only decides, and returns any side effect as
+/// [`Admitted::effect`], which the engine runs once the whole request has been admitted.
 pub trait EventGate: Send + Sync {
-    /// `invoked_function` is set for an admin invoke of that function (the event is then
-    /// `inngest/function.invoked`, carrying the payload in `data`). Returns the event to
-    /// store, or the reason it is refused.
+    /// Returns the event to store (and an effect to run before storing it), or the reason
+    /// it is refused.
     fn admit(
         self: Arc<Self>,
         event: NewEvent,
-        invoked_function: Option<String>,
-    ) -> function::BoxFuture<Result<NewEvent, GateError>>;
+        admission: Admission,
+    ) -> function::BoxFuture<Result<Admitted, GateError>>;
 }
 
 /// Why a gate did not admit an event.
@@ -105,6 +156,9 @@ pub enum GateError {
     /// The event is wrong (a `400` for the sender).
     #[error("{0}")]
     Refused(String),
+    /// The event needs a sender who proved its right (a `401`): the message says how.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The gate could not decide now (keychain or database unavailable): try again later.
     #[error("{0}")]
     Unavailable(String),
@@ -118,6 +172,9 @@ pub enum SendError {
     Invalid(#[from] EventError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An event needs an authorized sender (see [`Sender`]); nothing was stored.
+    #[error("{0}")]
+    Unauthorized(String),
     /// A gate could not check an event now; nothing was stored. Try again later.
     #[error("{0}")]
     Unavailable(String),
@@ -251,6 +308,19 @@ impl EngineBuilder {
     }
 }
 
+/// The error for event `index` that a gate did not admit.
+fn gate_refusal(index: usize, e: GateError) -> SendError {
+    match e {
+        GateError::Refused(reason) => EventError::Invalid { index, reason }.into(),
+        GateError::Unauthorized(reason) => {
+            SendError::Unauthorized(format!("event {index}: {reason}"))
+        }
+        GateError::Unavailable(reason) => {
+            SendError::Unavailable(format!("event {index}: {reason}"))
+        }
+    }
+}
+
 impl Engine {
     pub fn builder(config: EngineConfig) -> EngineBuilder {
         EngineBuilder {
@@ -270,42 +340,74 @@ impl Engine {
         Engine::builder(config).functions(functions).start().await
     }
 
-    /// Passes an event through the gates.
+    /// Passes an event through the gates; returns it with the effects they asked for.
     pub(crate) async fn admit(
         &self,
         mut event: NewEvent,
-        invoked_function: Option<&str>,
-    ) -> Result<NewEvent, GateError> {
+        admission: &Admission,
+    ) -> Result<(NewEvent, Vec<GateEffect>), GateError> {
+        let mut effects = Vec::new();
         for gate in &self.inner.gates {
-            event = gate
-                .clone()
-                .admit(event, invoked_function.map(str::to_string))
-                .await?;
+            let admitted = gate.clone().admit(event, admission.clone()).await?;
+            event = admitted.event;
+            effects.extend(admitted.effect);
         }
-        Ok(event)
+        Ok((event, effects))
+    }
+
+    /// Runs the effects of admitted events, in order.
+    pub(crate) async fn apply_effects(effects: Vec<GateEffect>) -> Result<(), GateError> {
+        for effect in effects {
+            effect.await?;
+        }
+        Ok(())
+    }
+
+    /// Stores events sent by Stepdesk's own code, a [`Sender::Trusted`] sender: see
+    /// [`Engine::send_events_from`].
+    pub async fn send_events(&self, events: Vec<NewEvent>) -> Result<Vec<String>, SendError> {
+        self.send_events_from(events, Sender::Trusted).await
     }
 
     /// Stores events (parsed with [`event::parse_events`]) once the gates admit them,
     /// starts the runs they trigger and resumes matching waits. Returns once everything is
-    /// committed, with the events' internal ids. If any event is refused, none is stored.
-    pub async fn send_events(&self, events: Vec<NewEvent>) -> Result<Vec<String>, SendError> {
+    /// committed, with the events' internal ids.
+    ///
+    /// All or nothing: every event passes every gate before any gate's side effect runs, so
+    /// a request with one refused event stores nothing and changes nothing else.
+    pub async fn send_events_from(
+        &self,
+        events: Vec<NewEvent>,
+        sender: Sender,
+    ) -> Result<Vec<String>, SendError> {
         let mut admitted = Vec::with_capacity(events.len());
+        let mut effects = Vec::new();
+        let admission = Admission {
+            invoked_function: None,
+            sender,
+        };
         for (index, event) in events.into_iter().enumerate() {
-            let event = if self.inner.gates.is_empty() {
-                event
-            } else {
-                match self.admit(event, None).await {
-                    Ok(event) => event,
-                    Err(GateError::Refused(reason)) => {
-                        return Err(EventError::Invalid { index, reason }.into())
-                    }
-                    Err(GateError::Unavailable(reason)) => {
-                        return Err(SendError::Unavailable(format!("event {index}: {reason}")))
-                    }
+            if self.inner.gates.is_empty() {
+                admitted.push(event);
+                continue;
+            }
+            match self.admit(event, &admission).await {
+                Ok((event, more)) => {
+                    admitted.push(event);
+                    effects.extend(more);
                 }
-            };
-            admitted.push(event);
+                Err(e) => return Err(gate_refusal(index, e)),
+            }
         }
+        // An effect that fails (the keychain went away) stops the request: nothing is stored.
+        Engine::apply_effects(effects).await.map_err(|e| match e {
+            GateError::Refused(r) => SendError::Invalid(EventError::Invalid {
+                index: 0,
+                reason: r,
+            }),
+            GateError::Unauthorized(r) => SendError::Unauthorized(r),
+            GateError::Unavailable(r) => SendError::Unavailable(r),
+        })?;
         let registry = self.inner.registry.clone();
         let ids = self
             .write_and_wake(move |c| {

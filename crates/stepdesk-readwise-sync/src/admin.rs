@@ -179,6 +179,8 @@ impl ReadwiseAdmin {
         match engine.send_events(vec![event]).await {
             Ok(ids) => Ok(ids.into_iter().next().unwrap_or_default()),
             Err(SendError::Invalid(e)) => Err(AdminError::BadRequest(e.to_string())),
+            // Never: the admin API sends as a trusted sender.
+            Err(SendError::Unauthorized(e)) => Err(AdminError::BadRequest(e)),
             Err(SendError::Store(e)) => Err(internal(e)),
             Err(SendError::Unavailable(e)) => Err(AdminError::Internal(e)),
         }

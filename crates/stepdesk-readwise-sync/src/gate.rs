@@ -1,18 +1,29 @@
 //! Validates Readwise events before they are stored, and moves a sender's `apiKey` into the
 //! keychain so no token is ever stored in an event.
+//!
+//! Two rules protect users' tokens:
+//! - only a sender who proved its right ([`Sender::Trusted`]: the admin token or the
+//!   configured event key) may hand over an `apiKey`. Without that, anyone who can reach the
+//!   event API (another local process, another OS account, a web page) could replace a
+//!   user's token with their own, import their own library and prune the user's books;
+//! - nothing is saved while deciding: saving the token is the admitted event's effect, which
+//!   the engine runs only once every event of the request has been admitted.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 use stepdesk_engine::function::BoxFuture;
 use stepdesk_engine::time::{now_ms, to_rfc3339};
-use stepdesk_engine::{EventGate, GateError, NewEvent};
+use stepdesk_engine::{Admission, Admitted, EventGate, GateError, NewEvent, Sender};
 
 use crate::events::{
     parse_daily_sync, parse_fetch_books, DAILY_SYNC, DAILY_SYNC_FN, FETCH_BOOKS, FETCH_BOOKS_FN,
 };
 use crate::users::{self, token_status};
 use crate::ReadwiseSync;
+
+/// What an anonymous sender of an `apiKey` is told.
+pub(crate) const API_KEY_NEEDS_AUTH: &str = "`data.apiKey`: an event may hand Stepdesk a Readwise token only from an authorized sender. Send it with `Authorization: Bearer <admin token>` (`stepdesk admin-token` prints it), or set an event key (`stepdesk keys set event-key`) and send to /e/<that key>; or store the token with `stepdesk users add ID --token-stdin` and send the event without `apiKey`";
 
 pub(crate) struct ReadwiseGate {
     pub sync: ReadwiseSync,
@@ -22,26 +33,35 @@ impl EventGate for ReadwiseGate {
     fn admit(
         self: Arc<Self>,
         event: NewEvent,
-        invoked: Option<String>,
-    ) -> BoxFuture<Result<NewEvent, GateError>> {
+        admission: Admission,
+    ) -> BoxFuture<Result<Admitted, GateError>> {
         Box::pin(async move {
-            let invoked = invoked.as_deref();
+            let invoked = admission.invoked_function.as_deref();
             if event.name == FETCH_BOOKS || invoked == Some(FETCH_BOOKS_FN) {
-                self.admit_fetch_books(event).await
+                self.admit_fetch_books(event, admission.sender).await
             } else if event.name == DAILY_SYNC || invoked == Some(DAILY_SYNC_FN) {
-                admit_daily_sync(event, invoked.is_some()).map_err(GateError::Refused)
+                admit_daily_sync(event, invoked.is_some())
+                    .map(Admitted::new)
+                    .map_err(GateError::Refused)
             } else {
-                Ok(event)
+                Ok(Admitted::new(event))
             }
         })
     }
 }
 
 impl ReadwiseGate {
-    async fn admit_fetch_books(&self, mut event: NewEvent) -> Result<NewEvent, GateError> {
+    async fn admit_fetch_books(
+        &self,
+        mut event: NewEvent,
+        sender: Sender,
+    ) -> Result<Admitted, GateError> {
         let request = parse_fetch_books(&event.data).map_err(GateError::Refused)?;
         // The token leaves the event before anything else can see it.
         event.data.remove("apiKey");
+        if request.api_key.is_some() && sender != Sender::Trusted {
+            return Err(GateError::Unauthorized(API_KEY_NEEDS_AUTH.into()));
+        }
         let user = request.user_id.clone();
         let known = self
             .sync
@@ -55,25 +75,24 @@ impl ReadwiseGate {
                 request.user_id, request.user_id
             )));
         }
-        if let Some(token) = request.api_key {
-            self.sync
-                .save_token(&request.user_id, &token)
-                .await
-                .map_err(|e| {
-                    GateError::Unavailable(format!(
-                        "cannot save the token of user `{}`: {e}",
-                        request.user_id
-                    ))
-                })?;
-            let user = request.user_id.clone();
-            self.sync
-                .store()
-                .write(move |c| users::set_token_status(c, &user, token_status::CONNECTED, None))
+        let Some(token) = request.api_key else {
+            return Ok(Admitted::new(event));
+        };
+        let sync = self.sync.clone();
+        let user = request.user_id;
+        let save = async move {
+            sync.save_token(&user, &token).await.map_err(|e| {
+                GateError::Unavailable(format!("cannot save the token of user `{user}`: {e}"))
+            })?;
+            let u = user.clone();
+            sync.store()
+                .write(move |c| users::set_token_status(c, &u, token_status::CONNECTED, None))
                 .await
                 .map_err(|e| GateError::Unavailable(e.to_string()))?;
-            tracing::info!(user = %request.user_id, "saved a Readwise token from an event to the keychain");
-        }
-        Ok(event)
+            tracing::info!(%user, "saved a Readwise token from an event to the keychain");
+            Ok(())
+        };
+        Ok(Admitted::with_effect(event, Box::pin(save)))
     }
 }
 

@@ -2,38 +2,92 @@
 //! read API (`/v1/...`), Stepdesk's admin API (`/api/admin/...`) and the web UI.
 //!
 //! Handlers are thin: they parse the request, call the engine's [`AdminApi`] (or
-//! [`Engine::send_events`]) and map the result to JSON. Every error is a JSON body
-//! `{"error": "...", "status": N}`.
+//! [`Engine::send_events_from`]) and map the result to JSON. Every error is a JSON body
+//! `{"error": "...", "status": N}`, including the ones axum and hyper produce themselves
+//! (405, a malformed path, a timeout, a panic): see [`guard::json_errors`].
+//!
+//! [`serve`] is the accept loop. It is written out here rather than using `axum::serve`
+//! because a server that anyone on the machine can reach needs limits that `axum::serve`
+//! does not set: a deadline for request headers (which also closes idle keep-alive
+//! connections), a deadline between body chunks and for a whole request, a cap on open
+//! connections, and a graceful shutdown that does not wait forever.
 
 mod api_error;
-mod guard;
+pub mod guard;
 mod routes;
 pub mod rpc;
 mod ui;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use stepdesk_engine::{AdminApi, Engine};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 pub use api_error::ApiError;
+pub use guard::ConnInfo;
 
-/// Largest request body accepted (larger bodies get `413`).
+/// Largest request body accepted (larger bodies get `413`, at once when the declared
+/// `Content-Length` is larger).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The event key in effect, shared with whatever may change it while the server runs
+/// (`stepdesk keys set|remove event-key` through the admin routes). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct EventKey(Arc<RwLock<Option<String>>>);
+
+impl EventKey {
+    pub fn new(key: Option<String>) -> EventKey {
+        EventKey(Arc::new(RwLock::new(key)))
+    }
+
+    /// The key senders must use, if one is set.
+    pub fn get(&self) -> Option<String> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, key: Option<String>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = key;
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+}
 
 /// How the server authenticates and what it lets in.
 #[derive(Clone)]
 pub struct ServerConfig {
-    /// When set, `POST /e/{key}` accepts only this key (otherwise any key: dev mode).
-    pub event_key: Option<String>,
-    /// Bearer token required by mutating admin routes.
+    /// When set, `POST /e/{key}` accepts only this key (otherwise any key: dev mode, and then
+    /// events may not carry secrets such as a Readwise `apiKey` without the admin token).
+    pub event_key: EventKey,
+    /// Bearer token required by mutating admin routes (and by every read when
+    /// `reads_need_token`).
     pub admin_token: String,
-    /// Extra host names accepted in the `Host` header besides loopback names (for a
-    /// deliberate non-loopback `--host`).
+    /// Host names accepted in the `Host` header besides the ones the listening address
+    /// serves (loopback names on a loopback connection, the address itself): `--allow-host`.
     pub extra_hosts: Vec<String>,
+    /// Whether reads (`GET /api/...`, `/v1/...`) need the admin token too. Set when
+    /// Stepdesk listens beyond loopback: run data and user ids are then not public.
+    pub reads_need_token: bool,
     /// More routes served behind the same guards (the Readwise routes, for instance).
     pub extra_routes: Option<Router>,
+}
+
+impl ServerConfig {
+    /// A configuration for a loopback server: no event key, no extra hosts.
+    pub fn local(admin_token: impl Into<String>) -> ServerConfig {
+        ServerConfig {
+            event_key: EventKey::default(),
+            admin_token: admin_token.into(),
+            extra_hosts: Vec::new(),
+            reads_need_token: false,
+            extra_routes: None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -53,16 +107,111 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
     routes::router(state)
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Limits on connections and requests (see the module comment for why each exists).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time to send a request's start line and headers; also how long an idle keep-alive
+    /// connection stays open.
+    pub header_timeout: Duration,
+    /// Longest pause between two chunks of a request body.
+    pub body_timeout: Duration,
+    /// Longest time from a request's headers to its response's headers.
+    pub request_timeout: Duration,
+    /// Most connections open at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a shutdown waits for open connections before closing them.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish (up to
+/// [`Limits::shutdown_grace`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with(listener, router, Limits::default(), shutdown).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = routes::outer_layers(router, &limits);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(256 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        // Wait for a free connection slot before accepting: at the cap, new clients wait in
+        // the kernel's backlog instead of holding a task each.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let local = match stream.local_addr() {
+            Ok(l) => l,
+            Err(_) => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo { peer, local };
+        let router = router.clone();
+        let body_timeout = limits.body_timeout;
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut req = req.map(|body| {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body))
+                });
+                req.extensions_mut().insert(info);
+                router.clone().oneshot(req)
+            });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+    Ok(())
 }

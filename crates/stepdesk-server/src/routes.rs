@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,9 +15,15 @@ use stepdesk_engine::admin::{EventQuery, RunQuery, RunSummary, StoredEvent};
 use stepdesk_engine::event::parse_events;
 use stepdesk_engine::secrets::constant_time_eq;
 use stepdesk_engine::time::to_rfc3339;
-use stepdesk_engine::SendError;
+use stepdesk_engine::{SendError, Sender};
 
-use crate::guard::{check_host, require_admin};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::guard::{
+    check_content_length, check_request, has_admin_token, json_errors, panic_response,
+    require_admin,
+};
 use crate::{ui, ApiError, AppState, MAX_BODY_BYTES};
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -51,7 +57,21 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(extra)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state, check_host))
+        .layer(middleware::from_fn_with_state(state, check_request))
+        .layer(middleware::from_fn(check_content_length))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(json_errors))
+}
+
+/// The layers that depend on the serving limits: a deadline for each request (a `408`,
+/// made JSON like every other error).
+pub(crate) fn outer_layers(router: Router, limits: &crate::Limits) -> Router {
+    router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(middleware::from_fn(json_errors))
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -61,15 +81,24 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
         .map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))
 }
 
-fn body_bytes(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+pub(crate) fn body_bytes(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     b.map_err(|e| {
         let status = e.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("the request body is larger than {MAX_BODY_BYTES} bytes")
-        } else {
-            e.body_text()
-        };
-        ApiError::new(status, message)
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                status,
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        // A body that stalls (see `Limits::body_timeout`) is a timeout, not a bad request.
+        let text = e.body_text();
+        if text.contains("timeout") {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stopped arriving",
+            );
+        }
+        ApiError::new(status, text)
     })
 }
 
@@ -86,7 +115,7 @@ async fn info(State(s): State<AppState>) -> Json<Value> {
         "name": "Stepdesk",
         "version": env!("CARGO_PKG_VERSION"),
         "functions": s.engine.registry().all().len(),
-        "event_key_required": s.config.event_key.is_some(),
+        "event_key_required": s.config.event_key.is_set(),
     }))
 }
 
@@ -99,48 +128,56 @@ async fn missing_event_key() -> ApiError {
     )
 }
 
+/// `POST /e/{key}`. With an event key configured, only that key (or the admin token) is
+/// accepted. Without one any key is (dev mode), but such an anonymous sender may not hand
+/// Stepdesk secrets: see [`Sender`].
 async fn send_events(
     State(s): State<AppState>,
     Path(key): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Some(expected) = &s.config.event_key {
-        if !constant_time_eq(&key, expected) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                Json(json!({"ids": [], "status": 401, "error": "Event key not found"})),
-            )
-                .into_response();
-        }
+    let admin = has_admin_token(&headers, &s.config.admin_token);
+    let key_matches = s
+        .config
+        .event_key
+        .get()
+        .map(|expected| constant_time_eq(&key, &expected));
+    if key_matches == Some(false) && !admin {
+        return event_error(StatusCode::UNAUTHORIZED, "Event key not found".into());
     }
+    let sender = if admin || key_matches == Some(true) {
+        Sender::Trusted
+    } else {
+        Sender::Anonymous
+    };
     let body = match body_bytes(body) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let events = match parse_events(&body) {
         Ok(events) => events,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"ids": [], "status": 400, "error": e.to_string()})),
-            )
-                .into_response()
-        }
+        Err(e) => return event_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    match s.engine.send_events(events).await {
+    match s.engine.send_events_from(events, sender).await {
         Ok(ids) => Json(json!({"ids": ids, "status": 200})).into_response(),
-        Err(SendError::Invalid(e)) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"ids": [], "status": 400, "error": e.to_string()})),
-        )
-            .into_response(),
+        Err(SendError::Invalid(e)) => event_error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(SendError::Unauthorized(e)) => event_error(StatusCode::UNAUTHORIZED, e),
         Err(SendError::Store(e)) => ApiError::from(e).into_response(),
-        Err(SendError::Unavailable(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ids": [], "status": 503, "error": e})),
-        )
-            .into_response(),
+        Err(SendError::Unavailable(e)) => event_error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
+}
+
+/// The event API's error shape: Inngest's `{ids, status, error}`.
+fn event_error(status: StatusCode, error: String) -> Response {
+    if status.is_server_error() {
+        tracing::error!(%status, %error, "event request failed");
+    }
+    (
+        status,
+        Json(json!({"ids": [], "status": status.as_u16(), "error": error})),
+    )
+        .into_response()
 }
 
 // ---- Inngest-compatible read API (/v1) ------------------------------------------------
