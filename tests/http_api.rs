@@ -426,7 +426,7 @@ fn bad_command_lines_fail_with_a_message() {
 async fn cross_site_posts_from_web_pages_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::simple(dir.path());
-    let post = |origin: Option<&'static str>| {
+    let post = |origin: Option<String>| {
         let mut req = server
             .client
             .post(format!("{}/e/anything", server.url))
@@ -437,13 +437,26 @@ async fn cross_site_posts_from_web_pages_are_refused() {
         }
         req.send()
     };
-    let res = post(Some("https://evil.example")).await.unwrap();
+    let res = post(Some("https://evil.example".into())).await.unwrap();
     assert_eq!(res.status().as_u16(), 403);
     let body: Value = res.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("cross-site"));
-    assert_eq!(post(Some("null")).await.unwrap().status().as_u16(), 403);
     assert_eq!(
-        post(Some("http://127.0.0.1:8288"))
+        post(Some("null".into())).await.unwrap().status().as_u16(),
+        403
+    );
+    // Another port on this machine is another origin (a dev server on :3000, say).
+    assert_eq!(
+        post(Some("http://127.0.0.1:3000".into()))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    // The console's own origin is this server's.
+    assert_eq!(
+        post(Some(server.url.clone()))
             .await
             .unwrap()
             .status()

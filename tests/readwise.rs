@@ -721,9 +721,21 @@ async fn seed_payload_api_key_goes_to_the_keychain_and_out_of_the_event() {
     assert_eq!(user(&server, "u2").await["token_status"], "missing");
     assert_eq!(w.keychain_token("u2").await, None);
 
-    let ids = server
-        .send(&json!({"name": "readwise/fetch-books", "data": {"userId": "u2", "apiKey": token}}))
-        .await;
+    // From an anonymous sender (any key works, as no event key is set): refused, and
+    // nothing changes, so no local process or web page can replace a user's token.
+    let seed = json!({"name": "readwise/fetch-books", "data": {"userId": "u2", "apiKey": token}});
+    let (status, res) = server.post("/e/any-key", &seed, None).await;
+    assert_eq!(status, 401, "{res}");
+    assert!(
+        res["error"].as_str().unwrap().contains("admin token"),
+        "{res}"
+    );
+    assert!(!res.to_string().contains(token), "{res}");
+    assert_eq!(w.keychain_token("u2").await, None);
+    assert_eq!(user(&server, "u2").await["token_status"], "missing");
+
+    // From an authorized sender (the admin token), the seed's payload works.
+    let ids = server.send_authorized(&seed).await;
     assert_eq!(w.keychain_token("u2").await.as_deref(), Some(token));
     let (status, event) = server.get(&format!("/v1/events/{}", ids[0])).await;
     assert_eq!(status, 200, "{event}");
@@ -737,12 +749,14 @@ async fn seed_payload_api_key_goes_to_the_keychain_and_out_of_the_event() {
     let detail = run_detail(&server, run["run_id"].as_str().unwrap()).await;
     assert_eq!(detail["event"]["data"], json!({"userId": "u2"}), "{detail}");
 
-    // Unknown user: refused at the door, naming the field and not echoing the key.
+    // Unknown user (from an authorized sender: an anonymous one learns nothing about which
+    // users exist): refused at the door, naming the field and not echoing the key.
+    let admin = server.admin_token();
     let (status, res) = server
         .post(
             "/e/key",
             &json!({"name": "readwise/fetch-books", "data": {"userId": "ghost", "apiKey": "rw-ghost-key"}}),
-            None,
+            Some(&admin),
         )
         .await;
     assert_eq!(status, 400, "{res}");
@@ -787,7 +801,9 @@ async fn a_known_token_never_reaches_the_database_wal_or_logs() {
     assert_eq!(run["output"]["bookCount"], 1500);
     // Path 2: the seed payload's apiKey on the event API.
     let ids = server
-        .send(&json!({"name": "readwise/fetch-books", "data": {"userId": "u1", "apiKey": token}}))
+        .send_authorized(
+            &json!({"name": "readwise/fetch-books", "data": {"userId": "u1", "apiKey": token}}),
+        )
         .await;
     let run = finished_run(&server, &ids[0], Duration::from_secs(60)).await;
     assert_eq!(run["status"], "Completed", "{run}");

@@ -130,7 +130,18 @@ impl Server {
     }
 
     pub async fn send(&self, events: &Value) -> Vec<String> {
-        let (status, body) = self.post("/e/test-key", events, None).await;
+        self.send_with(events, None).await
+    }
+
+    /// Sends events with the admin token: an authorized sender, which may hand Stepdesk a
+    /// secret (the seed's `apiKey`).
+    pub async fn send_authorized(&self, events: &Value) -> Vec<String> {
+        let token = self.admin_token();
+        self.send_with(events, Some(&token)).await
+    }
+
+    async fn send_with(&self, events: &Value, token: Option<&str>) -> Vec<String> {
+        let (status, body) = self.post("/e/test-key", events, token).await;
         assert_eq!(status, 200, "{body}");
         body["ids"]
             .as_array()

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -238,8 +238,18 @@ pub(crate) async fn require_admin(
     }
 }
 
+/// Most bytes of a refused body read and thrown away after the `413` (see below).
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+/// Longest time spent doing so.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Refuses a body whose declared length is over the limit before reading any of it: a
 /// client that announces 10 GB and sends nothing gets `413` at once instead of a hang.
+///
+/// The answer goes out at once, but the connection keeps reading (and discarding) the body
+/// for a while in the background, up to [`DRAIN_BYTES`] or [`DRAIN_TIME`]: closing a socket
+/// with unread data makes the kernel reset it, and a client still writing its body (most
+/// HTTP clients write it all before reading) would then get a broken pipe instead of the 413.
 pub(crate) async fn check_content_length(req: Request, next: Next) -> Response {
     let declared = req
         .headers()
@@ -247,17 +257,28 @@ pub(crate) async fn check_content_length(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > crate::MAX_BODY_BYTES as u64) {
-        let mut res = refuse(
+        let body = req.into_body();
+        tokio::spawn(async move {
+            use http_body_util::BodyExt;
+            let mut body = body;
+            let mut read = 0usize;
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    read += frame.data_ref().map_or(0, |d| d.len());
+                    if read > DRAIN_BYTES {
+                        break;
+                    }
+                }
+            })
+            .await;
+        });
+        return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the request body is larger than {} bytes",
                 crate::MAX_BODY_BYTES
             ),
         );
-        // The body was not read: the connection cannot be reused.
-        res.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return res;
     }
     next.run(req).await
 }

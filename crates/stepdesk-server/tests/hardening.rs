@@ -113,9 +113,23 @@ fn short_limits() -> Limits {
     }
 }
 
-/// Sends raw bytes on a fresh connection and reads the whole answer (until the server
-/// closes or `wait` passes). Blocking, so run it off the runtime.
+/// Sends raw bytes on a fresh connection and reads the answer, until it is complete, the
+/// server closes, or `wait` passes. Returns it and how long that took.
 async fn raw(addr: SocketAddr, bytes: Vec<u8>, wait: Duration) -> (String, Duration) {
+    exchange(addr, bytes, wait, false).await
+}
+
+/// Like [`raw`], but reads until the server closes the connection (or `wait` passes).
+async fn raw_until_close(addr: SocketAddr, bytes: Vec<u8>, wait: Duration) -> (String, Duration) {
+    exchange(addr, bytes, wait, true).await
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    bytes: Vec<u8>,
+    wait: Duration,
+    until_close: bool,
+) -> (String, Duration) {
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut s = TcpStream::connect(addr).unwrap();
@@ -129,6 +143,9 @@ async fn raw(addr: SocketAddr, bytes: Vec<u8>, wait: Duration) -> (String, Durat
                 Ok(n) => out.extend_from_slice(&buf[..n]),
                 Err(_) => break,
             }
+            if !until_close && response_complete(&out) {
+                break;
+            }
         }
         (
             String::from_utf8_lossy(&out).into_owned(),
@@ -137,6 +154,21 @@ async fn raw(addr: SocketAddr, bytes: Vec<u8>, wait: Duration) -> (String, Durat
     })
     .await
     .unwrap()
+}
+
+/// Whether `bytes` hold a whole response (headers, and a body of its Content-Length).
+fn response_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .is_some_and(|len| body.len() >= len)
 }
 
 fn status_of(response: &str) -> u16 {
@@ -163,7 +195,7 @@ async fn stalled_headers_and_idle_connections_are_closed() {
         &b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "[..],
         &b""[..],
     ] {
-        let (_, took) = raw(addr, partial.to_vec(), Duration::from_secs(5)).await;
+        let (_, took) = raw_until_close(addr, partial.to_vec(), Duration::from_secs(5)).await;
         assert!(
             took < Duration::from_secs(3),
             "{:?} stayed open {took:?}",
@@ -171,7 +203,7 @@ async fn stalled_headers_and_idle_connections_are_closed() {
         );
     }
     // A keep-alive connection that goes idle after a request is closed too.
-    let (res, took) = raw(
+    let (res, took) = raw_until_close(
         addr,
         b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
         Duration::from_secs(5),
