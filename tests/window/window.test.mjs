@@ -168,6 +168,23 @@ test("the `admin` command answers directly", async () => {
   assert.match(bad.err ?? "", /unknown admin method/);
 });
 
+test("the window may call only the admin command, under a strict CSP", async () => {
+  // The capability grants `allow-admin` alone: Tauri's own commands are refused.
+  const core = await executeAsync(
+    `const done = arguments[arguments.length - 1];
+     window.__TAURI__.core.invoke("plugin:app|version")
+       .then((v) => done({ ok: v }), (e) => done({ err: String(e) }));`,
+  );
+  assert.equal(core.ok, undefined, "plugin:app|version must not be callable");
+  assert.match(core.err ?? "", /not allowed|denied|permission/i);
+  // The Content-Security-Policy forbids eval and inline code in the page.
+  const evalBlocked = await executeAsync(
+    `const done = arguments[arguments.length - 1];
+     try { window.eval("1 + 1"); done("allowed"); } catch (e) { done(String(e.name || e)); }`,
+  );
+  assert.notEqual(evalBlocked, "allowed", "eval must be blocked by the CSP");
+});
+
 test("runs started over HTTP show up in the window with their status", async () => {
   const noopEvent = await sendEvent(appUrl, "test/noop");
   const failEvent = await sendEvent(appUrl, "test/fail");
