@@ -160,6 +160,9 @@ pub async fn serve_with(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true)
+        // A client may shut down its sending side once the request is out (`nc -N`, some
+        // scripts) and still expects its answer.
+        .half_close(true)
         .max_buf_size(256 * 1024);
     tokio::pin!(shutdown);
     loop {
