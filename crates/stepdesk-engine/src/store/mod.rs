@@ -413,7 +413,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
             );
             rollback(&conn);
             Err(Arc::new(
-                "the transaction was rolled back after a write in it failed to close".to_string(),
+                "a write in the same transaction left it in an unknown state; all of it was \
+                 rolled back"
+                    .to_string(),
             ))
         } else {
             match conn.execute_batch("COMMIT") {
