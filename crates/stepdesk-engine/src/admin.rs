@@ -1,5 +1,18 @@
 //! The admin API: the one Rust API behind the window's commands and the HTTP admin routes.
 //! Reads come from read connections; mutations go through the writer like everything else.
+//!
+//! # Paging
+//!
+//! Every list that pages ([`AdminApi::runs`], [`AdminApi::events`], and the HTTP routes over
+//! them, `/v1/events` included) follows one convention:
+//! - `limit`: absent means the list's default; otherwise it must be between 1 and the list's
+//!   maximum (runs: default 50, events: default 20, both at most 500; `/v1/events` at most
+//!   100), else the request is refused ([`AdminError::BadRequest`], a `400`) naming the
+//!   range. Nothing is clamped silently.
+//! - `cursor`: absent or empty asks for the first page; otherwise it must be the
+//!   `next_cursor` of a previous page of the same list, else the request is refused
+//!   ("bad cursor"), never answered with the first page.
+//! - every page carries `next_cursor`, the cursor of the page after it, `null` on the last.
 
 use rusqlite::{params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
@@ -132,8 +145,9 @@ pub struct RunQuery {
     pub from: Option<i64>,
     /// Queued before (ms since the epoch).
     pub to: Option<i64>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page; none (or empty) for the first page.
     pub cursor: Option<String>,
+    /// Page size: 1 to [`RUNS_PAGE`]`.max`, default [`RUNS_PAGE`]`.default`.
     pub limit: Option<u32>,
 }
 
@@ -159,7 +173,9 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EventQuery {
     pub name: Option<String>,
+    /// The `next_cursor` of the previous page; none (or empty) for the first page.
     pub cursor: Option<String>,
+    /// Page size: 1 to [`EVENTS_PAGE`]`.max`, default [`EVENTS_PAGE`]`.default`.
     pub limit: Option<u32>,
 }
 
@@ -176,6 +192,60 @@ pub struct Started {
 }
 
 pub const RUN_STATUSES: [&str; 4] = ["Running", "Completed", "Failed", "Cancelled"];
+
+/// A paged list's page size when none is asked for, and the largest allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    pub default: u32,
+    pub max: u32,
+}
+
+/// [`AdminApi::runs`]' page sizes.
+pub const RUNS_PAGE: PageSize = PageSize {
+    default: 50,
+    max: 500,
+};
+/// [`AdminApi::events`]' page sizes.
+pub const EVENTS_PAGE: PageSize = PageSize {
+    default: 20,
+    max: 500,
+};
+
+impl PageSize {
+    /// The page size to use for a requested `limit` (see the module's paging convention).
+    pub fn limit(self, limit: Option<u32>) -> AdminResult<u32> {
+        match limit {
+            None => Ok(self.default),
+            Some(l) if (1..=self.max).contains(&l) => Ok(l),
+            Some(l) => Err(AdminError::BadRequest(format!(
+                "`limit` must be between 1 and {} (default {}), not {l}",
+                self.max, self.default
+            ))),
+        }
+    }
+}
+
+/// A page cursor as the lists give it out (the id of the last item on the previous page),
+/// checked: absent or empty is the first page; anything else that is not one of our ids
+/// is refused rather than answered with the first page.
+pub fn page_cursor(cursor: Option<String>) -> AdminResult<Option<String>> {
+    match cursor.filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        // Ids are ULIDs, compared as text: write the cursor back the way ids are written.
+        // (Decoding alone lets through text that overflows 128 bits: it must round-trip.)
+        Some(c) => match ulid::Ulid::from_string(&c)
+            .map(|id| id.to_string())
+            .ok()
+            .filter(|id| id.eq_ignore_ascii_case(&c))
+        {
+            Some(id) => Ok(Some(id)),
+            None => Err(AdminError::BadRequest(
+                "bad cursor: pass the `next_cursor` of the previous page, or none for the first"
+                    .into(),
+            )),
+        },
+    }
+}
 
 /// Admin operations over an engine.
 #[derive(Clone)]
@@ -267,7 +337,8 @@ impl AdminApi {
 
     /// Runs, newest first, filtered and paginated by cursor.
     pub async fn runs(&self, q: RunQuery) -> AdminResult<RunPage> {
-        let limit = q.limit.unwrap_or(50).clamp(1, 500) as usize;
+        let limit = RUNS_PAGE.limit(q.limit)? as usize;
+        let cursor = page_cursor(q.cursor)?;
         if let Some(s) = &q.status {
             if !RUN_STATUSES.contains(&s.as_str()) {
                 return Err(AdminError::BadRequest(format!(
@@ -307,7 +378,7 @@ impl AdminApi {
             sql.push_str(" AND r.id < ?");
             args.push(ulid_floor(to).into());
         }
-        if let Some(c) = q.cursor {
+        if let Some(c) = cursor {
             sql.push_str(" AND r.id < ?");
             args.push(c.into());
         }
@@ -596,7 +667,8 @@ impl AdminApi {
 
     /// Stored events, newest first.
     pub async fn events(&self, q: EventQuery) -> AdminResult<EventPage> {
-        let limit = q.limit.unwrap_or(20).clamp(1, 500) as usize;
+        let limit = EVENTS_PAGE.limit(q.limit)? as usize;
+        let cursor = page_cursor(q.cursor)?;
         let mut sql =
             String::from("SELECT internal_id, payload, received_at FROM events WHERE 1=1");
         let mut args: Vec<SqlValue> = Vec::new();
@@ -604,7 +676,7 @@ impl AdminApi {
             sql.push_str(" AND name = ?");
             args.push(n.into());
         }
-        if let Some(c) = q.cursor {
+        if let Some(c) = cursor {
             sql.push_str(" AND internal_id < ?");
             args.push(c.into());
         }

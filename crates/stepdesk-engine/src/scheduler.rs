@@ -1,8 +1,15 @@
 //! The cron scheduler. Each (function, scheduled time) fires at most once, ever: the fire
 //! is recorded in `cron_fires` in the same transaction that creates its run. A fire missed
 //! while Stepdesk was closed runs once at start-up, marked late with its scheduled time.
+//!
+//! Scheduled times are wall-clock times, but a sleep runs on the monotonic clock, which
+//! stands still while the machine is suspended: one long sleep until 03:00 on a laptop that
+//! sleeps through 03:00 would end hours late. So the scheduler sleeps at most a minute at a
+//! time and works out from the wall clock what is due each time it wakes. A fire whose
+//! write fails is retried, with a backoff, until it is recorded.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
@@ -10,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::cron::CronSpec;
 use crate::event::{internal, NewEvent};
+use crate::function::BoxFuture;
 use crate::ingest::{create_run, insert_event, new_id, NewRun, Wake};
 use crate::store::StoreResult;
 use crate::time::{now_ms, to_rfc3339};
@@ -17,11 +25,57 @@ use crate::EngineInner;
 
 /// A fire that is this much past its time counts as late.
 const LATE_AFTER_MS: i64 = 60_000;
+/// The longest single sleep: the wall clock is read again at least this often, so a fire
+/// comes at most this late after a suspend or a change of the system clock.
+const SLICE_MS: i64 = 60_000;
+/// Backoff between attempts of a fire (or a start-up read) whose write failed: doubling
+/// from the first to the last.
+const RETRY_FIRST_MS: i64 = 1_000;
+const RETRY_MAX_MS: i64 = 60_000;
+
+/// The wall clock and the timer the scheduler uses: the system's, or a test's.
+pub(crate) trait Clock: Send + Sync + 'static {
+    /// Now by the wall clock, in ms since the epoch.
+    fn now_ms(&self) -> i64;
+    /// Sleeps for `d` of monotonic time (which stands still while the machine sleeps).
+    fn sleep(&self, d: Duration) -> BoxFuture<()>;
+}
+
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+
+    fn sleep(&self, d: Duration) -> BoxFuture<()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+fn retry_delay_ms(attempts: u32) -> i64 {
+    RETRY_FIRST_MS
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(RETRY_MAX_MS)
+}
 
 struct Schedule {
     function_id: String,
     spec: CronSpec,
+    /// The next scheduled time that has not come due yet.
     next: Option<i64>,
+    /// A scheduled time that came due and is not recorded yet.
+    owed: Option<Owed>,
+}
+
+struct Owed {
+    scheduled_at: i64,
+    /// Missed while Stepdesk was closed: late whenever it fires.
+    missed: bool,
+    /// When to (re)try, by the wall clock.
+    try_at: i64,
+    /// Failed attempts so far.
+    failures: u32,
 }
 
 /// The last fire owed before now, if any, given the stored state. Creates the state on
@@ -105,19 +159,22 @@ pub(crate) fn fire(
     Ok(Some(run_id))
 }
 
+/// Fires one scheduled time. `Err` if the fire could not be written (it is to be retried);
+/// `Ok` once it is recorded, now or before.
 async fn fire_and_wake(
     engine: &Arc<EngineInner>,
     function_id: &str,
     spec: &CronSpec,
     scheduled_at: i64,
+    now: i64,
     late: bool,
-) {
+) -> Result<(), ()> {
     let (f, s) = (function_id.to_string(), spec.clone());
     let result = engine
         .store
         .write(move |c| {
             let mut wakes = Vec::new();
-            let run = fire(c, &f, &s, scheduled_at, now_ms(), late, &mut wakes)?;
+            let run = fire(c, &f, &s, scheduled_at, now, late, &mut wakes)?;
             Ok((run, wakes))
         })
         .await;
@@ -125,14 +182,29 @@ async fn fire_and_wake(
         Ok((Some(run_id), wakes)) => {
             tracing::info!(function = %function_id, scheduled_at = %to_rfc3339(scheduled_at), late, run_id = %run_id, "cron fired");
             engine.dispatcher.wake_all(wakes);
+            Ok(())
         }
-        Ok((None, _)) => tracing::debug!(function = %function_id, "cron fire already recorded"),
-        Err(e) => tracing::error!(function = %function_id, error = %e, "cron fire failed"),
+        Ok((None, _)) => {
+            tracing::debug!(function = %function_id, "cron fire already recorded");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(function = %function_id, scheduled_at = %to_rfc3339(scheduled_at), error = %e, "cron fire failed; will retry");
+            Err(())
+        }
     }
 }
 
 /// Runs the cron schedules until shutdown.
-pub(crate) async fn run(engine: Arc<EngineInner>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(engine: Arc<EngineInner>, shutdown: watch::Receiver<bool>) {
+    run_with(engine, shutdown, Arc::new(SystemClock)).await
+}
+
+async fn run_with(
+    engine: Arc<EngineInner>,
+    mut shutdown: watch::Receiver<bool>,
+    clock: Arc<dyn Clock>,
+) {
     let mut schedules: Vec<Schedule> = Vec::new();
     for f in engine.registry.all() {
         for spec in f.crons() {
@@ -140,6 +212,7 @@ pub(crate) async fn run(engine: Arc<EngineInner>, mut shutdown: watch::Receiver<
                 function_id: f.id.clone(),
                 spec: spec.clone(),
                 next: None,
+                owed: None,
             });
         }
     }
@@ -148,54 +221,94 @@ pub(crate) async fn run(engine: Arc<EngineInner>, mut shutdown: watch::Receiver<
     }
     // Catch up: at most one late fire per schedule for what was missed while closed.
     for s in &mut schedules {
-        let now = now_ms();
-        let (f, spec) = (s.function_id.clone(), s.spec.clone());
-        let last = match engine
-            .store
-            .write(move |c| startup_state(c, &f, &spec, now))
-            .await
-        {
-            Ok(last) => last,
-            Err(e) => {
-                tracing::error!(function = %s.function_id, error = %e, "cannot read the cron state");
-                now
+        let mut failures = 0;
+        let last = loop {
+            let now = clock.now_ms();
+            let (f, spec) = (s.function_id.clone(), s.spec.clone());
+            match engine
+                .store
+                .write(move |c| startup_state(c, &f, &spec, now))
+                .await
+            {
+                Ok(last) => break last,
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(function = %s.function_id, error = %e, "cannot read the cron state; will retry");
+                    let wait = Duration::from_millis(retry_delay_ms(failures) as u64);
+                    tokio::select! {
+                        _ = clock.sleep(wait) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
             }
         };
-        if let Some(missed) = s.spec.last_at_or_before(now).filter(|&t| t > last) {
-            fire_and_wake(
-                &engine,
-                &s.function_id,
-                &s.spec,
-                missed,
-                // Missed while Stepdesk was closed: late by definition.
-                true,
-            )
-            .await;
-        }
+        let now = clock.now_ms();
+        s.owed = s
+            .spec
+            .last_at_or_before(now)
+            .filter(|&t| t > last)
+            .map(|missed| Owed {
+                scheduled_at: missed,
+                missed: true,
+                try_at: now,
+                failures: 0,
+            });
         s.next = s.spec.next_after(now);
     }
     loop {
-        let Some(due) = schedules.iter().filter_map(|s| s.next).min() else {
+        let now = clock.now_ms();
+        for s in &mut schedules {
+            if let Some(next) = s.next.filter(|&t| t <= now) {
+                // Due by the wall clock. After a suspend several times may have passed:
+                // one fire, for the last of them (as at start-up), which also takes the
+                // place of an earlier fire still owed.
+                let at = s.spec.last_at_or_before(now).unwrap_or(next).max(next);
+                s.owed = Some(Owed {
+                    scheduled_at: at,
+                    missed: false,
+                    try_at: now,
+                    failures: 0,
+                });
+                s.next = s.spec.next_after(now);
+            }
+            // A retry time far ahead means the clock went back: try now.
+            let Some(owed) = s
+                .owed
+                .as_mut()
+                .filter(|o| o.try_at <= now || o.try_at > now + RETRY_MAX_MS)
+            else {
+                continue;
+            };
+            let late = owed.missed || now - owed.scheduled_at > LATE_AFTER_MS;
+            match fire_and_wake(
+                &engine,
+                &s.function_id,
+                &s.spec,
+                owed.scheduled_at,
+                now,
+                late,
+            )
+            .await
+            {
+                Ok(()) => s.owed = None,
+                Err(()) => {
+                    owed.failures += 1;
+                    owed.try_at = clock.now_ms() + retry_delay_ms(owed.failures);
+                }
+            }
+        }
+        let Some(wake) = schedules
+            .iter()
+            .flat_map(|s| [s.next, s.owed.as_ref().map(|o| o.try_at)])
+            .flatten()
+            .min()
+        else {
             return;
         };
-        let wait = (due - now_ms()).max(0) as u64;
+        let wait = (wake - clock.now_ms()).clamp(0, SLICE_MS) as u64;
         tokio::select! {
-            _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+            _ = clock.sleep(Duration::from_millis(wait)) => {}
             _ = shutdown.changed() => return,
-        }
-        let now = now_ms();
-        for s in &mut schedules {
-            if let Some(at) = s.next.filter(|&at| at <= now) {
-                fire_and_wake(
-                    &engine,
-                    &s.function_id,
-                    &s.spec,
-                    at,
-                    now - at > LATE_AFTER_MS,
-                )
-                .await;
-                s.next = s.spec.next_after(at.max(now));
-            }
         }
     }
 }
@@ -203,4 +316,194 @@ pub(crate) async fn run(engine: Arc<EngineInner>, mut shutdown: watch::Receiver<
 /// The next time each cron of a function fires (for the functions list).
 pub fn next_fire(spec: &CronSpec) -> Option<i64> {
     spec.next_after(now_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Mutex;
+
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+    use crate::executor::Dispatcher;
+    use crate::store::{Durability, Store};
+    use crate::{EngineConfig, Function, Registry};
+
+    fn ms(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    type SleepRequest = (Duration, oneshot::Sender<i64>);
+
+    /// A wall clock the test sets, and a timer that hands each sleep to the test: the test
+    /// sees how long the scheduler asked to sleep and says what the wall clock reads when
+    /// it wakes (which may be much later than the sleep, as after a suspend).
+    struct TestClock {
+        now: Arc<AtomicI64>,
+        sleeps: mpsc::UnboundedSender<SleepRequest>,
+    }
+
+    impl Clock for TestClock {
+        fn now_ms(&self) -> i64 {
+            self.now.load(Ordering::SeqCst)
+        }
+
+        fn sleep(&self, d: Duration) -> BoxFuture<()> {
+            let (wake, woken) = oneshot::channel();
+            let _ = self.sleeps.send((d, wake));
+            let now = self.now.clone();
+            Box::pin(async move {
+                match woken.await {
+                    Ok(t) => now.store(t, Ordering::SeqCst),
+                    // The test is over.
+                    Err(_) => std::future::pending().await,
+                }
+            })
+        }
+    }
+
+    struct Harness {
+        engine: Arc<EngineInner>,
+        sleeps: mpsc::UnboundedReceiver<SleepRequest>,
+        task: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Harness {
+        /// A scheduler with one daily cron at 03:00 UTC, on a new database, started with
+        /// the wall clock at `start`.
+        async fn start(start: &str) -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            // Writes fail fast when the database is locked.
+            let store = Store::open_with_busy_timeout(
+                &dir.path().join("s.db"),
+                Durability::Normal,
+                Duration::from_millis(50),
+            )
+            .unwrap();
+            let nightly = Function::builder("nightly")
+                .on_cron("0 3 * * *")
+                .handler(|_ctx| async move { Ok(serde_json::json!(null)) })
+                .unwrap();
+            let (shutdown, _) = watch::channel(false);
+            let engine = Arc::new(EngineInner {
+                store,
+                registry: Arc::new(Registry::new(vec![nightly]).unwrap()),
+                dispatcher: Arc::new(Dispatcher::default()),
+                config: EngineConfig::new(dir.path()),
+                gates: Vec::new(),
+                shutdown,
+                tasks: Mutex::new(Vec::new()),
+            });
+            let (tx, sleeps) = mpsc::unbounded_channel();
+            let clock = Arc::new(TestClock {
+                now: Arc::new(AtomicI64::new(ms(start))),
+                sleeps: tx,
+            });
+            let task = tokio::spawn(run_with(engine.clone(), engine.shutdown.subscribe(), clock));
+            Harness {
+                engine,
+                sleeps,
+                task,
+                _dir: dir,
+            }
+        }
+
+        /// The scheduler's next sleep: it has done everything that was due.
+        async fn next_sleep(&mut self) -> SleepRequest {
+            tokio::time::timeout(Duration::from_secs(15), self.sleeps.recv())
+                .await
+                .expect("the scheduler sleeps again within 15 s")
+                .expect("the scheduler is running")
+        }
+
+        /// (scheduled_at, late) of every recorded fire, and the number of runs.
+        async fn fires(&self) -> (Vec<(i64, bool)>, i64) {
+            self.engine
+                .store
+                .read(|c| {
+                    let mut stmt = c.prepare(
+                        "SELECT scheduled_at, late FROM cron_fires ORDER BY scheduled_at",
+                    )?;
+                    let fires = stmt
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let runs = c.query_row(
+                        "SELECT count(*) FROM runs WHERE cron_scheduled_at IS NOT NULL",
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    Ok((fires, runs))
+                })
+                .await
+                .unwrap()
+        }
+
+        async fn stop(self) {
+            let _ = self.engine.shutdown.send(true);
+            tokio::time::timeout(Duration::from_secs(15), self.task)
+                .await
+                .expect("the scheduler stops")
+                .unwrap();
+            self.engine.store.close();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fire_is_found_by_the_wall_clock_after_a_suspend() {
+        let mut h = Harness::start("2026-01-01T02:00:00Z").await;
+        // The fire is an hour away, but the scheduler sleeps a minute at most.
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(60));
+        // The machine is suspended during that minute and wakes at 09:01: the monotonic
+        // clock moved a minute, the wall clock seven hours.
+        wake.send(ms("2026-01-01T09:01:00Z")).unwrap();
+        let (d, wake) = h.next_sleep().await;
+        assert!(d <= Duration::from_secs(60), "{d:?}");
+        assert_eq!(
+            h.fires().await,
+            (vec![(ms("2026-01-01T03:00:00Z"), true)], 1),
+            "03:00 fired on waking, marked late"
+        );
+        // And only once.
+        wake.send(ms("2026-01-01T09:02:00Z")).unwrap();
+        let (_, _wake) = h.next_sleep().await;
+        assert_eq!(h.fires().await.0.len(), 1);
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_fire_whose_write_fails_is_retried_until_it_is_recorded_once() {
+        let mut h = Harness::start("2026-01-01T02:59:30Z").await;
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(30));
+        // Another process holds the write lock at 03:00: the fire's write fails.
+        let other = rusqlite::Connection::open(h.engine.store.path()).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        wake.send(ms("2026-01-01T03:00:00Z")).unwrap();
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(1), "retried after a second");
+        assert_eq!(h.fires().await, (vec![], 0));
+        // Still locked: the next retry backs off.
+        wake.send(ms("2026-01-01T03:00:01Z")).unwrap();
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(2), "then after two");
+        assert_eq!(h.fires().await, (vec![], 0));
+        // The lock is released: the retry records the fire, once.
+        other.execute_batch("ROLLBACK").unwrap();
+        wake.send(ms("2026-01-01T03:00:03Z")).unwrap();
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(60), "nothing is owed any more");
+        assert_eq!(
+            h.fires().await,
+            (vec![(ms("2026-01-01T03:00:00Z"), false)], 1)
+        );
+        wake.send(ms("2026-01-01T03:01:03Z")).unwrap();
+        let (_, _wake) = h.next_sleep().await;
+        assert_eq!(h.fires().await.0.len(), 1);
+        h.stop().await;
+    }
 }

@@ -301,3 +301,109 @@ async fn functions_are_listed_with_triggers_retries_and_failure_handlers() {
     let names: Vec<_> = runs.iter().map(|r| r.event_name.clone().unwrap()).collect();
     assert_eq!(names, ["app/b.created", "app/a"]);
 }
+
+/// The paging convention (see `stepdesk_engine::admin`): a `limit` outside 1..=max and a
+/// cursor that is not one are refused with a 400-style error, for every list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_list_refuses_a_bad_limit_or_cursor_and_pages_the_same_way() {
+    use stepdesk_engine::admin::{EventQuery, EVENTS_PAGE, RUNS_PAGE};
+
+    let (engine, _dir) = start(fns()).await;
+    let batch: Vec<Value> = (0..7)
+        .map(|i| json!({"name": "app/ok", "data": {"i": i}}))
+        .collect();
+    send(&engine, Value::Array(batch)).await;
+    settle(&engine).await;
+    let admin = engine.admin();
+
+    fn bad_request<T: std::fmt::Debug>(r: Result<T, AdminError>, expected: &str) {
+        match r {
+            Err(AdminError::BadRequest(m)) => assert!(m.contains(expected), "{m}"),
+            other => panic!("expected a bad request ({expected}), got {other:?}"),
+        }
+    }
+    let runs = |limit: Option<u32>, cursor: Option<&str>| RunQuery {
+        limit,
+        cursor: cursor.map(str::to_string),
+        ..Default::default()
+    };
+    let events = |limit: Option<u32>, cursor: Option<&str>| EventQuery {
+        name: Some("app/ok".into()),
+        limit,
+        cursor: cursor.map(str::to_string),
+    };
+
+    // limit 0, and over the maximum: refused, naming the range.
+    bad_request(admin.runs(runs(Some(0), None)).await, "between 1 and 500");
+    bad_request(admin.runs(runs(Some(501), None)).await, "between 1 and 500");
+    bad_request(
+        admin.events(events(Some(0), None)).await,
+        "between 1 and 500",
+    );
+    bad_request(
+        admin.events(events(Some(u32::MAX), None)).await,
+        "between 1 and 500",
+    );
+    // The bounds themselves are fine; no limit is the default.
+    assert_eq!(admin.runs(runs(Some(1), None)).await.unwrap().runs.len(), 1);
+    assert_eq!(
+        admin.runs(runs(Some(500), None)).await.unwrap().runs.len(),
+        7
+    );
+    assert_eq!(RUNS_PAGE.default, 50);
+    assert_eq!(EVENTS_PAGE.default, 20);
+    assert_eq!(admin.runs(runs(None, None)).await.unwrap().runs.len(), 7);
+
+    // A garbage cursor is refused, not answered with the first page.
+    for garbage in [
+        "garbage",
+        "' OR 1=1 --",
+        "01J",
+        "ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+    ] {
+        bad_request(admin.runs(runs(Some(3), Some(garbage))).await, "bad cursor");
+        bad_request(
+            admin.events(events(Some(3), Some(garbage))).await,
+            "bad cursor",
+        );
+    }
+    // An empty cursor is the first page.
+    let first = admin.runs(runs(Some(3), Some(""))).await.unwrap();
+    assert_eq!(first, admin.runs(runs(Some(3), None)).await.unwrap());
+
+    // Paging end to end, both lists: every item once, newest first, `next_cursor` null at
+    // the end; a cursor in lower case (ULIDs are case-insensitive) works the same.
+    let mut run_ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = admin.runs(runs(Some(3), cursor.as_deref())).await.unwrap();
+        assert!(page.runs.len() <= 3);
+        run_ids.extend(page.runs.iter().map(|r| r.id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c.to_lowercase()),
+            None => break,
+        }
+    }
+    let mut event_ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = admin
+            .events(events(Some(3), cursor.as_deref()))
+            .await
+            .unwrap();
+        assert!(page.events.len() <= 3);
+        event_ids.extend(page.events.iter().map(|e| e.internal_id.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    for ids in [&run_ids, &event_ids] {
+        assert_eq!(ids.len(), 7, "{ids:?}");
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.reverse();
+        sorted.dedup();
+        assert_eq!(&sorted, ids, "newest first, each once");
+    }
+}

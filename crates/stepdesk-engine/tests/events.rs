@@ -812,3 +812,46 @@ async fn events_are_stored_with_defaults_and_listed_newest_first() {
     assert_eq!(seen.len(), 12);
     assert_eq!(events_named(&engine, "app/more").await.len(), 9);
 }
+
+/// The size limit is checked on what is stored: `event::stored_len` is the length of the
+/// stored payload, also for numbers serde_json writes back longer than they were sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_measured_size_is_the_stored_size() {
+    let (engine, _dir) = start(vec![]).await;
+    let bodies = [
+        json!({"name": "app/size", "data": {"n": [1e15, -0.0, 1.5, 12345678901234567890u64]}}),
+        json!({"name": "app/size", "data": {"s": "caf\u{e9} \"q\"\n"}, "user": {"u": 1}, "id": "sender-id", "v": "2", "ts": 1_700_000_000_000i64}),
+    ];
+    for body in bodies {
+        let text = body.to_string().replace("1000000000000000.0", "1e15");
+        let parsed = stepdesk_engine::event::parse_events(text.as_bytes()).unwrap();
+        let measured = stepdesk_engine::event::stored_len(&parsed[0]);
+        let ids = within("send_events", engine.send_events(parsed))
+            .await
+            .unwrap();
+        let id = ids[0].clone();
+        let stored: i64 = engine
+            .store()
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT length(CAST(payload AS BLOB)) FROM events WHERE internal_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(measured as i64, stored, "{text}");
+    }
+
+    // The issue's body: 2.86 MiB of `1e15` would be stored as 10.87 MiB. Refused, and
+    // nothing stored.
+    let mut body = String::from(r#"{"name":"app/big","data":{"n":["#);
+    body.push_str(&vec!["1e15"; 600_000].join(","));
+    body.push_str("]}}");
+    assert!(body.len() < stepdesk_engine::event::MAX_EVENT_BYTES);
+    let err = stepdesk_engine::event::parse_events(body.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("as stored") && err.contains("3 MiB"), "{err}");
+}

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use stepdesk_engine::admin::{EventQuery, RunQuery, RunSummary, StoredEvent};
+use stepdesk_engine::admin::{EventQuery, PageSize, RunQuery, RunSummary, StoredEvent};
 use stepdesk_engine::event::parse_events;
 use stepdesk_engine::secrets::constant_time_eq;
 use stepdesk_engine::time::to_rfc3339;
@@ -224,26 +224,33 @@ struct V1EventsQuery {
     cursor: Option<String>,
 }
 
+/// `/v1/events`' page sizes: Inngest's (at most 100).
+const V1_EVENTS_PAGE: PageSize = PageSize {
+    default: 20,
+    max: 100,
+};
+
 async fn v1_events(
     State(s): State<AppState>,
     q: Result<Query<V1EventsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let q = query(q)?;
-    if q.limit == Some(0) || q.limit.is_some_and(|l| l > 100) {
-        return Err(ApiError::bad_request("`limit` must be between 1 and 100"));
-    }
+    // The admin API's paging convention (see `stepdesk_engine::admin`), with Inngest's sizes.
+    let limit = V1_EVENTS_PAGE.limit(q.limit)?;
     let page = s
         .admin
         .events(EventQuery {
             name: q.name,
             cursor: q.cursor,
-            limit: q.limit,
+            limit: Some(limit),
         })
         .await?;
     let mut body = envelope(Value::Array(
         page.events.iter().map(v1_event_json).collect(),
     ))
     .0;
+    // `next_cursor`, as on every paged list; `cursor` too, for clients of the earlier shape.
+    body["next_cursor"] = json!(page.next_cursor);
     body["cursor"] = json!(page.next_cursor);
     Ok(Json(body))
 }
