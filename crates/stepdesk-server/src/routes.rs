@@ -369,7 +369,10 @@ async fn invoke_function(
     let parsed: InvokeBody = if body.iter().all(u8::is_ascii_whitespace) {
         InvokeBody::default()
     } else {
-        serde_json::from_slice(&body)
+        // Strict: a repeated key is refused, not silently resolved to its last value.
+        let value = stepdesk_engine::event::parse_json_strict(&body)
+            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?;
+        serde_json::from_value(value)
             .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
     };
     let started = s

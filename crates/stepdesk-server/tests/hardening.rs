@@ -486,3 +486,23 @@ async fn only_an_authorized_sender_may_send_a_secret() {
     assert_eq!(res.status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_invoke_body_with_a_repeated_key_is_refused() {
+    let server = TestServer::start(Limits::default(), |_| {}).await;
+    let res = reqwest::Client::new()
+        .post(server.url("/api/admin/functions/nope/invoke"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(r#"{"data":{"userId":"a"},"data":{"userId":"b"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("duplicate key"),
+        "{body}"
+    );
+    server.stop().await;
+}

@@ -341,7 +341,20 @@ fn in_savepoint<R>(
         // (the writer checks that after every job).
         return (Err(e.into()), false);
     }
-    match f(conn) {
+    // A panicking job (a bug in a function's write) must not take the writer thread down
+    // with it: every later write would fail. It becomes that job's error, rolled back below.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn))).unwrap_or_else(
+        |panic| {
+            let detail = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            tracing::error!(panic = detail, "a write panicked; it is rolled back");
+            Err(StoreError::Other(format!("the write failed: {detail}")))
+        },
+    );
+    match result {
         Ok(r) => match conn.execute_batch("RELEASE job") {
             Ok(()) => (Ok(r), false),
             Err(e) => {
@@ -706,6 +719,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), Durability::Full).unwrap();
+        let err = store
+            .write(|c| -> StoreResult<()> {
+                c.execute(
+                    "INSERT INTO functions (id, name, config, updated_at) VALUES ('p', 'F', '{}', 1)",
+                    [],
+                )?;
+                panic!("a bug in a write");
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("a bug in a write"), "{err}");
+        store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO functions (id, name, config, updated_at) VALUES ('ok', 'F', '{}', 1)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("the writer still works");
+        let ids: Vec<String> = store
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT id FROM functions ORDER BY id")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            ids,
+            vec!["ok".to_string()],
+            "the panicking write left nothing"
+        );
     }
 
     #[tokio::test]
