@@ -73,7 +73,7 @@ fn fmt_time(ms: Option<i64>) -> String {
 
 fn print_table(users: &[User]) {
     println!(
-        "{:<24} {:<24} {:<10} {:<20} {:<8} {:>7}",
+        "{:<24} {:<24} {:<10} {:<20} {:<9} {:>7}",
         "ID", "NAME", "TOKEN", "LAST SYNC (UTC)", "STATUS", "BOOKS"
     );
     for u in users {
@@ -83,7 +83,7 @@ fn print_table(users: &[User]) {
         };
         let token = u.token_status.as_str();
         println!(
-            "{:<24} {:<24} {:<10} {:<20} {:<8} {:>7}",
+            "{:<24} {:<24} {:<10} {:<20} {:<9} {:>7}",
             u.id, u.display_name, token, at, status, u.stored_books
         );
         if let Some(err) = u.last_sync.as_ref().and_then(|s| s.error.as_deref()) {

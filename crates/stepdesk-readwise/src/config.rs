@@ -201,8 +201,10 @@ mod tests {
             assert!(ClientConfig::from_env_value(Some(bad)).is_err(), "{bad}");
         }
         // A client built from a config whose URL was set directly is checked too.
-        let mut c = ClientConfig::default();
-        c.base_url = Url::parse("http://readwise.io/api/v2/").unwrap();
+        let c = ClientConfig {
+            base_url: Url::parse("http://readwise.io/api/v2/").unwrap(),
+            ..Default::default()
+        };
         assert!(crate::ReadwiseClient::new(c).is_err());
     }
 }
