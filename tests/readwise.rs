@@ -269,6 +269,20 @@ async fn trigger(server: &Server, body: Value) -> String {
     res["eventId"].as_str().expect("eventId").to_string()
 }
 
+/// Sends events with the admin token (an `apiKey` in an event needs an authorized sender);
+/// the event ids.
+async fn send_authorized(server: &Server, events: &Value) -> Vec<String> {
+    let admin = server.admin_token();
+    let (status, body) = server.post("/e/key", events, Some(&admin)).await;
+    assert_eq!(status, 200, "{body}");
+    body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The one run an event started, once it has ended.
 async fn finished_run(server: &Server, event_id: &str, timeout: Duration) -> Value {
     let runs = server.wait_finished(&[event_id.to_string()], timeout).await;
@@ -822,9 +836,11 @@ async fn seed_payload_api_key_goes_to_the_keychain_and_out_of_the_event() {
     assert_eq!(user(&server, "u2").await["token_status"], "missing");
     assert_eq!(w.keychain_token("u2").await, None);
 
-    let ids = server
-        .send(&json!({"name": "readwise/fetch-books", "data": {"userId": "u2", "apiKey": token}}))
-        .await;
+    let ids = send_authorized(
+        &server,
+        &json!({"name": "readwise/fetch-books", "data": {"userId": "u2", "apiKey": token}}),
+    )
+    .await;
     assert_eq!(w.keychain_token("u2").await.as_deref(), Some(token));
     let (status, event) = server.get(&format!("/v1/events/{}", ids[0])).await;
     assert_eq!(status, 200, "{event}");
@@ -839,11 +855,12 @@ async fn seed_payload_api_key_goes_to_the_keychain_and_out_of_the_event() {
     assert_eq!(detail["event"]["data"], json!({"userId": "u2"}), "{detail}");
 
     // Unknown user: refused at the door, naming the field and not echoing the key.
+    let admin = server.admin_token();
     let (status, res) = server
         .post(
             "/e/key",
             &json!({"name": "readwise/fetch-books", "data": {"userId": "ghost", "apiKey": "rw-ghost-key"}}),
-            None,
+            Some(&admin),
         )
         .await;
     assert_eq!(status, 400, "{res}");
@@ -886,10 +903,12 @@ async fn a_known_token_never_reaches_the_database_wal_or_logs() {
     let run = finished_run(&server, &event, Duration::from_secs(60)).await;
     assert_eq!(run["status"], "Completed", "{run}");
     assert_eq!(run["output"]["bookCount"], 1500);
-    // Path 2: the seed payload's apiKey on the event API.
-    let ids = server
-        .send(&json!({"name": "readwise/fetch-books", "data": {"userId": "u1", "apiKey": token}}))
-        .await;
+    // Path 2: the seed payload's apiKey on the event API (from an authorized sender).
+    let ids = send_authorized(
+        &server,
+        &json!({"name": "readwise/fetch-books", "data": {"userId": "u1", "apiKey": token}}),
+    )
+    .await;
     let run = finished_run(&server, &ids[0], Duration::from_secs(60)).await;
     assert_eq!(run["status"], "Completed", "{run}");
     // Path 3: the seed route's apiKey.
