@@ -121,11 +121,22 @@ impl World {
 
     /// Starts `stepdesk ARGS --data-dir DATA` with `stdin` written to it (closed when `None`).
     async fn spawn_cli(&self, args: &[&str], stdin: Option<&str>) -> tokio::process::Child {
+        self.spawn_cli_env(args, stdin, &[]).await
+    }
+
+    /// [`World::spawn_cli`] with extra (or overriding) environment variables.
+    async fn spawn_cli_env(
+        &self,
+        args: &[&str],
+        stdin: Option<&str>,
+        extra_env: &[(&str, &str)],
+    ) -> tokio::process::Child {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_stepdesk"));
         cmd.args(args)
             .arg("--data-dir")
             .arg(&self.data)
             .envs(self.env())
+            .envs(extra_env.iter().copied())
             .env("STEPDESK_LOG", "warn")
             .env_remove("STEPDESK_URL")
             .stdin(if stdin.is_some() {
@@ -147,6 +158,11 @@ impl World {
     /// Runs `stepdesk ARGS --data-dir DATA` to completion (at most 60 s).
     async fn cli(&self, args: &[&str], stdin: Option<&str>) -> Cli {
         finish(self.spawn_cli(args, stdin).await).await
+    }
+
+    /// [`World::cli`] with extra (or overriding) environment variables.
+    async fn cli_env(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Cli {
+        finish(self.spawn_cli_env(args, stdin, env).await).await
     }
 
     /// `stepdesk users add ID --token-stdin` (or without a token), which must succeed.
@@ -328,10 +344,12 @@ async fn cli_adds_lists_checks_syncs_and_removes_users() {
         )
         .await
         .success();
+    // Never checked yet: `unchecked`, not `connected`.
     assert!(
-        out.stdout.contains("added u1 (Ada), token connected"),
+        out.stdout.contains("added u1 (Ada), token unchecked"),
         "{out:?}"
     );
+    assert!(out.stdout.contains("stepdesk users check u1"), "{out:?}");
     assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
     assert_eq!(w.keychain_token("u1").await.as_deref(), Some(token));
 
@@ -340,13 +358,24 @@ async fn cli_adds_lists_checks_syncs_and_removes_users() {
     assert_eq!(users.as_array().unwrap().len(), 1, "{users}");
     assert_eq!(users[0]["id"], "u1");
     assert_eq!(users[0]["display_name"], "Ada");
-    assert_eq!(users[0]["token_status"], "connected");
+    assert_eq!(users[0]["token_status"], "unchecked");
     assert_eq!(users[0]["stored_books"], 0);
     assert!(users[0]["last_sync"].is_null());
 
+    // Readwise down (503): not judged, and the status stays `unchecked`.
+    w.fake.fail_next(token, 1, 503);
+    let out = w.cli(&["users", "check", "u1"], None).await.failure(
+        "Readwise could not be reached, so the token of user u1 was not judged; its status stays `unchecked`",
+    );
+    assert!(out.stdout.contains("u1: unreachable ("), "{out:?}");
+    assert!(!out.stderr.contains("not usable"), "{out:?}");
+    let out = w.cli(&["users", "list", "--json"], None).await.success();
+    let users: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(users[0]["token_status"], "unchecked");
+
     let out = w.cli(&["users", "check", "u1"], None).await.success();
     assert!(out.stdout.contains("u1: connected"), "{out:?}");
-    assert_eq!(w.fake.requests(token, FakeEndpoint::Auth), 1);
+    assert_eq!(w.fake.requests(token, FakeEndpoint::Auth), 2);
 
     // Bad input: clear messages, non-zero exits, nothing stored.
     w.cli(&["users", "add", "u3", "--token-stdin"], Some(""))
@@ -361,6 +390,41 @@ async fn cli_adds_lists_checks_syncs_and_removes_users() {
     w.cli(&["users", "check", "nobody"], None)
         .await
         .failure("no user `nobody`");
+    for bad in ["a/b", "fuzz/../x", "a%FF"] {
+        w.cli(&["users", "add", bad], None)
+            .await
+            .failure("a user id must be 1-128 characters of letters, digits and");
+    }
+    // Plain http to a host that is not this machine would send tokens unencrypted.
+    w.cli(
+        &[
+            "users",
+            "list",
+            "--readwise-url",
+            "http://readwise.example/api/v2/",
+        ],
+        None,
+    )
+    .await
+    .failure("must use https://");
+    w.cli_env(
+        &["users", "list"],
+        None,
+        &[("READWISE_API_URL", "http://192.0.2.10:8000/api/v2/")],
+    )
+    .await
+    .failure("must use https://");
+    w.cli_env(
+        &[
+            "settings",
+            "set-readwise-url",
+            "http://readwise.example/api/v2/",
+        ],
+        None,
+        &[("READWISE_API_URL", "")],
+    )
+    .await
+    .failure("must use https://");
     w.cli(&["sync"], None).await.failure("--all");
     w.cli(&["sync", "u1", "--all"], None)
         .await
@@ -418,7 +482,7 @@ async fn cli_adds_lists_checks_syncs_and_removes_users() {
     let out = w
         .cli(&["users", "check", "u1"], None)
         .await
-        .failure("the token of user u1 is not usable");
+        .failure("Readwise rejected the token of user u1; store a new one with `stepdesk users add u1 --token-stdin`");
     assert!(
         out.stdout
             .contains("u1: rejected (Readwise rejected the token for user u1)"),
@@ -705,6 +769,43 @@ async fn seed_routes_answer_json_errors_and_trigger_the_daily_sync() {
         assert!(error_of(&res).contains(text), "{body}: {res}");
     }
     assert_eq!(user(&server, "u1").await["last_sync"]["book_count"], 42);
+
+    // A user called `sync-all` is not shadowed by a route: it can be shown and removed, and
+    // the daily sync starts at POST /api/admin/daily-syncs.
+    let (status, res) = server
+        .post("/api/admin/users", &json!({"id": "sync-all"}), Some(&admin))
+        .await;
+    assert_eq!(status, 201, "{res}");
+    let u = user(&server, "sync-all").await;
+    assert_eq!(u["id"], "sync-all", "{u}");
+    assert_eq!(u["token_status"], "missing", "{u}");
+    let (status, res) = post_raw(&server, "/api/admin/users/sync-all", "", Some(&bearer)).await;
+    assert_eq!(status, 405, "the old daily-sync route is gone: {res}");
+    let (status, res) = post_raw(&server, "/api/admin/daily-syncs", "", Some(&bearer)).await;
+    assert_eq!(status, 202, "{res}");
+    let run = finished_run(
+        &server,
+        res["event_id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(run["function_id"], "readwise-daily-sync", "{run}");
+    let res = server
+        .client
+        .delete(format!("{}/api/admin/users/sync-all", server.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let (status, res) = server.get("/api/admin/users/sync-all").await;
+    assert_eq!(status, 404, "{res}");
+    // Ids outside the safe set are refused with the rule.
+    let (status, res) = server
+        .post("/api/admin/users", &json!({"id": "a/b"}), Some(&admin))
+        .await;
+    assert_eq!(status, 400, "{res}");
+    assert!(error_of(&res).contains("1-128 characters"), "{res}");
 }
 
 // ---- 4. The seed's payload with apiKey ------------------------------------------------
@@ -853,6 +954,80 @@ async fn a_known_token_never_reaches_the_database_wal_or_logs() {
     // Nor a distinctive part of it.
     let hits = files_containing(&w.data, b"7f3a9c-KNOWN");
     assert!(hits.is_empty(), "part of the token was found in {hits:?}");
+}
+
+// ---- 5b. A token under another key spelling is refused, and stored nowhere --------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_under_another_key_spelling_is_refused_and_stored_nowhere() {
+    let Some(w) = World::new(FakeConfig::default()).await else {
+        return;
+    };
+    let token = "rw-tok-real-5b";
+    let stray = "rw-tok-9d2e4b-STRAY";
+    w.fake.add_user(token, 10);
+    w.fake.add_user(stray, 10);
+    w.add_user("u1", Some(token)).await;
+    let mut server = w.server_with(&["--retry-interval", "0.2"], &[("STEPDESK_LOG", "debug")]);
+    let admin = format!("Bearer {}", server.admin_token());
+
+    for key in [
+        "apikey",
+        "api_key",
+        "API_KEY",
+        "api-key",
+        "ApiKey",
+        "apiToken",
+        "token",
+        "access_token",
+    ] {
+        let mut data = serde_json::Map::new();
+        data.insert("userId".into(), json!("u1"));
+        data.insert(key.into(), json!(stray));
+        let event = json!({"name": "readwise/fetch-books", "data": data});
+        let (status, res) = server.post("/e/key", &event, None).await;
+        assert_eq!(status, 400, "{key}: {res}");
+        let error = res["error"].as_str().unwrap();
+        assert!(error.contains(&format!("`data.{key}`")), "{key}: {res}");
+        assert!(error.contains("`data.apiKey`"), "{key}: {res}");
+        assert!(!res.to_string().contains(stray), "{key}: {res}");
+        // In a batch with a good event, nothing is stored either.
+        let good = json!({"name": "readwise/fetch-books", "data": {"userId": "u1"}});
+        let (status, res) = server.post("/e/key", &json!([good, event]), None).await;
+        assert_eq!(status, 400, "{key}: {res}");
+        assert!(!res.to_string().contains(stray), "{key}: {res}");
+        // The seed route accepts only `userId` and `apiKey`.
+        let (status, res) = post_raw(
+            &server,
+            "/api/inngest/trigger-readwise",
+            &json!({"userId": "u1", key: stray}).to_string(),
+            Some(&admin),
+        )
+        .await;
+        assert_eq!(status, 400, "{key}: {res}");
+        assert!(!res.to_string().contains(stray), "{key}: {res}");
+    }
+    let (_, events) = server.get("/v1/events?name=readwise/fetch-books").await;
+    assert_eq!(events["data"], json!([]), "nothing was stored: {events}");
+    assert_eq!(w.keychain_token("u1").await.as_deref(), Some(token));
+    assert_eq!(w.fake.requests(stray, FakeEndpoint::Auth), 0);
+
+    let status = server.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert!(
+        std::fs::read_dir(w.data.join("logs"))
+            .unwrap()
+            .next()
+            .is_some(),
+        "the server logged to a file"
+    );
+    let hits = files_containing(&w.data, stray.as_bytes());
+    assert!(hits.is_empty(), "the stray token was found in {hits:?}");
+    let hits = files_containing(&w.data, b"9d2e4b-STRAY");
+    assert!(
+        hits.is_empty(),
+        "part of the stray token was found in {hits:?}"
+    );
 }
 
 // ---- 6. Readwise faults, end to end ---------------------------------------------------

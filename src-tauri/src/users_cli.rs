@@ -11,8 +11,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use stepdesk_engine::EngineConfig;
-use stepdesk_readwise_sync::admin::token_from_input;
-use stepdesk_readwise_sync::users::User;
+use stepdesk_readwise_sync::admin::{token_from_input, CheckOutcome};
+use stepdesk_readwise_sync::users::{TokenStatus, User};
 
 use crate::readwise::ReadwiseArgs;
 
@@ -73,7 +73,7 @@ fn fmt_time(ms: Option<i64>) -> String {
 
 fn print_table(users: &[User]) {
     println!(
-        "{:<24} {:<24} {:<10} {:<20} {:<8} {:>7}",
+        "{:<24} {:<24} {:<10} {:<20} {:<9} {:>7}",
         "ID", "NAME", "TOKEN", "LAST SYNC (UTC)", "STATUS", "BOOKS"
     );
     for u in users {
@@ -81,9 +81,10 @@ fn print_table(users: &[User]) {
             Some(s) => (fmt_time(s.at), s.status.as_str()),
             None => ("-".to_string(), "-"),
         };
+        let token = u.token_status.as_str();
         println!(
-            "{:<24} {:<24} {:<10} {:<20} {:<8} {:>7}",
-            u.id, u.display_name, u.token_status, at, status, u.stored_books
+            "{:<24} {:<24} {:<10} {:<20} {:<9} {:>7}",
+            u.id, u.display_name, token, at, status, u.stored_books
         );
         if let Some(err) = u.last_sync.as_ref().and_then(|s| s.error.as_deref()) {
             println!("    last error: {err}");
@@ -130,6 +131,12 @@ pub fn users(
                         "added {} ({}), token {}",
                         user.id, user.display_name, user.token_status
                     );
+                    if user.token_status == TokenStatus::Unchecked {
+                        println!(
+                            "the token is checked with Readwise at the next sync, or now with `stepdesk users check {}`",
+                            user.id
+                        );
+                    }
                 }
                 UsersCommand::List { json } => {
                     let users = admin.users().await?;
@@ -144,11 +151,25 @@ pub fn users(
                     println!(
                         "{}: {}{}",
                         check.user_id,
-                        check.status,
-                        check.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                        check.status.as_str(),
+                        check
+                            .detail
+                            .as_deref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
                     );
-                    if check.status != "connected" {
-                        bail!("the token of user {id} is not usable");
+                    match check.status {
+                        CheckOutcome::Connected => {}
+                        CheckOutcome::Rejected => bail!(
+                            "Readwise rejected the token of user {id}; store a new one with `stepdesk users add {id} --token-stdin`"
+                        ),
+                        CheckOutcome::Missing => bail!(
+                            "user {id} has no token in the keychain; add one with `stepdesk users add {id} --token-stdin`"
+                        ),
+                        CheckOutcome::Unreachable => bail!(
+                            "Readwise could not be reached, so the token of user {id} was not judged; its status stays `{}`",
+                            check.token_status
+                        ),
                     }
                 }
                 UsersCommand::Remove { id } => {
@@ -225,7 +246,7 @@ pub fn sync(args: SyncArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let path = match &args.id {
             Some(id) => format!("/api/admin/users/{id}/sync"),
-            None => "/api/admin/users/sync-all".to_string(),
+            None => "/api/admin/daily-syncs".to_string(),
         };
         let requested = client.call(reqwest::Method::POST, &path).await?;
         let event_id = requested["event_id"]

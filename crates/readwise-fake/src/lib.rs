@@ -16,8 +16,8 @@
 //!   available in N seconds."}`.
 //! - Fault injection per token ([`FakeReadwise::fail_next`], [`FakeReadwise::slow_next`],
 //!   [`FakeReadwise::malformed_next`], [`FakeReadwise::omit_retry_after_next`],
-//!   [`FakeReadwise::throttle_next`], or [`FakeReadwise::inject`] for one endpoint only) and a
-//!   global latency.
+//!   [`FakeReadwise::throttle_next`], or [`FakeReadwise::inject`] for one endpoint only, e.g.
+//!   [`Fault::ThrottleRaw`] for a `Retry-After` of any text) and a global latency.
 //! - Counters: requests per token and endpoint, `429`s sent, most concurrent requests seen.
 //!
 //! Order of checks for each request, as in DRF: authentication (`401`), then the rate limit
@@ -109,6 +109,10 @@ pub enum Fault {
     /// Answer `429` with `Expected available in {retry_after_secs} seconds.` in the body, and
     /// the `Retry-After` header only when `header` is true.
     Throttle { retry_after_secs: u64, header: bool },
+    /// Answer `429` with this exact `Retry-After` header value, however absurd (a huge
+    /// number, a date in the year 9999, text), and `Expected available in {body_secs}
+    /// seconds.` in the body. A value that cannot be a header value at all is left out.
+    ThrottleRaw { retry_after: String, body_secs: u64 },
 }
 
 #[derive(Debug)]
@@ -509,6 +513,16 @@ fn unauthorized(s: &Shared, text: &str) -> Response {
 }
 
 fn throttled(s: &Shared, token: &str, wait_secs: u64, with_header: bool) -> Response {
+    let header = with_header.then(|| HeaderValue::from(wait_secs));
+    throttled_with(s, token, wait_secs, header)
+}
+
+fn throttled_with(
+    s: &Shared,
+    token: &str,
+    wait_secs: u64,
+    retry_after: Option<HeaderValue>,
+) -> Response {
     s.throttled.fetch_add(1, Ordering::Relaxed);
     *lock(&s.counters)
         .throttled_by_token
@@ -520,9 +534,8 @@ fn throttled(s: &Shared, token: &str, wait_secs: u64, with_header: bool) -> Resp
         StatusCode::TOO_MANY_REQUESTS,
         &format!("Request was throttled. Expected available in {wait_secs} {unit}."),
     );
-    if with_header {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait_secs));
+    if let Some(v) = retry_after {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
 }
@@ -654,6 +667,15 @@ async fn admit(
             retry_after_secs,
             header,
         }) => Err(throttled(s, token, retry_after_secs, header)),
+        Some(Fault::ThrottleRaw {
+            retry_after,
+            body_secs,
+        }) => Err(throttled_with(
+            s,
+            token,
+            body_secs,
+            HeaderValue::from_str(&retry_after).ok(),
+        )),
     }
 }
 

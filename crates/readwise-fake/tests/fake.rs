@@ -182,6 +182,46 @@ async fn faults_apply_in_order_and_by_endpoint() {
 }
 
 #[tokio::test]
+async fn a_raw_retry_after_is_sent_as_given() {
+    let fake = FakeReadwise::start(FakeConfig::default()).await.unwrap();
+    fake.add_user(TOKEN, 1);
+    let books = format!("{}books/", fake.base_url());
+    for value in [
+        "18446744073709551615",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "soon",
+    ] {
+        fake.inject(
+            TOKEN,
+            None,
+            Fault::ThrottleRaw {
+                retry_after: value.into(),
+                body_secs: 7,
+            },
+            1,
+        );
+        let (s, h, body) = get(&books, auth()).await;
+        assert_eq!(s, 429);
+        assert_eq!(h["retry-after"], value);
+        assert!(body.contains("Expected available in 7 seconds."), "{body}");
+    }
+    // Not a header value at all: left out, the body still says when.
+    fake.inject(
+        TOKEN,
+        None,
+        Fault::ThrottleRaw {
+            retry_after: "a\nb".into(),
+            body_secs: 7,
+        },
+        1,
+    );
+    let (s, h, _) = get(&books, auth()).await;
+    assert_eq!(s, 429);
+    assert!(h.get("retry-after").is_none());
+    assert_eq!(fake.throttled_for(TOKEN), 4);
+}
+
+#[tokio::test]
 async fn touch_books_moves_the_oldest_to_now() {
     let fake = FakeReadwise::start(FakeConfig::default()).await.unwrap();
     fake.add_user(TOKEN, 20);

@@ -8,7 +8,7 @@ use stepdesk_engine::{NewEvent, SendError};
 use stepdesk_readwise::Token;
 
 use crate::events::{check_user_id, DAILY_SYNC, FETCH_BOOKS};
-use crate::users::{self, token_status, DailySyncProgress, User};
+use crate::users::{self, DailySyncProgress, TokenStatus, User};
 use crate::{token_key, ReadwiseSync};
 
 pub type AdminResult<T> = Result<T, AdminError>;
@@ -17,12 +17,48 @@ fn internal(e: impl std::fmt::Display) -> AdminError {
     AdminError::Internal(e.to_string())
 }
 
+/// "No such user": a 404 for a well-formed id, a 400 saying what ids look like otherwise.
+fn not_found(id: &str) -> AdminError {
+    match check_user_id(id) {
+        Ok(()) => AdminError::NotFound(format!("no user `{id}`")),
+        Err(e) => AdminError::BadRequest(e),
+    }
+}
+
+/// What a live token check found. Serialized in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckOutcome {
+    /// Readwise accepted the token.
+    Connected,
+    /// Readwise answered 401/403.
+    Rejected,
+    /// No token in the keychain.
+    Missing,
+    /// Readwise could not be asked or did not answer the question (network error, timeout,
+    /// 5xx, 429, an unexpected answer): the token was not judged and its status is unchanged.
+    Unreachable,
+}
+
+impl CheckOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckOutcome::Connected => "connected",
+            CheckOutcome::Rejected => "rejected",
+            CheckOutcome::Missing => "missing",
+            CheckOutcome::Unreachable => "unreachable",
+        }
+    }
+}
+
 /// The result of a live token check.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TokenCheck {
     pub user_id: String,
-    /// connected | rejected | missing | unreachable
-    pub status: String,
+    /// What the check found.
+    pub status: CheckOutcome,
+    /// The user's token status after the check (unchanged when `status` is `unreachable`).
+    pub token_status: TokenStatus,
     pub detail: Option<String>,
     pub checked_at: i64,
 }
@@ -53,6 +89,8 @@ impl ReadwiseAdmin {
         self.sync.store().read(users::list).await.map_err(internal)
     }
 
+    /// One user. An id outside the allowed set is a 400, unless a user with that id was
+    /// stored before the rule existed (it can still be shown and removed).
     pub async fn user(&self, id: &str) -> AdminResult<User> {
         let i = id.to_string();
         self.sync
@@ -60,7 +98,7 @@ impl ReadwiseAdmin {
             .read(move |c| users::get(c, &i))
             .await
             .map_err(internal)?
-            .ok_or_else(|| AdminError::NotFound(format!("no user `{id}`")))
+            .ok_or_else(|| not_found(id))
     }
 
     /// Adds a user (or renames one), saving the token, if given, to the keychain.
@@ -87,13 +125,15 @@ impl ReadwiseAdmin {
             Some(_) => true,
             None => matches!(self.sync.token(id).await, Ok(Some(_))),
         };
+        // A token is `unchecked` until Readwise judges it (`users check`, or a sync).
         let status = if has_token {
-            token_status::CONNECTED
+            TokenStatus::Unchecked
         } else {
-            token_status::MISSING
+            TokenStatus::Missing
         };
         let (i, n) = (id.to_string(), name.unwrap_or(id).to_string());
         let rename = name.is_some();
+        let token_given = token.is_some();
         self.sync
             .store()
             .write(move |c| {
@@ -101,8 +141,11 @@ impl ReadwiseAdmin {
                     if rename {
                         users::rename(c, &i, &n)?;
                     }
-                    if has_token {
+                    // A new token is unchecked; a token already there keeps its verdict.
+                    if token_given {
                         users::set_token_status(c, &i, status, None)?;
+                    } else if has_token {
+                        users::token_found(c, &i)?;
                     }
                 }
                 Ok(())
@@ -113,7 +156,8 @@ impl ReadwiseAdmin {
         self.user(id).await
     }
 
-    /// Removes a user, their books and their keychain entry.
+    /// Removes a user, their books and their keychain entry. Works for any stored id, even one
+    /// from before ids were restricted.
     pub async fn remove_user(&self, id: &str) -> AdminResult<()> {
         // The keychain entry goes first: a user must never disappear while their token stays.
         let secrets = self.sync.secrets().map_err(|e| {
@@ -131,32 +175,46 @@ impl ReadwiseAdmin {
             .await
             .map_err(internal)?;
         if !existed && !had_token {
-            return Err(AdminError::NotFound(format!("no user `{id}`")));
+            return Err(not_found(id));
         }
         tracing::info!(user = id, "user removed");
         Ok(())
     }
 
-    /// Checks the user's token with Readwise now (`GET auth/`) and records the answer.
+    /// Checks the user's token with Readwise now (`GET auth/`) and records the answer. Only
+    /// Readwise's verdict changes the status: `connected` on success, `rejected` on 401/403.
+    /// When Readwise cannot be reached (network, timeout, 5xx, 429...) the token was not
+    /// judged: the outcome is `unreachable` and the status stays as it was.
     pub async fn check_user(&self, id: &str) -> AdminResult<TokenCheck> {
-        self.user(id).await?;
+        let before = self.user(id).await?.token_status;
         let token = self.sync.token(id).await.map_err(AdminError::Conflict)?;
-        let (status, detail) = match token {
+        let (outcome, detail) = match token {
             None => (
-                token_status::MISSING,
+                CheckOutcome::Missing,
                 Some("no token in the keychain".to_string()),
             ),
             Some(t) => match self.sync.client().check_token(&t).await {
-                Ok(()) => (token_status::CONNECTED, None),
+                Ok(()) => (CheckOutcome::Connected, None),
                 Err(e) if e.is_rejected() => (
-                    token_status::REJECTED,
+                    CheckOutcome::Rejected,
                     Some(format!("Readwise rejected the token for user {id}")),
                 ),
-                Err(e) => ("unreachable", Some(e.to_string())),
+                Err(e) => (
+                    CheckOutcome::Unreachable,
+                    Some(format!(
+                        "Readwise could not be reached, so the token was not judged: {e}"
+                    )),
+                ),
             },
         };
         let now = now_ms();
-        if status != "unreachable" {
+        let status = match outcome {
+            CheckOutcome::Connected => TokenStatus::Connected,
+            CheckOutcome::Rejected => TokenStatus::Rejected,
+            CheckOutcome::Missing => TokenStatus::Missing,
+            CheckOutcome::Unreachable => before,
+        };
+        if outcome != CheckOutcome::Unreachable {
             let i = id.to_string();
             self.sync
                 .store()
@@ -166,7 +224,8 @@ impl ReadwiseAdmin {
         }
         Ok(TokenCheck {
             user_id: id.to_string(),
-            status: status.to_string(),
+            status: outcome,
+            token_status: status,
             detail,
             checked_at: now,
         })
@@ -238,11 +297,11 @@ impl ReadwiseAdmin {
         let updated = self
             .sync
             .store()
-            .write(move |c| users::record_reported_count(c, &i, book_count, sync_time))
+            .write(move |c| users::record_reported_count(c, &i, book_count, sync_time, now_ms()))
             .await
             .map_err(internal)?;
         if !updated {
-            return Err(AdminError::NotFound(format!("no user `{id}`")));
+            return Err(not_found(id));
         }
         self.user(id).await
     }

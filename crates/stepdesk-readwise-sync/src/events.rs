@@ -9,6 +9,8 @@ pub const DAILY_SYNC: &str = "readwise/daily-sync";
 
 pub const FETCH_BOOKS_FN: &str = "readwise-fetch-books";
 pub const DAILY_SYNC_FN: &str = "readwise-daily-sync";
+/// Records a cancelled `readwise-fetch-books` run on its user.
+pub const FETCH_BOOKS_CANCELLED_FN: &str = "readwise-fetch-books-cancelled";
 
 /// `readwise/fetch-books` as functions see it (`apiKey` never reaches a stored event).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,16 +50,90 @@ fn string_field<'a>(
     }
 }
 
-/// A user id: 1-200 printable characters.
+/// The longest user id.
+pub const MAX_USER_ID_CHARS: usize = 128;
+
+/// What a user id may be: 1-128 characters of ASCII letters, digits and `.`, `_`, `@`, `+`,
+/// `-`, not starting with `.` or `-`. That covers the seed's ids (`user-123`), UUIDs, e-mail
+/// addresses and most identity providers' ids, and keeps every id usable as one URL path
+/// segment (`/api/admin/users/{id}`, no `/`, `%` or `..`), as a command-line argument (no
+/// leading `-`) and in a keychain entry name.
 pub fn check_user_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.chars().count() > 200 || id.chars().any(char::is_control) {
-        return Err("a user id must be 1-200 printable characters".into());
+    const RULE: &str = "a user id must be 1-128 characters of letters, digits and `.` `_` `@` `+` `-`, not starting with `.` or `-`";
+    let len = id.chars().count();
+    if len == 0 {
+        return Err(format!("{RULE}; this one is empty"));
+    }
+    if len > MAX_USER_ID_CHARS {
+        return Err(format!("{RULE}; this one has {len} characters"));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '+' | '-')))
+    {
+        return Err(format!(
+            "{RULE}; this one contains `{}`",
+            bad.escape_default()
+        ));
+    }
+    if id.starts_with(['.', '-']) {
+        return Err(format!("{RULE}; this one starts with `{}`", &id[..1]));
     }
     Ok(())
 }
 
+/// Field names that would carry a Readwise token under a spelling other than the seed's
+/// `apiKey`, compared after [`normalize_key`]. Besides these, any name that contains
+/// `apikey`, `token`, `secret` or `password` once normalized is refused too.
+const TOKEN_LIKE_KEYS: &[&str] = &[
+    "key",
+    "auth",
+    "authorization",
+    "bearer",
+    "credential",
+    "credentials",
+];
+const TOKEN_LIKE_PARTS: &[&str] = &["apikey", "token", "secret", "password"];
+
+/// A field name as compared for token-like spellings: ASCII letters and digits only, lower
+/// case (`API_KEY`, `api-key`, `Api Key` and `apiKey` are all `apikey`).
+fn normalize_key(key: &str) -> String {
+    key.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether a `data` field other than `apiKey` itself looks like it carries a token: such an
+/// event is refused rather than stored, since only `apiKey` is moved to the keychain.
+pub fn is_token_like_key(key: &str) -> bool {
+    if key == "apiKey" {
+        return false;
+    }
+    let k = normalize_key(key);
+    TOKEN_LIKE_KEYS.contains(&k.as_str()) || TOKEN_LIKE_PARTS.iter().any(|p| k.contains(p))
+}
+
 /// Validates `readwise/fetch-books` data (never echoing the token).
+///
+/// The token may come only as `apiKey`, the seed's spelling. A field whose name looks like
+/// another spelling of it ([`is_token_like_key`]: `apikey`, `api_key`, `API_KEY`, `api-key`,
+/// `ApiKey`, `apiToken`, `token`, `accessToken`, `readwise_token`, `secret`, `password`,
+/// `authorization`, `key`...) refuses the whole event: the gate strips only `apiKey`, so such a
+/// value would otherwise be stored in the event, the run and the logs.
 pub fn parse_fetch_books(data: &Map<String, Value>) -> Result<FetchBooksRequest, String> {
+    if let Some(key) = data.keys().find(|k| is_token_like_key(k)) {
+        let shown: String = key
+            .chars()
+            .take(40)
+            .flat_map(char::escape_default)
+            .collect();
+        return Err(format!(
+            "`data.{shown}` looks like a Readwise token under another name; send the token as \
+             `data.apiKey` (exactly that spelling), which is moved to the keychain, or leave it \
+             out. Nothing was stored"
+        ));
+    }
     let user_id = string_field(data, "userId", true)?
         .unwrap_or_default()
         .to_string();
@@ -85,7 +161,7 @@ pub fn event_types() -> Value {
     json!([
         {
             "name": FETCH_BOOKS,
-            "description": "Sync one user's Readwise books. `apiKey` (optional) is saved to the keychain for the user and removed from the event.",
+            "description": "Sync one user's Readwise books. `apiKey` (optional) is saved to the keychain for the user and removed from the event; any other spelling of it (`api_key`, `token`, ...) is refused.",
             "fields": [
                 {"name": "userId", "type": "string", "required": true},
                 {"name": "apiKey", "type": "string", "required": false, "secret": true}
@@ -130,6 +206,97 @@ mod tests {
         let err = parse_fetch_books(&data(json!({"userId": "u", "apiKey": ["secret-token"]})))
             .unwrap_err();
         assert!(!err.contains("secret-token"), "errors never echo the token");
+    }
+
+    #[test]
+    fn other_spellings_of_the_api_key_are_refused_without_echoing_them() {
+        for key in [
+            "apikey",
+            "api_key",
+            "API_KEY",
+            "api-key",
+            "ApiKey",
+            "APIKEY",
+            "Api Key",
+            "apiKey ",
+            "apiToken",
+            "api_token",
+            "token",
+            "Token",
+            "accessToken",
+            "access_token",
+            "readwise_token",
+            "readwiseApiKey",
+            "authToken",
+            "Authorization",
+            "auth",
+            "key",
+            "secret",
+            "client_secret",
+            "password",
+            "bearer",
+        ] {
+            let mut d = Map::new();
+            d.insert("userId".into(), json!("u1"));
+            d.insert(key.into(), json!("tok-SECRET-value"));
+            let err = parse_fetch_books(&d).unwrap_err();
+            assert!(err.contains("`data.apiKey`"), "{key}: {err}");
+            assert!(err.contains("another name"), "{key}: {err}");
+            assert!(!err.contains("tok-SECRET-value"), "{key}: {err}");
+            // Also with the right spelling next to it, and whatever the value's type.
+            d.insert("apiKey".into(), json!("tok-SECRET-value"));
+            d.insert(key.into(), json!({"nested": "tok-SECRET-value"}));
+            let err = parse_fetch_books(&d).unwrap_err();
+            assert!(!err.contains("tok-SECRET-value"), "{key}: {err}");
+        }
+        // The seed's spelling and the other known fields pass; so do unrelated names.
+        assert!(!is_token_like_key("apiKey"));
+        for fine in ["userId", "dailySyncRunId", "reason", "source", "monkey"] {
+            assert!(!is_token_like_key(fine), "{fine}");
+        }
+        // A long or odd field name is shortened and escaped in the message.
+        let mut d = Map::new();
+        d.insert(format!("token\n{}", "x".repeat(500)), json!("v"));
+        let err = parse_fetch_books(&d).unwrap_err();
+        assert!(err.len() < 400 && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn user_ids_are_restricted_to_a_safe_set() {
+        for ok in [
+            "u1",
+            "user-123",
+            "ada@example.com",
+            "ada+books@example.com",
+            "user_2aBc",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "sync-all",
+            "a.b",
+            &"x".repeat(128),
+        ] {
+            assert!(check_user_id(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            (&"x".repeat(129) as &str, "129 characters"),
+            ("a/b", "contains `/`"),
+            ("fuzz/../x", "contains `/`"),
+            ("a%FFb", "contains `%`"),
+            ("a b", "contains ` `"),
+            ("ä", "contains `\\u{e4}`"),
+            ("a\nb", "contains `\\n`"),
+            ("..", "starts with `.`"),
+            (".hidden", "starts with `.`"),
+            ("-rf", "starts with `-`"),
+            ("a?b", "contains `?`"),
+            ("a#b", "contains `#`"),
+        ] {
+            let err = check_user_id(bad).unwrap_err();
+            assert!(err.contains("1-128 characters"), "{bad}: {err}");
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+        let err = parse_fetch_books(&data(json!({"userId": "a/b"}))).unwrap_err();
+        assert!(err.starts_with("`data.userId`: a user id must be"), "{err}");
     }
 
     #[test]

@@ -2,12 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use stepdesk_engine::event::internal::FUNCTION_CANCELLED;
 use stepdesk_engine::time::now_ms;
-use stepdesk_engine::{Ctx, Error, ErrorBody, Function};
+use stepdesk_engine::{Ctx, Error, ErrorBody, Function, Trigger};
 use stepdesk_readwise::{BooksRequest, ReadwiseError, Token};
 
-use crate::events::{FetchBooks, DAILY_SYNC, DAILY_SYNC_FN, FETCH_BOOKS, FETCH_BOOKS_FN};
-use crate::users::{self, token_status};
+use crate::events::{
+    FetchBooks, DAILY_SYNC, DAILY_SYNC_FN, FETCH_BOOKS, FETCH_BOOKS_CANCELLED_FN, FETCH_BOOKS_FN,
+};
+use crate::users::{self, TokenStatus};
 use crate::ReadwiseSync;
 
 /// Users per `send_event` step of the daily sync.
@@ -26,13 +29,28 @@ pub(crate) fn all(sync: ReadwiseSync) -> Vec<Function> {
             .handler(move |ctx| fetch_books(run.clone(), ctx))
             .expect("readwise-fetch-books is a valid function")
     };
+    let cancelled = {
+        let s = sync.clone();
+        let mut f = Function::builder(FETCH_BOOKS_CANCELLED_FN)
+            .name("Readwise: record a cancelled sync")
+            .on_event(FUNCTION_CANCELLED)
+            .handler(move |ctx| record_cancellation(s.clone(), ctx))
+            .expect("readwise-fetch-books-cancelled is a valid function");
+        // Only cancellations of readwise-fetch-books, matched the way the engine matches a
+        // failure handler to its function (the builder has no conditions of its own).
+        f.triggers = vec![Trigger::Event {
+            name: FUNCTION_CANCELLED.into(),
+            condition: Some(("data.function_id".into(), json!(FETCH_BOOKS_FN))),
+        }];
+        f
+    };
     let daily = Function::builder(DAILY_SYNC_FN)
         .name("Readwise: daily sync")
         .on_cron("0 3 * * *")
         .on_event(DAILY_SYNC)
         .handler(move |ctx| daily_sync(sync.clone(), ctx))
         .expect("readwise-daily-sync is a valid function");
-    vec![fetch, daily]
+    vec![fetch, cancelled, daily]
 }
 
 fn store_error(e: impl std::fmt::Display) -> Error {
@@ -49,7 +67,11 @@ fn readwise_error(e: ReadwiseError, user: &str) -> Error {
     }
     let body = ErrorBody::new("ReadwiseError", e.to_string());
     match e.retry_after() {
-        Some(after) => Error::RetryAfter(body, now_ms() + after.as_millis() as i64),
+        // The client clamps the wait to a day; the arithmetic saturates all the same.
+        Some(after) => Error::RetryAfter(
+            body,
+            now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX)),
+        ),
         None if e.is_retriable() => Error::Retriable(body),
         None => Error::NonRetriable(body),
     }
@@ -61,7 +83,7 @@ async fn load_token(sync: &ReadwiseSync, user: &str) -> Result<Token, Error> {
         Ok(None) => {
             let u = user.to_string();
             sync.store()
-                .write(move |c| users::set_token_status(c, &u, token_status::MISSING, None))
+                .write(move |c| users::set_token_status(c, &u, TokenStatus::Missing, None))
                 .await
                 .map_err(store_error)?;
             Err(Error::NonRetriable(ErrorBody::new(
@@ -134,11 +156,15 @@ async fn list_books(
             .step
             .run(&step_id, || async {
                 let token = load_token(sync, user).await?;
-                let page = sync
-                    .client()
-                    .books_page(&token, req)
-                    .await
-                    .map_err(|e| readwise_error(e, user))?;
+                let page = match sync.client().books_page(&token, req).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        if e.is_rejected() {
+                            record_rejected(sync, user).await?;
+                        }
+                        return Err(readwise_error(e, user));
+                    }
+                };
                 let newest = page
                     .results
                     .iter()
@@ -192,6 +218,9 @@ async fn fetch_books(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
                     if let Some(daily) = batch.as_deref() {
                         users::attach_daily_run(c, daily, &u, &r)?;
                     }
+                    // Cancelled meanwhile: the cancellation (recorded by
+                    // readwise-fetch-books-cancelled) must not be followed by "running".
+                    users::ensure_running(c, &r)?;
                     let found = users::get(c, &u)?;
                     if found.is_some() {
                         users::mark_sync_started(c, &u, &r, batch.as_deref(), now_ms())?;
@@ -214,9 +243,10 @@ async fn fetch_books(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
         .run("check-token", || async {
             let token = load_token(&sync, user).await?;
             let checked = sync.client().check_token(&token).await;
+            // Only Readwise's verdict changes the status; an unreachable Readwise judged nothing.
             let status = match &checked {
-                Err(e) if e.is_rejected() => Some(token_status::REJECTED),
-                Ok(()) => Some(token_status::CONNECTED),
+                Err(e) if e.is_rejected() => Some(TokenStatus::Rejected),
+                Ok(()) => Some(TokenStatus::Connected),
                 Err(_) => None,
             };
             if let Some(status) = status {
@@ -340,14 +370,19 @@ async fn fetch_books(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
     Ok(summary)
 }
 
-/// The failure handler of `readwise-fetch-books`: the user's sync record says what failed.
+/// Readwise rejected the token mid-listing (revoked since the check).
+async fn record_rejected(sync: &ReadwiseSync, user: &str) -> Result<(), Error> {
+    let u = user.to_string();
+    sync.store()
+        .write(move |c| users::set_token_status(c, &u, TokenStatus::Rejected, Some(now_ms())))
+        .await
+        .map_err(store_error)
+}
+
+/// The failure handler of `readwise-fetch-books`: the user's sync record says what failed,
+/// unless a newer sync has written it since (the record never goes back in time).
 async fn record_failure(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
     let data = &ctx.event.data;
-    let user = data
-        .get("event")
-        .and_then(|e| e.pointer("/data/userId"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
     let run_id = data
         .get("run_id")
         .and_then(Value::as_str)
@@ -359,22 +394,72 @@ async fn record_failure(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
         .and_then(Value::as_str)
         .unwrap_or("the sync failed")
         .to_string();
-    let Some(user) = user else {
-        return Ok(json!({"recorded": false}));
-    };
-    let (u, r, m) = (user.clone(), run_id.clone(), message.clone());
-    ctx.step
+    let (r, m) = (run_id.clone(), message.clone());
+    let recorded: Option<(String, bool)> = ctx
+        .step
         .run("record-failure", || async {
             sync.store()
-                .write(move |c| users::record_sync_failed(c, &u, &r, &m, now_ms()))
+                .write(move |c| {
+                    // The user and time come from the failed run itself, so a hand-made event
+                    // records nothing.
+                    let Some((user, at)) = users::ended_run_user(c, &r, FETCH_BOOKS_FN, "Failed")?
+                    else {
+                        return Ok(None);
+                    };
+                    let written = users::record_sync_failed(c, &user, &r, &m, at)?;
+                    Ok(Some((user, written)))
+                })
                 .await
                 .map_err(store_error)
         })
         .await?;
-    Ok(json!({"userId": user, "failedRun": run_id, "error": message}))
+    Ok(match recorded {
+        Some((user, written)) => {
+            json!({"userId": user, "failedRun": run_id, "error": message, "recorded": written})
+        }
+        None => json!({"failedRun": run_id, "recorded": false}),
+    })
 }
 
-/// Sends one `readwise/fetch-books` per connected user, in batches, each exactly once.
+/// `readwise-fetch-books-cancelled`, on `inngest/function.cancelled` of
+/// `readwise-fetch-books`: the user's sync record says `cancelled` (not `running` for ever),
+/// unless a newer sync has written it since.
+async fn record_cancellation(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
+    let run_id = ctx
+        .event
+        .data
+        .get("run_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let r = run_id.clone();
+    let recorded: Option<(String, bool)> = ctx
+        .step
+        .run("record-cancellation", || async {
+            sync.store()
+                .write(move |c| {
+                    let Some((user, at)) =
+                        users::ended_run_user(c, &r, FETCH_BOOKS_FN, "Cancelled")?
+                    else {
+                        return Ok(None);
+                    };
+                    let written = users::record_sync_cancelled(c, &user, &r, at)?;
+                    Ok(Some((user, written)))
+                })
+                .await
+                .map_err(store_error)
+        })
+        .await?;
+    Ok(match recorded {
+        Some((user, written)) => {
+            json!({"userId": user, "cancelledRun": run_id, "recorded": written})
+        }
+        None => json!({"cancelledRun": run_id, "recorded": false}),
+    })
+}
+
+/// Sends one `readwise/fetch-books` per user whose token is connected or not yet checked, in
+/// batches, each exactly once.
 async fn daily_sync(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
     let run_id = ctx.run_id.clone();
     let user_ids: Vec<String> = ctx
@@ -383,7 +468,7 @@ async fn daily_sync(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
             let r = run_id.clone();
             sync.store()
                 .write(move |c| {
-                    let ids = users::connected_ids(c)?;
+                    let ids = users::syncable_ids(c)?;
                     users::start_daily_sync(c, &r, &ids, now_ms())?;
                     Ok(ids)
                 })

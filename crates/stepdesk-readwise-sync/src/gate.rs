@@ -19,7 +19,7 @@ use stepdesk_engine::{Admission, Admitted, EventGate, GateError, NewEvent, Sende
 use crate::events::{
     parse_daily_sync, parse_fetch_books, DAILY_SYNC, DAILY_SYNC_FN, FETCH_BOOKS, FETCH_BOOKS_FN,
 };
-use crate::users::{self, token_status};
+use crate::users::{self, TokenStatus};
 use crate::ReadwiseSync;
 
 /// What an anonymous sender of an `apiKey` is told.
@@ -86,7 +86,7 @@ impl ReadwiseGate {
             })?;
             let u = user.clone();
             sync.store()
-                .write(move |c| users::set_token_status(c, &u, token_status::CONNECTED, None))
+                .write(move |c| users::set_token_status(c, &u, TokenStatus::Unchecked, None))
                 .await
                 .map_err(|e| GateError::Unavailable(e.to_string()))?;
             tracing::info!(%user, "saved a Readwise token from an event to the keychain");

@@ -62,9 +62,25 @@ pub struct ReadwiseSettings {
     /// `default`, `settings` (stored with the admin API or `stepdesk settings`), or
     /// `environment` (READWISE_API_URL or --readwise-url, which win over settings).
     pub source: String,
+    /// Set when a stored URL is ignored, saying why (one stored by an older version that
+    /// allowed plain `http://` to any host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 const API_URL_SETTING: &str = "readwise.api_url";
+
+/// Why a stored Readwise API URL is not used, if it is not.
+fn refused_stored_url(url: &str) -> Option<String> {
+    let e = stepdesk_readwise::ClientConfig::default()
+        .with_base_url(url)
+        .err()?;
+    Some(format!(
+        "the stored Readwise API URL is ignored and the default is used: {e}; store another with \
+         `stepdesk settings set-readwise-url URL` (or `PUT /api/admin/settings`), or drop it with \
+         `stepdesk settings reset-readwise-url`"
+    ))
+}
 
 impl ReadwiseSync {
     /// Creates the Readwise tables if needed. `secrets` is the keychain, or the reason none
@@ -124,6 +140,10 @@ impl ReadwiseSync {
     }
 
     /// Uses the base URL stored in settings, unless pinned. Call once at start-up.
+    ///
+    /// A stored URL that is no longer acceptable (plain `http://` to a host that is not
+    /// loopback, stored by an older version) is ignored with a warning, and the default URL
+    /// is used: failing here would also stop `stepdesk settings` from fixing it.
     pub async fn apply_stored_settings(&self) -> Result<(), String> {
         if self.inner.url_pinned.load(Ordering::SeqCst) {
             return Ok(());
@@ -134,6 +154,10 @@ impl ReadwiseSync {
             .await
             .map_err(|e| e.to_string())?;
         if let Some(url) = stored {
+            if let Some(warning) = refused_stored_url(&url) {
+                tracing::warn!("{warning}");
+                return Ok(());
+            }
             self.swap_client(&url)?;
         }
         Ok(())
@@ -158,9 +182,14 @@ impl ReadwiseSync {
             .read(|c| schema::get_setting(c, API_URL_SETTING))
             .await
             .map_err(|e| e.to_string())?;
-        let source = if self.inner.url_pinned.load(Ordering::SeqCst) {
+        let pinned = self.inner.url_pinned.load(Ordering::SeqCst);
+        let warning = stored
+            .as_deref()
+            .filter(|_| !pinned)
+            .and_then(refused_stored_url);
+        let source = if pinned {
             "environment"
-        } else if stored.is_some() {
+        } else if stored.is_some() && warning.is_none() {
             "settings"
         } else {
             "default"
@@ -168,6 +197,7 @@ impl ReadwiseSync {
         Ok(ReadwiseSettings {
             readwise_api_url: self.client().config().base_url.to_string(),
             source: source.into(),
+            warning,
         })
     }
 

@@ -1,5 +1,6 @@
 //! HTTP routes: the seed's (`/api/inngest/trigger-readwise`, `/api/inngest/trigger-schedule`,
-//! `/api/readwise`) and the admin routes for users. Mutations need the admin token.
+//! `/api/readwise`) and the admin routes for users, daily syncs and settings. Mutations need
+//! the admin token.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -31,11 +32,15 @@ pub fn routes(admin: ReadwiseAdmin, admin_token: String) -> Router {
         .route("/api/inngest/trigger-schedule", post(trigger_schedule))
         .route("/api/readwise", post(report_count))
         .route("/api/admin/users", get(list_users).post(add_user))
-        .route("/api/admin/users/sync-all", post(sync_all))
+        // Nothing else lives under /api/admin/users/: every id there is a user's, including
+        // one called `sync-all` (the daily sync is started with POST /api/admin/daily-syncs).
         .route("/api/admin/users/{id}", get(get_user).delete(remove_user))
         .route("/api/admin/users/{id}/check", post(check_user))
         .route("/api/admin/users/{id}/sync", post(sync_user))
-        .route("/api/admin/daily-syncs", get(daily_syncs))
+        .route(
+            "/api/admin/daily-syncs",
+            get(daily_syncs).post(start_daily_sync),
+        )
         .route("/api/admin/settings", get(get_settings).put(put_settings))
         .route(
             "/api/admin/event-types",
@@ -234,7 +239,8 @@ async fn sync_user(
     ))
 }
 
-async fn sync_all(
+/// `POST /api/admin/daily-syncs`: starts the daily sync now.
+async fn start_daily_sync(
     State(s): State<RouteState>,
     headers: HeaderMap,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -271,8 +277,19 @@ async fn get_settings(State(s): State<RouteState>) -> ApiResult<Json<Value>> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PutSettings {
-    /// A URL, or null to go back to the default.
-    readwise_api_url: Option<String>,
+    /// A URL, or null to go back to the default. Required: `{}` must not reset the URL by
+    /// accident (outer `None` = missing, `Some(None)` = null).
+    #[serde(default, deserialize_with = "present")]
+    readwise_api_url: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from a missing one (`None`, via `default`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 async fn put_settings(
@@ -282,12 +299,12 @@ async fn put_settings(
 ) -> ApiResult<Json<Value>> {
     authorize(&s, &headers)?;
     let req: PutSettings = body(raw, false)?;
-    match s
-        .admin
-        .sync()
-        .set_api_url(req.readwise_api_url.as_deref())
-        .await
-    {
+    let Some(url) = req.readwise_api_url else {
+        return Err(ApiError::bad_request(
+            "`readwise_api_url` is required: a URL to use, or null to go back to the default",
+        ));
+    };
+    match s.admin.sync().set_api_url(url.as_deref()).await {
         Ok(settings) => Ok(Json(json!(settings))),
         Err(crate::SettingsError::Pinned) => Err(ApiError::new(
             StatusCode::CONFLICT,

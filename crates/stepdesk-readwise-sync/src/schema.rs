@@ -62,6 +62,13 @@ CREATE TABLE readwise_daily_sync_users (
     PRIMARY KEY (daily_run_id, user_id)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- The sync record is monotonic: only a run at least as new as the one that wrote it may
+-- replace it (run ids are ULIDs in queue order). Token statuses gain `unchecked`, and sync
+-- statuses `cancelled`; both columns stay TEXT.
+ALTER TABLE readwise_users ADD COLUMN last_sync_key TEXT;
+UPDATE readwise_users SET last_sync_key = last_sync_run_id;
+"#,
 ];
 
 pub(crate) fn get_setting(conn: &Connection, key: &str) -> StoreResult<Option<String>> {

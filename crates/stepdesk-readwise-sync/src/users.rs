@@ -1,26 +1,140 @@
 //! Users and their books in SQLite. Tokens are not here: they live in the keychain.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, Row, ToSql};
 use serde::{Deserialize, Serialize};
 use stepdesk_engine::store::StoreResult;
 use stepdesk_readwise::Book;
 
-/// Whether Stepdesk holds a usable Readwise token for a user.
-pub mod token_status {
-    /// A token is in the keychain and Readwise has not rejected it.
-    pub const CONNECTED: &str = "connected";
+/// What Stepdesk knows of a user's Readwise token. Stored and serialized in lowercase
+/// (`"unchecked"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenStatus {
+    /// A token is in the keychain, but Readwise has not judged it yet (just added, or
+    /// replaced). The daily sync includes these users; their sync's token check decides.
+    Unchecked,
+    /// Readwise accepted the token at the last check or sync.
+    Connected,
     /// No token in the keychain.
-    pub const MISSING: &str = "missing";
+    Missing,
     /// Readwise answered 401/403 for the stored token.
-    pub const REJECTED: &str = "rejected";
+    Rejected,
 }
 
-/// The outcome of a user's last sync.
+impl TokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Unchecked => "unchecked",
+            TokenStatus::Connected => "connected",
+            TokenStatus::Missing => "missing",
+            TokenStatus::Rejected => "rejected",
+        }
+    }
+
+    /// Whether a sync should try the token (the daily sync's selection).
+    pub fn may_sync(self) -> bool {
+        matches!(self, TokenStatus::Unchecked | TokenStatus::Connected)
+    }
+}
+
+impl std::fmt::Display for TokenStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Compares with the serialized form (`status == "connected"`).
+impl PartialEq<&str> for TokenStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::str::FromStr for TokenStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "unchecked" => Ok(TokenStatus::Unchecked),
+            "connected" => Ok(TokenStatus::Connected),
+            "missing" => Ok(TokenStatus::Missing),
+            "rejected" => Ok(TokenStatus::Rejected),
+            other => Err(format!("unknown token status `{other}`")),
+        }
+    }
+}
+
+impl ToSql for TokenStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for TokenStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| FromSqlError::Other(e.into()))
+    }
+}
+
+/// The state of a user's last sync. Stored and serialized in lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncStatus {
+    Running,
+    Ok,
+    Failed,
+    /// The run was cancelled (from the console, the API or `DELETE /v1/runs/{id}`).
+    Cancelled,
+}
+
+impl SyncStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Running => "running",
+            SyncStatus::Ok => "ok",
+            SyncStatus::Failed => "failed",
+            SyncStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for SyncStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Compares with the serialized form (`status == "ok"`).
+impl PartialEq<&str> for SyncStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl FromSql for SyncStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "running" => Ok(SyncStatus::Running),
+            "ok" => Ok(SyncStatus::Ok),
+            "failed" => Ok(SyncStatus::Failed),
+            "cancelled" => Ok(SyncStatus::Cancelled),
+            other => Err(FromSqlError::Other(
+                format!("unknown sync status `{other}`").into(),
+            )),
+        }
+    }
+}
+
+/// The outcome of a user's last sync: always that of the newest run that got this far (see
+/// [`SYNC_RECORD_IS_OLDER`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SyncRecord {
     pub at: Option<i64>,
-    /// running | ok | failed
-    pub status: String,
+    pub status: SyncStatus,
     pub book_count: Option<i64>,
     pub error: Option<String>,
     pub run_id: Option<String>,
@@ -33,7 +147,7 @@ pub struct SyncRecord {
 pub struct User {
     pub id: String,
     pub display_name: String,
-    pub token_status: String,
+    pub token_status: TokenStatus,
     pub token_checked_at: Option<i64>,
     pub created_at: i64,
     pub last_sync: Option<SyncRecord>,
@@ -46,13 +160,22 @@ pub struct User {
     pub watermark: Option<String>,
 }
 
+/// The condition under which a run (`?2`, its id) may write a user's sync record: the
+/// record is empty or was written by a run no newer than it. Run ids are ULIDs made by the
+/// engine's single writer thread, strictly increasing, so their order is the order in which
+/// runs were queued: the failure handler of an old run, which runs after the old run has
+/// failed and possibly after a newer sync has succeeded, leaves the newer record alone.
+/// `last_sync_key` is the run id of the record's run (or, for a count reported through the
+/// seed's route, a key after every run queued before the report).
+pub const SYNC_RECORD_IS_OLDER: &str = "(last_sync_key IS NULL OR last_sync_key <= ?2)";
+
 const USER_COLUMNS: &str = "u.id, u.display_name, u.token_status, u.token_checked_at, u.created_at,
     u.last_sync_at, u.last_sync_status, u.last_sync_book_count, u.last_sync_error, u.last_sync_run_id,
     u.last_sync_batch, u.last_full_sync_at, u.readwise_total, u.watermark,
     (SELECT count(*) FROM readwise_books b WHERE b.user_id = u.id)";
 
 fn user_from_row(r: &Row<'_>) -> rusqlite::Result<User> {
-    let status: Option<String> = r.get(6)?;
+    let status: Option<SyncStatus> = r.get(6)?;
     Ok(User {
         id: r.get(0)?,
         display_name: r.get(1)?,
@@ -81,7 +204,7 @@ pub(crate) fn insert(
     conn: &Connection,
     id: &str,
     name: &str,
-    status: &str,
+    status: TokenStatus,
     now: i64,
 ) -> StoreResult<bool> {
     let n = conn.execute(
@@ -132,7 +255,7 @@ pub(crate) fn delete(conn: &Connection, id: &str) -> StoreResult<bool> {
 pub(crate) fn set_token_status(
     conn: &Connection,
     id: &str,
-    status: &str,
+    status: TokenStatus,
     checked_at: Option<i64>,
 ) -> StoreResult<()> {
     conn.prepare_cached(
@@ -142,14 +265,26 @@ pub(crate) fn set_token_status(
     Ok(())
 }
 
-/// Ids of users whose token is usable, for the daily sync.
-pub(crate) fn connected_ids(conn: &Connection) -> StoreResult<Vec<String>> {
-    let mut stmt =
-        conn.prepare("SELECT id FROM readwise_users WHERE token_status = 'connected' ORDER BY id")?;
+/// A user recorded as `missing` has a token in the keychain after all: `unchecked`.
+pub(crate) fn token_found(conn: &Connection, id: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE readwise_users SET token_status = 'unchecked' WHERE id = ?1 AND token_status = 'missing'",
+        [id],
+    )?;
+    Ok(())
+}
+
+/// Ids of users whose token may be usable (connected or not yet checked), for the daily sync.
+pub(crate) fn syncable_ids(conn: &Connection) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT id FROM readwise_users WHERE token_status IN ('connected', 'unchecked') ORDER BY id",
+    )?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Records that the run started syncing the user, unless a newer run already wrote the
+/// record.
 pub(crate) fn mark_sync_started(
     conn: &Connection,
     id: &str,
@@ -157,16 +292,17 @@ pub(crate) fn mark_sync_started(
     batch: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
+    conn.prepare_cached(&format!(
         "UPDATE readwise_users SET last_sync_status = 'running', last_sync_at = ?3, last_sync_run_id = ?2,
-                last_sync_batch = ?4, last_sync_error = NULL
-         WHERE id = ?1",
-    )?
+                last_sync_key = ?2, last_sync_batch = ?4, last_sync_error = NULL
+         WHERE id = ?1 AND {SYNC_RECORD_IS_OLDER}"
+    ))?
     .execute(params![id, run_id, now, batch])?;
     Ok(())
 }
 
-/// Records a successful sync.
+/// Records a successful sync. The books and Readwise's total are always the latest known;
+/// the record itself only if no newer run wrote it.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_sync_ok(
     conn: &Connection,
@@ -179,45 +315,99 @@ pub(crate) fn record_sync_ok(
     now: i64,
 ) -> StoreResult<()> {
     conn.prepare_cached(
-        "UPDATE readwise_users SET last_sync_status = 'ok', last_sync_at = ?3, last_sync_run_id = ?2,
-                last_sync_book_count = ?4, readwise_total = ?5, watermark = coalesce(?6, watermark),
-                last_full_sync_at = CASE WHEN ?7 THEN ?3 ELSE last_full_sync_at END, last_sync_error = NULL
+        "UPDATE readwise_users SET readwise_total = ?3, watermark = coalesce(?4, watermark),
+                last_full_sync_at = CASE WHEN ?5 THEN ?2 ELSE last_full_sync_at END
          WHERE id = ?1",
     )?
-    .execute(params![id, run_id, now, book_count, readwise_total, watermark, full])?;
+    .execute(params![id, now, readwise_total, watermark, full])?;
+    conn.prepare_cached(&format!(
+        "UPDATE readwise_users SET last_sync_status = 'ok', last_sync_at = ?3, last_sync_run_id = ?2,
+                last_sync_key = ?2, last_sync_book_count = ?4, last_sync_error = NULL
+         WHERE id = ?1 AND {SYNC_RECORD_IS_OLDER}"
+    ))?
+    .execute(params![id, run_id, now, book_count])?;
     Ok(())
 }
 
+/// Records a failed sync, unless a newer run already wrote the record. True if written.
 pub(crate) fn record_sync_failed(
     conn: &Connection,
     id: &str,
     run_id: &str,
     error: &str,
     now: i64,
-) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE readwise_users SET last_sync_status = 'failed', last_sync_at = ?3, last_sync_run_id = ?2,
-                last_sync_error = ?4
-         WHERE id = ?1",
-    )?
-    .execute(params![id, run_id, now, error])?;
-    Ok(())
+) -> StoreResult<bool> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE readwise_users SET last_sync_status = 'failed', last_sync_at = ?3, last_sync_run_id = ?2,
+                    last_sync_key = ?2, last_sync_error = ?4
+             WHERE id = ?1 AND {SYNC_RECORD_IS_OLDER}"
+        ))?
+        .execute(params![id, run_id, now, error])?;
+    Ok(n > 0)
 }
 
-/// The seed's `POST /api/readwise`: an external job reports a book count.
+/// Records a cancelled sync, unless a newer run already wrote the record. True if written.
+pub(crate) fn record_sync_cancelled(
+    conn: &Connection,
+    id: &str,
+    run_id: &str,
+    at: i64,
+) -> StoreResult<bool> {
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE readwise_users SET last_sync_status = 'cancelled', last_sync_at = ?3, last_sync_run_id = ?2,
+                    last_sync_key = ?2, last_sync_error = NULL
+             WHERE id = ?1 AND {SYNC_RECORD_IS_OLDER}"
+        ))?
+        .execute(params![id, run_id, at])?;
+    Ok(n > 0)
+}
+
+/// A run of `function_id` that ended with `status`: its user (from the triggering event's
+/// `data.userId`) and when it ended. `None` for any other run (a handler invoked by hand with
+/// made-up data records nothing).
+pub(crate) fn ended_run_user(
+    conn: &Connection,
+    run_id: &str,
+    function_id: &str,
+    status: &str,
+) -> StoreResult<Option<(String, i64)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT json_extract(e.payload, '$.data.userId'), coalesce(r.ended_at, r.queued_at)
+             FROM runs r JOIN events e ON e.internal_id = r.event_id
+             WHERE r.id = ?1 AND r.function_id = ?2 AND r.status = ?3",
+        )?
+        .query_row(params![run_id, function_id, status], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()?
+        .and_then(|(user, at)| Some((user?, at))))
+}
+
+/// The seed's `POST /api/readwise`: an external job reports a book count. It always applies
+/// (as the seed's handler did), and counts as newer than every run queued before it.
 pub(crate) fn record_reported_count(
     conn: &Connection,
     id: &str,
     book_count: i64,
     at: i64,
+    now: i64,
 ) -> StoreResult<bool> {
+    let key = report_key(now);
     let n = conn.execute(
         "UPDATE readwise_users SET last_sync_status = 'ok', last_sync_at = ?3, last_sync_book_count = ?2,
-                last_sync_error = NULL, last_sync_run_id = NULL
+                last_sync_error = NULL, last_sync_run_id = NULL, last_sync_key = ?4
          WHERE id = ?1",
-        params![id, book_count, at],
+        params![id, book_count, at, key],
     )?;
     Ok(n > 0)
+}
+
+/// The largest ULID of millisecond `now`: after every run id made up to then.
+fn report_key(now: i64) -> String {
+    ulid::Ulid::from_parts(now.max(0) as u64, (1u128 << 80) - 1).to_string()
 }
 
 /// Fails unless the run is still running: a cancelled sync's last in-flight step must not

@@ -10,11 +10,13 @@ use stepdesk_engine::admin::{RunDetail, RunQuery};
 use stepdesk_engine::event::parse_events;
 use stepdesk_engine::{Backoff, Engine, EngineConfig, SendError};
 use stepdesk_readwise::{ClientConfig, ReadwiseClient};
+use stepdesk_readwise_sync::admin::CheckOutcome;
+use stepdesk_readwise_sync::users::{SyncStatus, TokenStatus};
 use stepdesk_readwise_sync::ReadwiseSync;
 use stepdesk_secrets::Secrets;
 
 struct Harness {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     fake: FakeReadwise,
     engine: Engine,
     sync: ReadwiseSync,
@@ -51,7 +53,7 @@ async fn harness_with_keychain(
         .unwrap();
     sync.attach(engine.clone());
     Harness {
-        _dir: dir,
+        dir,
         fake,
         engine,
         sync,
@@ -101,6 +103,78 @@ impl Harness {
     async fn user(&self, id: &str) -> stepdesk_readwise_sync::users::User {
         self.sync.admin().user(id).await.unwrap()
     }
+
+    /// Waits until the user satisfies `done`.
+    async fn wait_user(
+        &self,
+        id: &str,
+        done: impl Fn(&stepdesk_readwise_sync::users::User) -> bool,
+    ) -> stepdesk_readwise_sync::users::User {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let user = self.user(id).await;
+            if done(&user) {
+                return user;
+            }
+            assert!(Instant::now() < deadline, "user never got there: {user:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for a run to end.
+    async fn wait_run(&self, run_id: &str) -> RunDetail {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let run = self.engine.admin().run(run_id).await.unwrap();
+            if run.summary.status != "Running" {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {run_id} did not end");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The runs of a function, newest first.
+    async fn runs_of(&self, function_id: &str) -> Vec<stepdesk_engine::admin::RunSummary> {
+        self.engine
+            .admin()
+            .runs(RunQuery {
+                function_id: Some(function_id.into()),
+                limit: Some(100),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .runs
+    }
+
+    /// One request to the Readwise routes (in process, no server), with the admin token.
+    async fn route(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        use tower::ServiceExt;
+        let app = stepdesk_readwise_sync::routes::routes(self.sync.admin(), "admin-tok".into());
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer admin-tok")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            ))
+            .unwrap();
+        let res = app.oneshot(req).await.unwrap();
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join("stepdesk.db")).unwrap()
+    }
 }
 
 fn step_ids(run: &RunDetail) -> Vec<String> {
@@ -130,7 +204,7 @@ async fn first_sync_is_full_later_ones_incremental_and_counts_always_match() {
     assert_eq!(out["mode"], "full");
     let user = h.user("ada").await;
     assert_eq!(user.stored_books, 2_500);
-    assert_eq!(user.last_sync.as_ref().unwrap().status, "ok");
+    assert_eq!(user.last_sync.as_ref().unwrap().status, SyncStatus::Ok);
     assert_eq!(user.last_sync.as_ref().unwrap().book_count, Some(2_500));
     assert!(user.watermark.is_some());
 
@@ -185,9 +259,9 @@ async fn a_rejected_token_fails_the_run_without_retrying_and_marks_the_user() {
         if user
             .last_sync
             .as_ref()
-            .is_some_and(|s| s.status == "failed")
+            .is_some_and(|s| s.status == SyncStatus::Failed)
         {
-            assert_eq!(user.token_status, "rejected");
+            assert_eq!(user.token_status, TokenStatus::Rejected);
             assert_eq!(
                 user.last_sync.unwrap().error.as_deref(),
                 Some("Readwise rejected the token for user bob")
@@ -291,7 +365,7 @@ async fn events_are_validated_and_api_keys_move_to_the_keychain() {
         .add_user("fay", Some("Fay"), None)
         .await
         .unwrap();
-    assert_eq!(h.user("fay").await.token_status, "missing");
+    assert_eq!(h.user("fay").await.token_status, TokenStatus::Missing);
     h.fake.add_user("tok-fay-secret", 3);
 
     // Unknown user, missing userId, bad apiKey, bad daily-sync timestamp: refused, naming the field.
@@ -328,7 +402,7 @@ async fn events_are_validated_and_api_keys_move_to_the_keychain() {
     assert_eq!(stored.data, json!({"userId": "fay"}));
     let run = h.wait_event_run(&ids[0]).await;
     assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
-    assert_eq!(h.user("fay").await.token_status, "connected");
+    assert_eq!(h.user("fay").await.token_status, TokenStatus::Connected);
     assert!(!serde_json::to_string(&run)
         .unwrap()
         .contains("tok-fay-secret"));
@@ -363,6 +437,8 @@ async fn the_daily_sync_fans_out_once_per_connected_user_and_reports_progress() 
         .add_user("no-token", None, None)
         .await
         .unwrap();
+    // Never checked: the daily sync includes them all the same, and their sync decides.
+    assert_eq!(h.user("user-00").await.token_status, TokenStatus::Unchecked);
     let requested = h.sync.admin().sync_all().await.unwrap();
     let daily = h.wait_event_run(&requested.event_id).await;
     assert_eq!(daily.summary.status, "Completed", "{:?}", daily.error);
@@ -388,6 +464,11 @@ async fn the_daily_sync_fans_out_once_per_connected_user_and_reports_progress() 
     for i in 0..12 {
         let user = h.user(&format!("user-{i:02}")).await;
         assert_eq!(user.stored_books, 50 + i as i64);
+        assert_eq!(
+            user.token_status,
+            TokenStatus::Connected,
+            "the sync checked it"
+        );
         assert_eq!(
             user.last_sync.unwrap().daily_sync_run_id.as_deref(),
             Some(daily.summary.id.as_str())
@@ -551,4 +632,407 @@ async fn a_cancelled_sync_counts_as_done_in_the_daily_progress() {
         assert!(Instant::now() < deadline, "progress never completed: {p:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Reliability 4: the failure handler of an old run, running late, used to overwrite the
+/// record of a newer successful sync.
+#[tokio::test]
+async fn an_old_failure_never_overwrites_a_newer_sync_record() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.add("lee", "tok-lee", 5).await;
+    h.fake.remove_token("tok-lee");
+    let failed = h.sync_user("lee").await;
+    assert_eq!(failed.summary.status, "Failed");
+    let u = h
+        .wait_user("lee", |u| {
+            u.last_sync
+                .as_ref()
+                .is_some_and(|s| s.status == SyncStatus::Failed)
+        })
+        .await;
+    assert_eq!(
+        u.last_sync.unwrap().run_id.as_deref(),
+        Some(failed.summary.id.as_str())
+    );
+    let handlers = h.runs_of("readwise-fetch-books-failure").await;
+    assert_eq!(handlers.len(), 1, "{handlers:?}");
+    let handler = h.wait_run(&handlers[0].id).await;
+    assert_eq!(handler.output.unwrap()["recorded"], true);
+
+    // A newer sync succeeds.
+    h.fake.add_user("tok-lee", 5);
+    let ok = h.sync_user("lee").await;
+    assert_eq!(ok.summary.status, "Completed", "{:?}", ok.error);
+    let record = h.user("lee").await.last_sync.unwrap();
+    assert_eq!(record.status, SyncStatus::Ok);
+    assert_eq!(record.run_id.as_deref(), Some(ok.summary.id.as_str()));
+
+    // The old run's failure handler runs again now, as it does when it runs late: it must
+    // leave the newer record alone.
+    let again = h.engine.admin().rerun(&handlers[0].id).await.unwrap();
+    let again = h.wait_run(&again.run_id).await;
+    assert_eq!(again.summary.status, "Completed", "{:?}", again.error);
+    assert_eq!(again.output.unwrap()["recorded"], false);
+    let u = h.user("lee").await;
+    let after = u.last_sync.unwrap();
+    assert_eq!(after, record, "the newer success is kept");
+    assert_eq!(after.error, None);
+    assert_eq!(u.token_status, TokenStatus::Connected);
+}
+
+/// Reliability 4: a cancelled sync left the user shown as "running" for ever. Also Security 3
+/// through the functions: `Retry-After: 18446744073709551615` from Readwise makes the page
+/// step wait a day (clamped), with no overflow on the way.
+#[tokio::test]
+async fn a_cancelled_sync_is_recorded_as_cancelled_not_running() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.add("max", "tok-max", 5).await;
+    h.fake.inject(
+        "tok-max",
+        Some(FakeEndpoint::Books),
+        Fault::ThrottleRaw {
+            retry_after: u64::MAX.to_string(),
+            body_secs: 1,
+        },
+        1,
+    );
+    let ids = h
+        .send(json!({"name": "readwise/fetch-books", "data": {"userId": "max"}}))
+        .await
+        .unwrap();
+    let admin = h.engine.admin();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (run_id, attempt) = loop {
+        let runs = admin.event_runs(&ids[0]).await.unwrap();
+        if let Some(r) = runs.first() {
+            let detail = admin.run(&r.id).await.unwrap();
+            assert_eq!(detail.summary.status, "Running", "{detail:?}");
+            if let Some(a) = detail
+                .steps
+                .iter()
+                .find(|s| s.id == "fetch-page-1")
+                .and_then(|s| s.failed_attempts.first())
+            {
+                break (r.id.clone(), a.clone());
+            }
+        }
+        assert!(Instant::now() < deadline, "no throttled attempt: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let day_ms = 24 * 3600 * 1000;
+    let wait = attempt.retry_at.unwrap() - attempt.ended_at;
+    assert!(
+        (day_ms - 1_000..=day_ms + 1_000).contains(&wait),
+        "the retry waits a day: {attempt:?}"
+    );
+    let before = h.user("max").await.last_sync.unwrap();
+    assert_eq!(before.status, SyncStatus::Running);
+
+    let cancelled = admin.cancel(&run_id).await.unwrap();
+    let u = h
+        .wait_user("max", |u| {
+            u.last_sync
+                .as_ref()
+                .is_some_and(|s| s.status != SyncStatus::Running)
+        })
+        .await;
+    let record = u.last_sync.unwrap();
+    assert_eq!(record.status, SyncStatus::Cancelled, "{record:?}");
+    assert_eq!(record.run_id.as_deref(), Some(run_id.as_str()));
+    assert_eq!(
+        record.at, cancelled.ended_at,
+        "the time of the cancellation"
+    );
+    assert_eq!(record.error, None);
+    let handlers = h.runs_of("readwise-fetch-books-cancelled").await;
+    assert_eq!(handlers.len(), 1, "{handlers:?}");
+
+    // A newer sync (with a new token: the old one's bucket is closed for the day) succeeds,
+    // and the cancellation, recorded again late, does not undo it.
+    h.add("max", "tok-max-2", 5).await;
+    let ok = h.sync_user("max").await;
+    assert_eq!(ok.summary.status, "Completed", "{:?}", ok.error);
+    let again = admin.rerun(&handlers[0].id).await.unwrap();
+    let again = h.wait_run(&again.run_id).await;
+    assert_eq!(again.output.unwrap()["recorded"], false);
+    let record = h.user("max").await.last_sync.unwrap();
+    assert_eq!(record.status, SyncStatus::Ok);
+    assert_eq!(record.run_id.as_deref(), Some(ok.summary.id.as_str()));
+}
+
+/// Usability 3: a new token is `unchecked`, not `connected`; a check that cannot reach
+/// Readwise judges nothing; only 401/403 rejects.
+#[tokio::test]
+async fn token_checks_tell_an_unreachable_readwise_from_a_rejected_token() {
+    let h = harness(FakeConfig::unlimited(), |c| {
+        c.request_timeout = Duration::from_millis(500)
+    })
+    .await;
+    let admin = h.sync.admin();
+    h.add("nia", "tok-nia", 1).await;
+    let u = h.user("nia").await;
+    assert_eq!(u.token_status, TokenStatus::Unchecked);
+    assert_eq!(u.token_checked_at, None);
+    assert_eq!(
+        serde_json::to_value(&u).unwrap()["token_status"],
+        "unchecked"
+    );
+
+    // 5xx and a timeout: unreachable, the status stays as it was.
+    h.fake.fail_next("tok-nia", 1, 503);
+    let c = admin.check_user("nia").await.unwrap();
+    assert_eq!(c.status, CheckOutcome::Unreachable);
+    assert_eq!(c.token_status, TokenStatus::Unchecked);
+    let detail = c.detail.unwrap();
+    assert!(
+        detail.contains("could not be reached") && detail.contains("not judged"),
+        "{detail}"
+    );
+    assert!(detail.contains("503"), "{detail}");
+    h.fake.slow_next("tok-nia", 1, Duration::from_secs(2));
+    let c = admin.check_user("nia").await.unwrap();
+    assert_eq!(c.status, CheckOutcome::Unreachable);
+    assert!(c.detail.unwrap().contains("timed out"));
+    let u = h.user("nia").await;
+    assert_eq!(u.token_status, TokenStatus::Unchecked);
+    assert_eq!(u.token_checked_at, None);
+
+    // Accepted: connected. Then Readwise fails again: still connected.
+    let c = admin.check_user("nia").await.unwrap();
+    assert_eq!(
+        (c.status, c.token_status),
+        (CheckOutcome::Connected, TokenStatus::Connected)
+    );
+    h.fake.fail_next("tok-nia", 1, 502);
+    let c = admin.check_user("nia").await.unwrap();
+    assert_eq!(
+        (c.status, c.token_status),
+        (CheckOutcome::Unreachable, TokenStatus::Connected)
+    );
+    assert_eq!(h.user("nia").await.token_status, TokenStatus::Connected);
+
+    // 401: rejected. A replaced token is unchecked again.
+    h.fake.remove_token("tok-nia");
+    let c = admin.check_user("nia").await.unwrap();
+    assert_eq!(
+        (c.status, c.token_status),
+        (CheckOutcome::Rejected, TokenStatus::Rejected)
+    );
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["status"], "rejected");
+    assert_eq!(json["token_status"], "rejected");
+    h.add("nia", "tok-nia-2", 1).await;
+    assert_eq!(h.user("nia").await.token_status, TokenStatus::Unchecked);
+    h.fake.fail_next("tok-nia-2", 1, 403);
+    let c = admin.check_user("nia").await.unwrap();
+    assert_eq!(c.status, CheckOutcome::Rejected);
+
+    // Readwise gone altogether (connection refused): unreachable, still rejected.
+    h.fake.shutdown();
+    let c = admin.check_user("nia").await.unwrap();
+    assert_eq!(
+        (c.status, c.token_status),
+        (CheckOutcome::Unreachable, TokenStatus::Rejected)
+    );
+    assert_eq!(serde_json::to_value(&c).unwrap()["status"], "unreachable");
+
+    // No token at all: missing.
+    admin.add_user("zed", None, None).await.unwrap();
+    let c = admin.check_user("zed").await.unwrap();
+    assert_eq!(
+        (c.status, c.token_status),
+        (CheckOutcome::Missing, TokenStatus::Missing)
+    );
+}
+
+/// Usability 7 and Reliability 6: ids are restricted to a safe set everywhere they enter, a
+/// user called `sync-all` is reachable, and the daily sync starts at POST
+/// /api/admin/daily-syncs.
+#[tokio::test]
+async fn user_ids_are_checked_and_sync_all_is_an_ordinary_id() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    h.fake.add_user("tok-sa", 3);
+    let rule = "1-128 characters of letters, digits and";
+
+    for bad in ["a/b", "fuzz/../x", "a%FFb", ".x", "-x", "", "a b"] {
+        let (status, body) = h
+            .route("POST", "/api/admin/users", Some(json!({"id": bad})))
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(rule), "{body}");
+        let e = h.sync.admin().add_user(bad, None, None).await.unwrap_err();
+        assert!(e.to_string().contains(rule), "{e}");
+        match h
+            .send(json!({"name": "readwise/fetch-books", "data": {"userId": bad}}))
+            .await
+        {
+            Err(SendError::Invalid(e)) => {
+                assert!(e.to_string().contains("`data.userId`"), "{e}")
+            }
+            other => panic!("{bad}: expected a refusal: {other:?}"),
+        }
+    }
+    // A malformed id in a route is a 400 that says what ids look like, not a 404.
+    for path in [
+        "/api/admin/users/a%2Fb",
+        "/api/admin/users/%2Ex",
+        "/api/admin/users/a%20b",
+    ] {
+        let (status, body) = h.route("GET", path, None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(rule), "{body}");
+        let (status, _) = h.route("DELETE", path, None).await;
+        assert_eq!(status, 400, "{path}");
+        let (status, _) = h.route("POST", &format!("{path}/check"), None).await;
+        assert_eq!(status, 400, "{path}");
+    }
+    let (status, _) = h.route("GET", "/api/admin/users/nobody", None).await;
+    assert_eq!(status, 404);
+    assert!(h.sync.admin().users().await.unwrap().is_empty());
+
+    // `sync-all` is a user like any other.
+    let (status, body) = h
+        .route(
+            "POST",
+            "/api/admin/users",
+            Some(json!({"id": "sync-all", "token": "tok-sa"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = h.route("GET", "/api/admin/users/sync-all", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "sync-all");
+    assert_eq!(body["token_status"], "unchecked");
+    let (status, body) = h
+        .route("POST", "/api/admin/users/sync-all/sync", None)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let run = h.wait_event_run(body["event_id"].as_str().unwrap()).await;
+    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
+    // The old route is gone; the daily sync starts at POST /api/admin/daily-syncs.
+    let (status, _) = h.route("POST", "/api/admin/users/sync-all", None).await;
+    assert_eq!(status, 405);
+    let (status, body) = h.route("POST", "/api/admin/daily-syncs", None).await;
+    assert_eq!(status, 202, "{body}");
+    let daily = h.wait_event_run(body["event_id"].as_str().unwrap()).await;
+    assert_eq!(daily.summary.function_id, "readwise-daily-sync");
+    assert_eq!(daily.output.unwrap()["users"], 1);
+    let (status, body) = h.route("DELETE", "/api/admin/users/sync-all", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = h.route("GET", "/api/admin/users/sync-all", None).await;
+    assert_eq!(status, 404);
+
+    // A user stored before the rule, with an id outside it, can still be listed, shown and
+    // removed.
+    h.db()
+        .execute(
+            "INSERT INTO readwise_users (id, display_name, token_status, created_at) VALUES ('old/id', 'Old', 'missing', 0)",
+            [],
+        )
+        .unwrap();
+    let ids: Vec<String> = h
+        .sync
+        .admin()
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ids, ["old/id"]);
+    let (status, body) = h.route("GET", "/api/admin/users/old%2Fid", None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = h.route("DELETE", "/api/admin/users/old%2Fid", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(h.sync.admin().users().await.unwrap().is_empty());
+}
+
+/// Security 4 and Usability 5: the Readwise URL must be https (plain http only to loopback),
+/// wherever it comes from, and `PUT /api/admin/settings` needs the field.
+#[tokio::test]
+async fn the_readwise_url_must_be_https_unless_loopback_and_put_needs_the_field() {
+    let h = harness(FakeConfig::unlimited(), |_| {}).await;
+    let other = FakeReadwise::start(FakeConfig::unlimited()).await.unwrap();
+
+    for bad in [
+        "http://readwise.example/api/v2/",
+        "http://10.0.0.7:8000/api/v2/",
+    ] {
+        match h.sync.set_api_url(Some(bad)).await {
+            Err(stepdesk_readwise_sync::SettingsError::Invalid(e)) => {
+                assert!(e.contains("must use https://"), "{e}")
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+        let (status, body) = h
+            .route(
+                "PUT",
+                "/api/admin/settings",
+                Some(json!({"readwise_api_url": bad})),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains("`readwise_api_url`"), "{error}");
+        assert!(error.contains("unencrypted"), "{error}");
+        assert!(error.contains("localhost"), "{error}");
+    }
+    assert_eq!(h.sync.settings().await.unwrap().source, "default");
+
+    // `{}` changes nothing and says what to send; null resets.
+    let (status, body) = h
+        .route(
+            "PUT",
+            "/api/admin/settings",
+            Some(json!({"readwise_api_url": other.base_url()})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["source"], "settings");
+    let (status, body) = h.route("PUT", "/api/admin/settings", Some(json!({}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`readwise_api_url` is required"),
+        "{body}"
+    );
+    let settings = h.sync.settings().await.unwrap();
+    assert_eq!(settings.source, "settings");
+    assert_eq!(settings.readwise_api_url, other.base_url());
+    let (status, body) = h
+        .route(
+            "PUT",
+            "/api/admin/settings",
+            Some(json!({"readwise_api_url": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["source"], "default");
+    assert_eq!(
+        body["readwise_api_url"],
+        stepdesk_readwise::DEFAULT_BASE_URL
+    );
+
+    // A plain-http URL stored by an older version is not used: the default is, with a
+    // warning saying why and how to fix it.
+    h.db()
+        .execute(
+            "INSERT INTO readwise_settings (key, value) VALUES ('readwise.api_url', 'http://readwise.example/api/v2/')",
+            [],
+        )
+        .unwrap();
+    h.sync.apply_stored_settings().await.unwrap();
+    let settings = h.sync.settings().await.unwrap();
+    assert_eq!(settings.source, "default");
+    assert_eq!(
+        settings.readwise_api_url,
+        stepdesk_readwise::DEFAULT_BASE_URL
+    );
+    let warning = settings.warning.unwrap();
+    assert!(
+        warning.contains("must use https://") && warning.contains("reset-readwise-url"),
+        "{warning}"
+    );
 }

@@ -8,7 +8,7 @@ use reqwest::{StatusCode, Url};
 use tokio::sync::Semaphore;
 
 use crate::config::{parse_base_url, ClientConfig};
-use crate::error::{Endpoint, ReadwiseError};
+use crate::error::{Endpoint, ReadwiseError, MAX_RETRY_AFTER, MIN_RETRY_AFTER};
 use crate::limiter::Limiter;
 use crate::model::{format_updated_gt, BooksPage, BooksRequest, MAX_PAGE_SIZE};
 use crate::token::Token;
@@ -311,10 +311,11 @@ pub(crate) fn classify(
 ) -> ReadwiseError {
     match status {
         429 => {
-            let retry_after = header_retry_after(headers)
-                .or_else(|| body_retry_after(body))
-                .unwrap_or(default_retry_after)
-                .max(Duration::from_secs(1));
+            let retry_after = clamp_retry_after(
+                header_retry_after(headers)
+                    .or_else(|| body_retry_after(body))
+                    .unwrap_or(default_retry_after),
+            );
             ReadwiseError::RateLimited {
                 endpoint,
                 retry_after,
@@ -328,7 +329,7 @@ pub(crate) fn classify(
         500..=599 => ReadwiseError::Server {
             endpoint,
             status,
-            retry_after: header_retry_after(headers),
+            retry_after: header_retry_after(headers).map(clamp_retry_after),
         },
         _ => ReadwiseError::Http {
             endpoint,
@@ -338,20 +339,33 @@ pub(crate) fn classify(
     }
 }
 
-/// `Retry-After` as delay-seconds (an integer, or leniently a decimal) or an HTTP-date.
+/// A server's wait, kept within [`MIN_RETRY_AFTER`, `MAX_RETRY_AFTER`] as Inngest does: zero
+/// would spin, and an absurd value (`Retry-After: 18446744073709551615`, a date in the year
+/// 9999) must neither overflow a deadline nor park a sync for ever.
+pub(crate) fn clamp_retry_after(d: Duration) -> Duration {
+    d.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
+}
+
+/// `Retry-After` as delay-seconds (an integer, or leniently a decimal) or an HTTP-date (any of
+/// RFC 9110's three formats). Not clamped; any value parses without overflow (seconds beyond
+/// `u64` saturate, dates in the past are zero).
 fn header_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits: too many for a u64 is still "very long".
+        return Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)));
     }
     if let Ok(secs) = v.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
+            // `as` saturates at u64::MAX.
             return Some(Duration::from_secs(secs.ceil() as u64));
         }
     }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// The N of DRF's "Expected available in N seconds." (or "1 second.").
@@ -463,17 +477,81 @@ mod tests {
 
     #[test]
     fn retry_after_as_http_date() {
-        let at = chrono::Utc::now() + chrono::Duration::seconds(30);
-        let h = headers(&[("retry-after", &at.to_rfc2822().replace("+0000", "GMT"))]);
+        let at = std::time::SystemTime::now() + Duration::from_secs(30);
+        let h = headers(&[("retry-after", &httpdate::fmt_http_date(at))]);
         let d = header_retry_after(&h).unwrap();
         assert!(
             d >= Duration::from_secs(28) && d <= Duration::from_secs(30),
             "{d:?}"
         );
+        // RFC 850 and asctime, the two obsolete forms RFC 9110 still asks to accept.
+        for old in ["Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+            assert_eq!(
+                header_retry_after(&headers(&[("retry-after", old)])),
+                Some(Duration::ZERO),
+                "{old}"
+            );
+        }
         assert_eq!(
             header_retry_after(&headers(&[("retry-after", "2.5")])),
             Some(Duration::from_secs(3))
         );
+    }
+
+    /// Absurd values never overflow and end up between one second and a day.
+    #[test]
+    fn absurd_retry_after_values_are_clamped() {
+        let day = Duration::from_secs(24 * 3600);
+        for (value, want) in [
+            ("18446744073709551615", day),
+            ("99999999999999999999999999", day),
+            ("1e300", day),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", day),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", Duration::from_secs(1)),
+            ("0", Duration::from_secs(1)),
+            ("0.0001", Duration::from_secs(1)),
+            ("86401", day),
+            ("86399", Duration::from_secs(86_399)),
+            // Unreadable: the body's "available in 39 seconds" is used.
+            ("-5", Duration::from_secs(39)),
+            ("NaN", Duration::from_secs(39)),
+            ("inf", Duration::from_secs(39)),
+            ("Sun, 06 Nov 99999 08:49:37 GMT", Duration::from_secs(39)),
+            ("Sun, 32 Nov 1994 08:49:37 GMT", Duration::from_secs(39)),
+        ] {
+            let e = classify(
+                Endpoint::Books,
+                429,
+                &headers(&[("retry-after", value)]),
+                br#"{"detail":"Request was throttled. Expected available in 39 seconds."}"#,
+                DEFAULT,
+                &tok(),
+            );
+            assert_eq!(e.retry_after(), Some(want), "Retry-After: {value}");
+            let e = classify(
+                Endpoint::Books,
+                503,
+                &headers(&[("retry-after", value)]),
+                b"",
+                DEFAULT,
+                &tok(),
+            );
+            assert!(
+                e.retry_after()
+                    .is_none_or(|d| (MIN_RETRY_AFTER..=MAX_RETRY_AFTER).contains(&d)),
+                "503 with Retry-After: {value}: {e:?}"
+            );
+        }
+        let body = b"Request was throttled. Expected available in 99999999999999999999999 seconds.";
+        let e = classify(
+            Endpoint::Books,
+            429,
+            &HeaderMap::new(),
+            body,
+            DEFAULT,
+            &tok(),
+        );
+        assert_eq!(e.retry_after(), Some(day));
     }
 
     #[test]

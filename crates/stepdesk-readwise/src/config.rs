@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use reqwest::Url;
+use url::Host;
 
 use crate::error::ReadwiseError;
 
@@ -56,7 +57,8 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     /// The defaults, with the base URL taken from `READWISE_API_URL` when it is set and not
-    /// empty. Fails when that value is not an `http`/`https` URL.
+    /// empty. Fails when that value is not an acceptable base URL (see
+    /// [`ClientConfig::with_base_url`]).
     pub fn from_env() -> Result<Self, ReadwiseError> {
         Self::from_env_value(std::env::var(BASE_URL_ENV).ok().as_deref())
     }
@@ -73,6 +75,11 @@ impl ClientConfig {
 
     /// Sets the base URL (from settings, or a fake server's). A missing trailing slash is
     /// added, so `http://host/api/v2` and `http://host/api/v2/` are the same root.
+    ///
+    /// Every token is sent to this URL, so it must be `https://`; plain `http://` is allowed
+    /// only to a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`, `*.localhost`), where
+    /// nothing crosses the network (a local fake or proxy). Credentials in the URL are
+    /// refused too.
     pub fn with_base_url(mut self, url: &str) -> Result<Self, ReadwiseError> {
         self.base_url = parse_base_url(url)?;
         Ok(self)
@@ -84,8 +91,16 @@ pub(crate) fn parse_base_url(raw: &str) -> Result<Url, ReadwiseError> {
         .map_err(|e| ReadwiseError::Config(format!("invalid Readwise base URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(ReadwiseError::Config(
-            "the Readwise base URL must be an http:// or https:// URL with a host".into(),
+            "the Readwise base URL must be an https:// URL with a host".into(),
         ));
+    }
+    if url.scheme() == "http" && !is_loopback_host(&url) {
+        return Err(ReadwiseError::Config(format!(
+            "the Readwise base URL must use https://: plain http:// would send every user's \
+             Readwise token unencrypted to {}; http:// is allowed only for a loopback host \
+             (127.0.0.0/8, [::1], localhost or *.localhost), e.g. a local fake Readwise",
+            url.host_str().unwrap_or_default()
+        )));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(ReadwiseError::Config(
@@ -99,6 +114,21 @@ pub(crate) fn parse_base_url(raw: &str) -> Result<Url, ReadwiseError> {
         url.set_path(&path);
     }
     Ok(url)
+}
+
+/// Whether the URL's host is this machine: `127.0.0.0/8`, `::1`, `localhost` or a name under
+/// `.localhost` (which resolvers must answer with loopback, RFC 6761). `Url` has already
+/// lower-cased the name, decoded IP literals and dropped a trailing dot's ambiguity for us.
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(name)) => {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -123,11 +153,58 @@ mod tests {
         for bad in [
             "readwise.io/api/v2/",
             "ftp://readwise.io/",
-            "http://u:p@h/api/v2/",
+            "http://u:p@localhost/api/v2/",
+            "https://u:p@readwise.io/api/v2/",
         ] {
             let e = ClientConfig::from_env_value(Some(bad)).unwrap_err();
             assert!(matches!(e, ReadwiseError::Config(_)), "{bad}: {e}");
             assert!(!e.to_string().contains("u:p"), "{e}");
         }
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for ok in [
+            "http://127.0.0.1:9000/api/v2/",
+            "http://127.8.9.10/api/v2/",
+            "http://[::1]:9000/api/v2/",
+            "http://localhost:9000/api/v2/",
+            "http://LOCALHOST/api/v2/",
+            "http://localhost./api/v2/",
+            "http://fake.localhost:9000/api/v2/",
+            "https://readwise.io/api/v2/",
+            "https://192.168.1.20/api/v2/",
+        ] {
+            let c = ClientConfig::default().with_base_url(ok);
+            assert!(c.is_ok(), "{ok}: {:?}", c.err());
+        }
+        for bad in [
+            "http://readwise.io/api/v2/",
+            "http://192.168.1.20:8000/api/v2/",
+            "http://0.0.0.0:8000/api/v2/",
+            "http://[::]:8000/api/v2/",
+            "http://[::ffff:8.8.8.8]/api/v2/",
+            "http://localhost.evil.com/api/v2/",
+            "http://evillocalhost/api/v2/",
+            "http://128.0.0.1/api/v2/",
+        ] {
+            let e = ClientConfig::default().with_base_url(bad).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, ReadwiseError::Config(_)), "{bad}: {msg}");
+            assert!(msg.contains("must use https://"), "{bad}: {msg}");
+            assert!(msg.contains("unencrypted"), "says why: {msg}");
+            assert!(
+                msg.contains("127.0.0.0/8, [::1], localhost or *.localhost"),
+                "says what is allowed: {msg}"
+            );
+            // The environment variable goes through the same check.
+            assert!(ClientConfig::from_env_value(Some(bad)).is_err(), "{bad}");
+        }
+        // A client built from a config whose URL was set directly is checked too.
+        let c = ClientConfig {
+            base_url: Url::parse("http://readwise.io/api/v2/").unwrap(),
+            ..Default::default()
+        };
+        assert!(crate::ReadwiseClient::new(c).is_err());
     }
 }

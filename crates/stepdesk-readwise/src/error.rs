@@ -3,6 +3,12 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The shortest wait reported for a `429` or a `5xx` with `Retry-After` (a zero would spin).
+pub const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest: whatever the server says (`Retry-After: 18446744073709551615`, a date in the
+/// year 9999), a sync waits at most a day before trying again, as Inngest clamps it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// The Readwise endpoint a request went to; errors name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -47,13 +53,15 @@ impl fmt::Display for Endpoint {
 #[non_exhaustive]
 pub enum ReadwiseError {
     /// `429`: wait `retry_after` (from `Retry-After`, else the body's "Expected available in
-    /// N seconds", else the configured default).
+    /// N seconds", else the configured default), always between [`MIN_RETRY_AFTER`] and
+    /// [`MAX_RETRY_AFTER`].
     #[error("Readwise rate limit reached on {endpoint}; retry in {}s", retry_after.as_secs())]
     RateLimited {
         endpoint: Endpoint,
         retry_after: Duration,
     },
-    /// `5xx`. `retry_after` is set when the response carried a `Retry-After` header.
+    /// `5xx`. `retry_after` is set when the response carried a readable `Retry-After` header
+    /// (clamped like a `429`'s).
     #[error("Readwise server error {status} on {endpoint}")]
     Server {
         endpoint: Endpoint,

@@ -21,6 +21,6 @@ mod token;
 
 pub use client::ReadwiseClient;
 pub use config::{ClientConfig, BASE_URL_ENV, DEFAULT_BASE_URL};
-pub use error::{Endpoint, ReadwiseError};
+pub use error::{Endpoint, ReadwiseError, MAX_RETRY_AFTER, MIN_RETRY_AFTER};
 pub use model::{format_updated_gt, Book, BooksPage, BooksRequest, Tag, MAX_PAGE_SIZE};
 pub use token::Token;

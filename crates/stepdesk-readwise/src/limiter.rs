@@ -16,7 +16,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::error::Endpoint;
+use crate::error::{Endpoint, MAX_RETRY_AFTER};
 use crate::token::Token;
 
 /// Sweep idle buckets every this many acquisitions.
@@ -143,7 +143,10 @@ impl Limiter {
     fn wait_for(&self, w: &mut Window, limit: usize, now: Instant) -> Option<Duration> {
         w.prune(now, self.window);
         if let Some(b) = w.blocked_until {
-            return Some(b - now);
+            return Some(
+                b.saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            );
         }
         if w.entries.len() < limit {
             return None;
@@ -152,7 +155,9 @@ impl Limiter {
             .entries
             .iter()
             .filter_map(|(_, done)| *done)
-            .map(|t| (t + self.window).saturating_duration_since(now))
+            // A window too long for an `Instant` never frees the slot: poll.
+            .filter_map(|t| t.checked_add(self.window))
+            .map(|free| free.saturating_duration_since(now))
             .min();
         // Every slot in flight: poll until one completes.
         let poll = (self.window / 50).clamp(Duration::from_millis(5), Duration::from_millis(200));
@@ -189,12 +194,17 @@ impl Limiter {
         })
     }
 
-    /// Closes the token's bucket for `d` (after a `429`).
+    /// Closes the token's bucket for `d` (after a `429`), at most [`MAX_RETRY_AFTER`]: the
+    /// wait comes from the server, and `Instant + Duration` panics on overflow.
     pub fn block_for(&self, key: u64, endpoint: Endpoint, d: Duration) {
         if self.limit(endpoint) == 0 {
             return;
         }
-        let until = Instant::now() + d;
+        let now = Instant::now();
+        let d = d.min(MAX_RETRY_AFTER);
+        let Some(until) = now.checked_add(d) else {
+            return;
+        };
         let mut st = lock(&self.state);
         let w = st.buckets.entry(key).or_default().get(endpoint);
         w.blocked_until = Some(w.blocked_until.map_or(until, |b| b.max(until)));
@@ -253,6 +263,28 @@ mod tests {
         assert_eq!(l.wait_hint(8, Endpoint::Books), Duration::ZERO);
         std::thread::sleep(Duration::from_millis(110));
         assert!(l.try_acquire(7, Endpoint::Books).is_ok());
+    }
+
+    #[test]
+    fn huge_blocks_do_not_overflow() {
+        let l = Limiter::new(20, 240, Duration::from_secs(60));
+        l.block_for(7, Endpoint::Books, Duration::MAX);
+        l.block_for(7, Endpoint::Books, Duration::from_secs(u64::MAX));
+        let wait = l.try_acquire(7, Endpoint::Books).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(23 * 3600) && wait <= MAX_RETRY_AFTER,
+            "{wait:?}"
+        );
+        let hint = l.wait_hint(7, Endpoint::Books);
+        assert!(
+            hint <= wait && hint > Duration::from_secs(23 * 3600),
+            "{hint:?}"
+        );
+        // A window no `Instant` can hold: a full bucket polls instead of overflowing.
+        let l = Limiter::new(1, 1, Duration::MAX);
+        drop(l.try_acquire(1, Endpoint::Books).unwrap());
+        let wait = l.try_acquire(1, Endpoint::Books).unwrap_err();
+        assert!(wait <= Duration::from_millis(200), "{wait:?}");
     }
 
     #[test]

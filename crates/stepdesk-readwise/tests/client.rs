@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use readwise_fake::{FakeConfig, FakeEndpoint, FakeReadwise};
+use readwise_fake::{FakeConfig, FakeEndpoint, FakeReadwise, Fault};
 use serde_json::json;
 use stepdesk_readwise::{
     format_updated_gt, BooksRequest, ClientConfig, Endpoint, ReadwiseClient, ReadwiseError, Token,
@@ -391,6 +391,64 @@ async fn after_a_429_the_token_waits_out_retry_after() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Security 3: `Retry-After: 18446744073709551615` used to overflow `Instant + Duration` in the
+/// limiter and panic. Absurd values now end up between 1 s and 24 h, over real HTTP.
+#[tokio::test]
+async fn absurd_retry_after_headers_are_clamped_without_panicking() {
+    let fake = start(FakeConfig::default()).await;
+    let day = Duration::from_secs(24 * 3600);
+    for (value, want) in [
+        ("18446744073709551615", day),
+        ("184467440737095516150000", day),
+        ("1e308", day),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", day),
+        ("Friday, 31-Dec-99 23:59:59 GMT", Duration::from_secs(1)),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", Duration::from_secs(1)),
+        // Not a delay nor a date: the body's "Expected available in 5 seconds" is used.
+        ("Sun, 06 Nov 99999 08:49:37 GMT", Duration::from_secs(5)),
+        ("-1", Duration::from_secs(5)),
+    ] {
+        // A fresh client each time: the limiter starts empty.
+        let c = client(&fake, |_| {});
+        fake.inject(
+            SECRET,
+            Some(FakeEndpoint::Books),
+            Fault::ThrottleRaw {
+                retry_after: value.into(),
+                body_secs: 5,
+            },
+            1,
+        );
+        let e = c
+            .books_page(&token(), BooksRequest::count_only())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ReadwiseError::RateLimited { .. }),
+            "{value}: {e:?}"
+        );
+        assert_eq!(e.retry_after(), Some(want), "Retry-After: {value}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Readwise rate limit reached on books/; retry in {}s",
+                want.as_secs()
+            )
+        );
+        if want > Duration::from_secs(5) {
+            // The token's list bucket is closed (no panic on the way), other endpoints not.
+            let next = tokio::time::timeout(
+                Duration::from_millis(300),
+                c.books_page(&token(), BooksRequest::count_only()),
+            )
+            .await;
+            assert!(next.is_err(), "{value}: the next request waits");
+            c.check_token(&token()).await.expect("auth/ is not blocked");
+        }
+    }
+    assert_eq!(fake.throttled_for(SECRET), 8);
 }
 
 #[tokio::test]
