@@ -259,7 +259,7 @@ pub async fn run(plan: &Plan) -> Result<Outcome> {
         }
         let Some(run_id) = &daily_run else { continue };
         let all = admin
-            .daily_syncs(10)
+            .daily_syncs(Some(10))
             .await
             .map_err(|e| anyhow!("daily syncs: {e}"))?;
         let Some(p) = all.into_iter().find(|p| &p.run_id == run_id) else {

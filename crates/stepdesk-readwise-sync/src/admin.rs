@@ -13,6 +13,12 @@ use crate::{token_key, ReadwiseSync};
 
 pub type AdminResult<T> = Result<T, AdminError>;
 
+/// The daily syncs list's page sizes (the newest first; the engine's paging rule for `limit`).
+pub const DAILY_SYNCS_PAGE: stepdesk_engine::admin::PageSize = stepdesk_engine::admin::PageSize {
+    default: 20,
+    max: 100,
+};
+
 fn internal(e: impl std::fmt::Display) -> AdminError {
     AdminError::Internal(e.to_string())
 }
@@ -273,10 +279,11 @@ impl ReadwiseAdmin {
     }
 
     /// Recent daily syncs with their progress (users done / total).
-    pub async fn daily_syncs(&self, limit: u32) -> AdminResult<Vec<DailySyncProgress>> {
+    pub async fn daily_syncs(&self, limit: Option<u32>) -> AdminResult<Vec<DailySyncProgress>> {
+        let limit = DAILY_SYNCS_PAGE.limit(limit)?;
         self.sync
             .store()
-            .read(move |c| users::daily_syncs(c, limit.clamp(1, 100)))
+            .read(move |c| users::daily_syncs(c, limit))
             .await
             .map_err(internal)
     }

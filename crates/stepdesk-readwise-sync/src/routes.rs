@@ -76,7 +76,8 @@ fn body<T: DeserializeOwned>(
     } else {
         &raw
     };
-    let value: Value = serde_json::from_slice(raw)
+    // Strict: a repeated key is refused, not silently resolved to its last value.
+    let value: Value = stepdesk_engine::event::parse_json_strict(raw)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -259,9 +260,7 @@ async fn daily_syncs(
 ) -> ApiResult<Json<Value>> {
     let Query(q) =
         q.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
-    Ok(Json(json!(
-        s.admin.daily_syncs(q.limit.unwrap_or(20)).await?
-    )))
+    Ok(Json(json!(s.admin.daily_syncs(q.limit).await?)))
 }
 
 async fn get_settings(State(s): State<RouteState>) -> ApiResult<Json<Value>> {

@@ -142,3 +142,57 @@ async fn a_batch_refused_as_a_whole_has_no_side_effect() {
     assert_eq!(h.user("u2").await, u2);
     assert_eq!(h.event_count().await, 0);
 }
+
+/// Calls a Readwise route in-process.
+async fn call(h: &Harness, method: &str, uri: &str, body: &str) -> (u16, Value) {
+    use tower::ServiceExt;
+    let router = stepdesk_readwise_sync::routes::routes(h.sync.admin(), "admin".into());
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", "Bearer admin")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let res = router.oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn route_bodies_with_a_repeated_key_and_bad_limits_are_refused() {
+    let h = harness().await;
+    // `{"id":"a","id":"b"}` must not quietly add user `b`.
+    let (status, body) = call(&h, "POST", "/api/admin/users", r#"{"id":"a","id":"b"}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("duplicate key"),
+        "{body}"
+    );
+    assert!(h.sync.admin().users().await.unwrap().is_empty());
+    for limit in ["0", "101"] {
+        let (status, body) = call(
+            &h,
+            "GET",
+            &format!("/api/admin/daily-syncs?limit={limit}"),
+            "",
+        )
+        .await;
+        assert_eq!(status, 400, "limit={limit}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("between 1 and 100"),
+            "{body}"
+        );
+    }
+    let (status, _) = call(&h, "GET", "/api/admin/daily-syncs", "").await;
+    assert_eq!(status, 200);
+}

@@ -446,7 +446,7 @@ async fn the_daily_sync_fans_out_once_per_connected_user_and_reports_progress() 
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let progress = loop {
-        let syncs = h.sync.admin().daily_syncs(5).await.unwrap();
+        let syncs = h.sync.admin().daily_syncs(Some(5)).await.unwrap();
         let p = syncs
             .into_iter()
             .find(|s| s.run_id == daily.summary.id)
@@ -619,7 +619,7 @@ async fn a_cancelled_sync_counts_as_done_in_the_daily_progress() {
         let p = h
             .sync
             .admin()
-            .daily_syncs(5)
+            .daily_syncs(Some(5))
             .await
             .unwrap()
             .into_iter()
