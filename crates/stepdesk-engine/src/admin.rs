@@ -536,12 +536,10 @@ impl AdminApi {
             crate::GateError::Unauthorized(r) => AdminError::BadRequest(r),
             crate::GateError::Unavailable(r) => AdminError::Internal(r),
         };
-        let (mut event, effects) = self
+        let mut work = crate::GateWork::default();
+        let mut event = self
             .engine
-            .admit(event, &admission)
-            .await
-            .map_err(gate_error)?;
-        crate::Engine::apply_effects(effects)
+            .admit(event, &admission, &mut work)
             .await
             .map_err(gate_error)?;
         event.data.insert(
@@ -550,7 +548,7 @@ impl AdminApi {
         );
         let started = self
             .engine
-            .write_and_wake(move |c| {
+            .commit_admitted(work, move |c| {
                 let now = now_ms();
                 let (event_id, _, json) = insert_event(c, event, now)?;
                 let run_id = new_id();
@@ -569,7 +567,11 @@ impl AdminApi {
                 start_run(c, &function, &json, run, &run_id, &mut wakes)?;
                 Ok((Started { run_id, event_id }, wakes))
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                crate::CommitError::Gate(e) => gate_error(e),
+                crate::CommitError::Store(e) => AdminError::from(e),
+            })?;
         Ok(started)
     }
 

@@ -105,15 +105,25 @@ pub struct Admission {
     pub sender: Sender,
 }
 
-/// A side effect a gate wants once the whole request is admitted (saving a token to the
-/// keychain, say). Effects run in order, after every event of the request passed every gate
-/// and before anything is stored, so a request refused as a whole has no side effect.
-pub type GateEffect = function::BoxFuture<Result<(), GateError>>;
+/// A side effect outside the database that a gate wants once the whole request is admitted
+/// (saving a token to the keychain, say). Effects run in order, after every event of the
+/// request passed every gate and before anything is stored, so a request refused as a whole
+/// has no side effect. An effect returns how to undo it, which runs if a later effect or the
+/// commit fails: a request that is not stored leaves nothing behind.
+pub type GateEffect = function::BoxFuture<Result<Option<GateUndo>, GateError>>;
 
-/// An event a gate let through, as it will be stored, and what to do once all are admitted.
+/// Undoes a [`GateEffect`] (puts back the previous token, say).
+pub type GateUndo = function::BoxFuture<()>;
+
+/// A database change a gate wants together with the event (a user's token status): it runs
+/// in the same transaction as the event, so both are stored or neither is.
+pub type GateWrite = Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send>;
+
+/// An event a gate let through, as it will be stored, and what else to do with it.
 pub struct Admitted {
     pub event: NewEvent,
     pub effect: Option<GateEffect>,
+    pub write: Option<GateWrite>,
 }
 
 impl Admitted {
@@ -121,15 +131,32 @@ impl Admitted {
         Admitted {
             event,
             effect: None,
+            write: None,
         }
     }
 
-    pub fn with_effect(event: NewEvent, effect: GateEffect) -> Admitted {
-        Admitted {
-            event,
-            effect: Some(effect),
-        }
+    pub fn with_effect(mut self, effect: GateEffect) -> Admitted {
+        self.effect = Some(effect);
+        self
     }
+
+    pub fn with_write(mut self, write: GateWrite) -> Admitted {
+        self.write = Some(write);
+        self
+    }
+}
+
+/// What the gates asked for besides the events, gathered over a whole request.
+#[derive(Default)]
+pub(crate) struct GateWork {
+    effects: Vec<GateEffect>,
+    writes: Vec<GateWrite>,
+}
+
+/// Why admitted events were not committed.
+pub(crate) enum CommitError {
+    Gate(GateError),
+    Store(StoreError),
 }
 
 /// Checks and rewrites events before they are stored: typed payloads are validated at
@@ -139,7 +166,8 @@ impl Admitted {
 /// function"); events that functions send with `step.send_event` are trusted.
 ///
 /// `admit` must have no side effect: it only decides, and returns any side effect as
-/// [`Admitted::effect`], which the engine runs once the whole request has been admitted.
+/// [`Admitted::effect`] or [`Admitted::write`], which the engine runs once the whole request
+/// has been admitted.
 pub trait EventGate: Send + Sync {
     /// Returns the event to store (and an effect to run before storing it), or the reason
     /// it is refused.
@@ -308,6 +336,13 @@ impl EngineBuilder {
     }
 }
 
+/// Undoes gate effects, newest first.
+async fn undo_all(undos: Vec<GateUndo>) {
+    for undo in undos.into_iter().rev() {
+        undo.await;
+    }
+}
+
 /// The error for event `index` that a gate did not admit.
 fn gate_refusal(index: usize, e: GateError) -> SendError {
     match e {
@@ -340,27 +375,68 @@ impl Engine {
         Engine::builder(config).functions(functions).start().await
     }
 
-    /// Passes an event through the gates; returns it with the effects they asked for.
+    /// Passes an event through the gates; what else they ask for is added to `work`.
     pub(crate) async fn admit(
         &self,
         mut event: NewEvent,
         admission: &Admission,
-    ) -> Result<(NewEvent, Vec<GateEffect>), GateError> {
-        let mut effects = Vec::new();
+        work: &mut GateWork,
+    ) -> Result<NewEvent, GateError> {
         for gate in &self.inner.gates {
             let admitted = gate.clone().admit(event, admission.clone()).await?;
             event = admitted.event;
-            effects.extend(admitted.effect);
+            work.effects.extend(admitted.effect);
+            work.writes.extend(admitted.write);
         }
-        Ok((event, effects))
+        Ok(event)
     }
 
-    /// Runs the effects of admitted events, in order.
-    pub(crate) async fn apply_effects(effects: Vec<GateEffect>) -> Result<(), GateError> {
-        for effect in effects {
-            effect.await?;
-        }
-        Ok(())
+    /// Runs the gates' effects, then commits the gates' writes and `f` in one transaction and
+    /// hands the runs it made due to the dispatcher. If an effect or the commit fails, the
+    /// effects already done are undone, newest first. All of it runs in a task of its own, so
+    /// a caller that goes away (a dropped HTTP request) cannot stop it half-way.
+    pub(crate) async fn commit_admitted<R: Send + 'static>(
+        &self,
+        work: GateWork,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<(R, Vec<ingest::Wake>), StoreError>
+            + Send
+            + 'static,
+    ) -> Result<R, CommitError> {
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let mut undos = Vec::new();
+            for effect in work.effects {
+                match effect.await {
+                    Ok(undo) => undos.extend(undo),
+                    Err(e) => {
+                        undo_all(undos).await;
+                        return Err(CommitError::Gate(e));
+                    }
+                }
+            }
+            let writes = work.writes;
+            let committed = inner
+                .store
+                .write(move |c| {
+                    for write in writes {
+                        write(c)?;
+                    }
+                    f(c)
+                })
+                .await;
+            match committed {
+                Ok((result, wakes)) => {
+                    inner.dispatcher.wake_all(wakes);
+                    Ok(result)
+                }
+                Err(e) => {
+                    undo_all(undos).await;
+                    Err(CommitError::Store(e))
+                }
+            }
+        });
+        task.await
+            .map_err(|e| CommitError::Store(StoreError::Other(format!("write task failed: {e}"))))?
     }
 
     /// Stores events sent by Stepdesk's own code, a [`Sender::Trusted`] sender: see
@@ -381,7 +457,7 @@ impl Engine {
         sender: Sender,
     ) -> Result<Vec<String>, SendError> {
         let mut admitted = Vec::with_capacity(events.len());
-        let mut effects = Vec::new();
+        let mut work = GateWork::default();
         let admission = Admission {
             invoked_function: None,
             sender,
@@ -391,32 +467,29 @@ impl Engine {
                 admitted.push(event);
                 continue;
             }
-            match self.admit(event, &admission).await {
-                Ok((event, more)) => {
-                    admitted.push(event);
-                    effects.extend(more);
-                }
+            match self.admit(event, &admission, &mut work).await {
+                Ok(event) => admitted.push(event),
                 Err(e) => return Err(gate_refusal(index, e)),
             }
         }
-        // An effect that fails (the keychain went away) stops the request: nothing is stored.
-        Engine::apply_effects(effects).await.map_err(|e| match e {
-            GateError::Refused(r) => SendError::Invalid(EventError::Invalid {
+        let registry = self.inner.registry.clone();
+        self.commit_admitted(work, move |c| {
+            let mut wakes = Vec::new();
+            let ids = ingest::ingest(c, &registry, admitted, time::now_ms(), &mut wakes)?;
+            Ok((ids, wakes))
+        })
+        .await
+        .map_err(|e| match e {
+            // An effect that fails (the keychain went away) stops the request: nothing is
+            // stored, and the effects before it are undone.
+            CommitError::Gate(GateError::Refused(r)) => SendError::Invalid(EventError::Invalid {
                 index: 0,
                 reason: r,
             }),
-            GateError::Unauthorized(r) => SendError::Unauthorized(r),
-            GateError::Unavailable(r) => SendError::Unavailable(r),
-        })?;
-        let registry = self.inner.registry.clone();
-        let ids = self
-            .write_and_wake(move |c| {
-                let mut wakes = Vec::new();
-                let ids = ingest::ingest(c, &registry, admitted, time::now_ms(), &mut wakes)?;
-                Ok((ids, wakes))
-            })
-            .await?;
-        Ok(ids)
+            CommitError::Gate(GateError::Unauthorized(r)) => SendError::Unauthorized(r),
+            CommitError::Gate(GateError::Unavailable(r)) => SendError::Unavailable(r),
+            CommitError::Store(e) => SendError::Store(e),
+        })
     }
 
     /// Commits `f` and hands the runs it made due to the dispatcher, in a task of its own:

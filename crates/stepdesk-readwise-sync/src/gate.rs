@@ -80,19 +80,55 @@ impl ReadwiseGate {
         };
         let sync = self.sync.clone();
         let user = request.user_id;
-        let save = async move {
-            sync.save_token(&user, &token).await.map_err(|e| {
-                GateError::Unavailable(format!("cannot save the token of user `{user}`: {e}"))
-            })?;
-            let u = user.clone();
-            sync.store()
-                .write(move |c| users::set_token_status(c, &u, TokenStatus::Unchecked, None))
-                .await
-                .map_err(|e| GateError::Unavailable(e.to_string()))?;
-            tracing::info!(%user, "saved a Readwise token from an event to the keychain");
-            Ok(())
+        // Saving the token is the effect; its undo puts back the token it replaced (or
+        // removes it), so a request that ends up not stored leaves the keychain as it was.
+        let save = {
+            let user = user.clone();
+            async move {
+                // The user may have been removed since the event was admitted.
+                let u = user.clone();
+                let still_there = sync
+                    .store()
+                    .read(move |c| users::exists(c, &u))
+                    .await
+                    .map_err(|e| GateError::Unavailable(e.to_string()))?;
+                if !still_there {
+                    return Err(GateError::Refused(format!(
+                        "`data.userId`: no user `{user}`"
+                    )));
+                }
+                let previous = sync.token(&user).await.map_err(|e| {
+                    GateError::Unavailable(format!("cannot read the token of user `{user}`: {e}"))
+                })?;
+                sync.save_token(&user, &token).await.map_err(|e| {
+                    GateError::Unavailable(format!("cannot save the token of user `{user}`: {e}"))
+                })?;
+                tracing::info!(%user, "saved a Readwise token from an event to the keychain");
+                let undo = async move {
+                    let restored = match previous {
+                        Some(old) => sync.save_token(&user, old.expose_secret()).await,
+                        None => sync.delete_token(&user).await.map(|_| ()),
+                    };
+                    match restored {
+                        Ok(()) => {
+                            tracing::info!(%user, "the request failed; the user's previous token is back")
+                        }
+                        Err(e) => {
+                            tracing::error!(%user, error = %e, "the request failed and the user's previous token could not be put back")
+                        }
+                    }
+                };
+                Ok(Some(Box::pin(undo) as stepdesk_engine::GateUndo))
+            }
         };
-        Ok(Admitted::with_effect(event, Box::pin(save)))
+        // A new token is unchecked until a check or a sync says otherwise; recorded together
+        // with the event.
+        let mark = move |c: &rusqlite::Connection| {
+            users::set_token_status(c, &user, TokenStatus::Unchecked, None)
+        };
+        Ok(Admitted::new(event)
+            .with_effect(Box::pin(save))
+            .with_write(Box::new(mark)))
     }
 }
 

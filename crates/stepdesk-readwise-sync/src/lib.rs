@@ -246,4 +246,12 @@ impl ReadwiseSync {
             .await
             .map_err(|e| e.to_string())
     }
+
+    /// Removes a user's token from the keychain; false if there was none.
+    pub(crate) async fn delete_token(&self, user_id: &str) -> Result<bool, String> {
+        self.secrets()?
+            .delete(&token_key(user_id))
+            .await
+            .map_err(|e| e.to_string())
+    }
 }

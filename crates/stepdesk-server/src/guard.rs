@@ -98,7 +98,13 @@ pub(crate) fn host_allowed(host: &str, conn: &ConnInfo, extra: &[String]) -> boo
     let Some((name, _port)) = split_host(host) else {
         return false;
     };
-    if extra.iter().any(|h| h.eq_ignore_ascii_case(&name)) {
+    // An allowed name may be given with a port (`box.lan:8288`); only the name counts, as a
+    // proxy or tunnel may expose another port.
+    if extra
+        .iter()
+        .filter_map(|h| split_host(h))
+        .any(|(allowed, _)| allowed == name)
+    {
         return true;
     }
     let local = conn.local_ip();

@@ -164,6 +164,7 @@ pub async fn serve_with(
         // scripts) and still expects its answer.
         .half_close(true)
         .max_buf_size(256 * 1024);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         // Wait for a free connection slot before accepting: at the cap, new clients wait in
@@ -202,19 +203,26 @@ pub async fn serve_with(
             });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = watched.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
+        // Forget finished connections as we go.
+        while connections.try_join_next().is_some() {}
     }
     drop(listener);
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("connections still open after the shutdown grace period; closing them");
+        tracing::warn!(
+            open = connections.len(),
+            "connections still open after the shutdown grace period; closing them"
+        );
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
 }

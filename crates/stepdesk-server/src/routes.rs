@@ -57,8 +57,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(extra)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state, check_request))
+        // Outermost last: the Host/Origin guards run before the body size is judged.
         .layer(middleware::from_fn(check_content_length))
+        .layer(middleware::from_fn_with_state(state, check_request))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(json_errors))
 }

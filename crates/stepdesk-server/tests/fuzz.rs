@@ -254,7 +254,8 @@ async fn malformed_requests_never_crash_never_5xx_and_lose_no_acknowledged_event
         *histogram.entry(*status).or_insert(0) += 1;
     }
     eprintln!("statuses (None = closed without an answer): {histogram:?}");
-    assert!(answered > REQUESTS / 2, "only {answered} answers");
+    // Every request gets an answer: a refusal is an answer, silence is not.
+    assert_eq!(answered, results.len(), "requests closed without an answer");
     assert!(!acked.is_empty(), "some events were valid and acknowledged");
 
     // The server still answers, and every acknowledged event is stored.
