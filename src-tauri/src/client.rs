@@ -96,8 +96,9 @@ impl Client {
         same.then_some(client)
     }
 
+    /// The server's URL, as people write it (no trailing slash).
     pub fn url(&self) -> &str {
-        self.base.as_str()
+        self.base.as_str().trim_end_matches('/')
     }
 
     fn endpoint(&self, segments: &[&str]) -> reqwest::Url {
@@ -131,11 +132,11 @@ impl Client {
             if e.is_connect() {
                 anyhow::anyhow!(
                     "Stepdesk is not running at {} (from {}); start it with `stepdesk serve`, or pass --url",
-                    self.base,
+                    self.url(),
                     self.origin
                 )
             } else {
-                anyhow::anyhow!("request to {} failed: {e}", self.base)
+                anyhow::anyhow!("request to {} failed: {e}", self.url())
             }
         })?;
         let status = res.status();
@@ -173,13 +174,13 @@ impl Client {
         match theirs {
             Some(dir) => format!(
                 "the server at {} refused the admin token of {}: it uses the data directory {dir}. Pass --data-dir {dir} to talk to it, or --url with the address of the server of {}",
-                self.base,
+                self.url(),
                 self.data_dir.display(),
                 self.data_dir.display()
             ),
             None => format!(
                 "the server at {} refused the admin token of {}: it uses another data directory. Pass the --data-dir it was started with, or --url with the address of the server of {}",
-                self.base,
+                self.url(),
                 self.data_dir.display(),
                 self.data_dir.display()
             ),

@@ -41,10 +41,10 @@ impl Prepared {
     /// Logs what was changed; call after logging is set up.
     pub fn log(&self) {
         for (path, mode) in &self.tightened {
-            tracing::info!(path = %path.display(), old_mode = format!("{mode:o}"), "made private: other accounts could read it");
+            tracing::info!(path = %path.display(), old_mode = %format!("{mode:o}"), "made private: other accounts could read it");
         }
         for (path, mode) in &self.still_open {
-            tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "other accounts can read this and it is not ours to change; make it private (chmod go-rwx)");
+            tracing::warn!(path = %path.display(), mode = %format!("{mode:o}"), "other accounts can read this and it is not ours to change; make it private (chmod go-rwx)");
         }
     }
 }
