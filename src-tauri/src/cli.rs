@@ -141,7 +141,15 @@ impl ServeArgs {
     /// as it is for `serve`), but always on 127.0.0.1.
     fn from_env(engine: EngineArgs) -> anyhow::Result<ServeArgs> {
         let mut args = WindowEnv::try_parse_from(["stepdesk"])
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?
+            .map_err(|e| {
+                // clap names the flag; the value came from its environment variable.
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                anyhow::anyhow!(
+                    "{} (set in the environment: STEPDESK_PORT, STEPDESK_ALLOW_HOSTS, …)",
+                    first.trim_start_matches("error: ")
+                )
+            })?
             .serve;
         args.host = "127.0.0.1".to_string();
         args.engine = engine;

@@ -3,8 +3,8 @@
 //!
 //! Everything in it is private to the user that runs Stepdesk: events, run outputs and user
 //! ids are in the database and the logs, and the admin token is a file. The directory is
-//! created with mode 0700 (an existing one that we own is tightened to 0700, with a log
-//! line), and the process runs with umask 077 (see [`private_umask`]), so every file it
+//! created with mode 0700 (an existing one that we own and that holds only Stepdesk's files
+//! is tightened to 0700, with a log line; others get a warning), and the process runs with umask 077 (see [`private_umask`]), so every file it
 //! creates there is 0600.
 
 use std::io::Write;
@@ -44,13 +44,13 @@ impl Prepared {
             tracing::info!(path = %path.display(), old_mode = %format!("{mode:o}"), "made private: other accounts could read it");
         }
         for (path, mode) in &self.still_open {
-            tracing::warn!(path = %path.display(), mode = %format!("{mode:o}"), "other accounts can read this and it is not ours to change; make it private (chmod go-rwx)");
+            tracing::warn!(path = %path.display(), mode = %format!("{mode:o}"), "other accounts can read this and Stepdesk leaves it as it is (not its own, or it holds more than Stepdesk's files); use a private data directory, or chmod go-rwx");
         }
     }
 }
 
-/// Creates the data directory (0700) for a server, or makes an existing one private, and
-/// returns its absolute path.
+/// Creates the data directory (0700) for a server, or makes an existing one private (if it
+/// is ours and holds only Stepdesk's files), and returns its absolute path.
 pub fn prepare(data_dir: &Path) -> anyhow::Result<(PathBuf, Prepared)> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -66,7 +66,12 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<(PathBuf, Prepared)> {
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", data_dir.display()))?;
     let mut prepared = Prepared::default();
-    make_private(&data_dir, 0o700, &mut prepared);
+    if holds_only_stepdesk_files(&data_dir) {
+        make_private(&data_dir, 0o700, &mut prepared);
+    } else {
+        // `--data-dir ~` or `/tmp`: not ours to lock down. Our files in it are private anyway.
+        report_if_open(&data_dir, &mut prepared);
+    }
     // Logs written before this version (or while the umask was looser) are private too.
     let logs = data_dir.join("logs");
     if logs.is_dir() {
@@ -86,6 +91,44 @@ pub fn prepare(data_dir: &Path) -> anyhow::Result<(PathBuf, Prepared)> {
         }
     }
     Ok((data_dir, prepared))
+}
+
+/// Whether a directory holds nothing but what Stepdesk puts in a data directory (or
+/// nothing): only then is it Stepdesk's to make private.
+fn holds_only_stepdesk_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().all(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with("stepdesk.db")
+            || name.starts_with('.') && name.ends_with(".tmp")
+            || [
+                "logs",
+                "admin-token",
+                LOCK_FILE,
+                SERVER_FILE,
+                EVENT_KEY_MARKER,
+            ]
+            .contains(&name.as_ref())
+    })
+}
+
+/// Notes `path` in `still_open` if others can read it.
+fn report_if_open(path: &Path, prepared: &mut Prepared) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.mode() & 0o777;
+            if mode & 0o077 != 0 {
+                prepared.still_open.push((path.to_path_buf(), mode));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, prepared);
 }
 
 /// Removes group and other permissions from `path` if we own it.
@@ -331,6 +374,38 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_a_directory_of_our_own_files_is_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let open =
+            |p: &Path| std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("ours");
+        std::fs::create_dir(&ours).unwrap();
+        std::fs::write(ours.join("stepdesk.db"), "").unwrap();
+        std::fs::create_dir(ours.join("logs")).unwrap();
+        open(&ours);
+        let (_, prepared) = prepare(&ours).unwrap();
+        assert_eq!(mode(&ours), 0o700);
+        assert_eq!(
+            prepared.tightened.len(),
+            2,
+            "the directory and logs/: {prepared:?}"
+        );
+
+        // A home directory or /tmp given as --data-dir: warned about, left alone.
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::write(shared.join("notes.txt"), "").unwrap();
+        open(&shared);
+        let (_, prepared) = prepare(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o755);
+        assert!(prepared.tightened.is_empty());
+        assert_eq!(prepared.still_open.len(), 1, "{prepared:?}");
     }
 
     #[test]
