@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use stepdesk_engine::{default_data_dir, Backoff, EngineConfig};
@@ -38,18 +38,20 @@ enum Command {
         #[command(subcommand)]
         command: crate::users_cli::UsersCommand,
     },
-    /// Show or change settings (the Readwise API URL).
+    /// Show or change settings (the Readwise API URL); through the running server when one
+    /// serves this data directory.
     Settings {
         #[command(subcommand)]
-        command: crate::users_cli::SettingsCommand,
+        command: crate::settings_cli::SettingsCommand,
     },
-    /// Manage the engine's event and signing keys in the OS keychain.
+    /// Manage the engine's event and signing keys in the OS keychain; through the running
+    /// server when one serves this data directory, so that a change takes effect at once.
     Keys {
         #[command(subcommand)]
         command: crate::keys_cli::KeysCommand,
     },
     /// Sync one user's Readwise books now, or everyone's (--all), through the running server.
-    Sync(crate::users_cli::SyncArgs),
+    Sync(crate::sync_cli::SyncArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -67,15 +69,27 @@ impl EngineArgs {
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on. Non-loopback addresses expose the server to your network.
+    /// Address to listen on: an IP address, `localhost` (127.0.0.1) or a host name (resolved
+    /// once, at start-up). Non-loopback addresses expose the server to your network.
     #[arg(long, default_value = "127.0.0.1", env = "STEPDESK_HOST")]
-    pub host: IpAddr,
+    pub host: String,
     /// Port to listen on (8288 is the Inngest dev server's, so SDKs find Stepdesk). 0 picks a free one.
     #[arg(long, default_value_t = 8288, env = "STEPDESK_PORT")]
     pub port: u16,
-    /// Accept only this event key on POST /e/{key}. Default: the key stored with `stepdesk keys
-    /// set event-key`, else any key (as the Inngest dev server does).
-    #[arg(long, env = "STEPDESK_EVENT_KEY")]
+    /// Also accept requests addressed to this host name (the `Host` header), e.g. a name
+    /// that resolves to this machine on your network. Repeatable; the environment variable
+    /// takes a comma-separated list.
+    #[arg(
+        long = "allow-host",
+        value_name = "NAME",
+        env = "STEPDESK_ALLOW_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allow_host: Vec<String>,
+    /// Accept only this event key on POST /e/{key} [env: STEPDESK_EVENT_KEY]. Default: the key
+    /// stored with `stepdesk keys set event-key`, else any key (as the Inngest dev server
+    /// does). An empty key is an error.
+    #[arg(long)]
     pub event_key: Option<String>,
     /// Retry failed steps after this many seconds instead of the backoff table (development).
     #[arg(long, value_name = "SECONDS")]
@@ -87,21 +101,101 @@ pub struct ServeArgs {
     pub readwise: crate::readwise::ReadwiseArgs,
 }
 
+/// Where the event key in effect comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeySource {
+    /// `--event-key`.
+    Flag,
+    /// `STEPDESK_EVENT_KEY`.
+    Env,
+    /// `stepdesk keys set event-key` (the OS keychain).
+    Keychain,
+    /// No key: any key is accepted.
+    None,
+}
+
+/// Checks an event key given on the command line or in the environment.
+fn check_event_key(key: &str, what: &str) -> anyhow::Result<()> {
+    if key.is_empty() {
+        bail!(
+            "{what} is empty: an empty event key would refuse every event. Give a key, or leave {what} out to use the key stored with `stepdesk keys set event-key` (if any)"
+        );
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("{what} must not contain spaces or control characters");
+    }
+    Ok(())
+}
+
+/// The window's settings, read from the environment like `serve`'s flags.
+#[derive(Parser)]
+#[command(name = "stepdesk")]
+struct WindowEnv {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
 impl ServeArgs {
-    fn defaults(engine: EngineArgs) -> ServeArgs {
-        ServeArgs {
-            host: IpAddr::from([127, 0, 0, 1]),
-            port: std::env::var("STEPDESK_PORT")
-                .ok()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(8288),
-            event_key: std::env::var("STEPDESK_EVENT_KEY")
-                .ok()
-                .filter(|k| !k.is_empty()),
-            retry_interval: None,
-            engine,
-            readwise: crate::readwise::ReadwiseArgs::default(),
+    /// The window's settings: `serve`'s environment variables (a bad value is an error,
+    /// as it is for `serve`), but always on 127.0.0.1.
+    fn from_env(engine: EngineArgs) -> anyhow::Result<ServeArgs> {
+        let mut args = WindowEnv::try_parse_from(["stepdesk"])
+            .map_err(|e| {
+                // clap names the flag; the value came from its environment variable.
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                anyhow::anyhow!(
+                    "{} (set in the environment: STEPDESK_PORT, STEPDESK_ALLOW_HOSTS, …)",
+                    first.trim_start_matches("error: ")
+                )
+            })?
+            .serve;
+        args.host = "127.0.0.1".to_string();
+        args.engine = engine;
+        Ok(args)
+    }
+
+    /// The event key fixed by `--event-key` or `STEPDESK_EVENT_KEY`, which win over the
+    /// keychain. An empty one is an error, not "no key".
+    pub fn pinned_event_key(&self) -> anyhow::Result<Option<(String, KeySource)>> {
+        if let Some(key) = &self.event_key {
+            check_event_key(key, "--event-key")?;
+            return Ok(Some((key.clone(), KeySource::Flag)));
         }
+        match std::env::var("STEPDESK_EVENT_KEY") {
+            Ok(key) => {
+                check_event_key(&key, "STEPDESK_EVENT_KEY")?;
+                Ok(Some((key, KeySource::Env)))
+            }
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bail!("STEPDESK_EVENT_KEY is not valid UTF-8")
+            }
+        }
+    }
+
+    /// The address to listen on, and the name given for it if it was a name (other than
+    /// `localhost`): requests addressed to that name are accepted too.
+    pub fn listen_ip(&self) -> anyhow::Result<(IpAddr, Option<String>)> {
+        resolve_host(&self.host)
+    }
+
+    /// `--allow-host` names as the Host guard compares them: lower case, without a port,
+    /// IPv6 addresses in brackets.
+    pub fn allowed_hosts(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for raw in &self.allow_host {
+            let name = raw.trim();
+            if name.is_empty() {
+                continue;
+            }
+            out.push(
+                normalize_host_name(name)
+                    .with_context(|| format!("--allow-host / STEPDESK_ALLOW_HOSTS: `{name}`"))?,
+            );
+        }
+        Ok(out)
     }
 
     pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
@@ -117,6 +211,59 @@ impl ServeArgs {
         }
         Ok(config)
     }
+}
+
+/// A host name as the Host guard compares it (see [`ServeArgs::allowed_hosts`]).
+fn normalize_host_name(name: &str) -> anyhow::Result<String> {
+    let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']'));
+    if let Ok(ip) = bare.unwrap_or(name).parse::<IpAddr>() {
+        return Ok(match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        });
+    }
+    let valid = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if !valid || name.is_empty() || name.starts_with('.') || name.starts_with('-') {
+        bail!("give a host name without a scheme, port or path, e.g. `stepdesk.lan`");
+    }
+    Ok(name.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// `--host`: an IP address (`[::1]` with or without brackets), `localhost`, or a name
+/// resolved once now.
+fn resolve_host(host: &str) -> anyhow::Result<(IpAddr, Option<String>)> {
+    let host = host.trim();
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    // `localhost` is loopback by definition (RFC 6761); no need to ask a resolver that
+    // might answer ::1 first, or something else entirely.
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok((IpAddr::from([127, 0, 0, 1]), None));
+    }
+    let name = normalize_host_name(host).with_context(|| format!("--host `{host}`"))?;
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<IpAddr> = (name.as_str(), 0)
+        .to_socket_addrs()
+        .with_context(|| {
+            format!("--host `{host}` is not an IP address and cannot be resolved; give an IP address such as 127.0.0.1 or 0.0.0.0")
+        })?
+        .map(|a| a.ip())
+        .collect();
+    // Prefer IPv4, which more clients reach.
+    let ip = addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .with_context(|| format!("--host `{host}` resolves to no address"))?;
+    Ok((ip, Some(name)))
 }
 
 fn has_display() -> bool {
@@ -135,16 +282,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Users { command }) => {
             crate::users_cli::users(command, data_dir, &cli.readwise)
         }
-        Some(Command::Sync(args)) => crate::users_cli::sync(args, data_dir),
-        Some(Command::Keys { command }) => crate::keys_cli::keys(command),
+        Some(Command::Sync(args)) => crate::sync_cli::sync(args, data_dir),
+        Some(Command::Keys { command }) => crate::keys_cli::keys(command, data_dir),
         Some(Command::Settings { command }) => {
-            crate::users_cli::settings(command, data_dir, &cli.readwise)
+            crate::settings_cli::settings(command, data_dir, &cli.readwise)
         }
         Some(Command::AdminToken { engine }) => {
             let dir = engine
                 .data_dir
                 .or(cli.engine.data_dir)
                 .unwrap_or_else(default_data_dir);
+            // Only read: a mistyped --data-dir must not become a new, empty data directory.
+            let dir = crate::datadir::require_existing(&dir)?;
             let token =
                 stepdesk_engine::secrets::load_or_create_admin_token(&dir).with_context(|| {
                     format!("cannot read or create the admin token in {}", dir.display())
@@ -153,7 +302,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         None => {
-            let mut args = ServeArgs::defaults(cli.engine);
+            let mut args = ServeArgs::from_env(cli.engine)?;
             args.readwise = cli.readwise;
             if has_display() {
                 crate::desktop::run(args)
@@ -162,5 +311,57 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::server::run_headless(args)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_resolve_or_say_why_not() {
+        assert_eq!(
+            resolve_host("localhost").unwrap(),
+            (IpAddr::from([127, 0, 0, 1]), None)
+        );
+        assert_eq!(
+            resolve_host("LOCALHOST").unwrap().0,
+            IpAddr::from([127, 0, 0, 1])
+        );
+        assert_eq!(
+            resolve_host("0.0.0.0").unwrap(),
+            (IpAddr::from([0, 0, 0, 0]), None)
+        );
+        assert_eq!(
+            resolve_host("[::1]").unwrap().0,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            resolve_host("::1").unwrap().0,
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        let e = resolve_host("no-such-host.invalid").unwrap_err();
+        assert!(format!("{e:#}").contains("cannot be resolved"), "{e:#}");
+        let e = resolve_host("http://x").unwrap_err();
+        assert!(format!("{e:#}").contains("without a scheme"), "{e:#}");
+    }
+
+    #[test]
+    fn allowed_host_names_are_normalized() {
+        assert_eq!(normalize_host_name("Box.LAN").unwrap(), "box.lan");
+        assert_eq!(normalize_host_name("box.lan.").unwrap(), "box.lan");
+        assert_eq!(normalize_host_name("fd00::5").unwrap(), "[fd00::5]");
+        assert_eq!(normalize_host_name("[fd00::5]").unwrap(), "[fd00::5]");
+        assert_eq!(normalize_host_name("10.0.0.1").unwrap(), "10.0.0.1");
+        for bad in ["box.lan:8288", "http://box", "a/b", "", "-x", "a b"] {
+            assert!(normalize_host_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_event_keys_are_refused() {
+        assert!(check_event_key("", "--event-key").is_err());
+        assert!(check_event_key("a b", "--event-key").is_err());
+        assert!(check_event_key("k-1", "--event-key").is_ok());
     }
 }

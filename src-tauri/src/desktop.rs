@@ -61,13 +61,12 @@ fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> 
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     webkit_workarounds();
-    let data_dir = args.engine_config()?.data_dir;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let _log = crate::logging::init(&data_dir)?;
-    let started = tauri::async_runtime::block_on(crate::server::start(&args))?;
+    let (data_dir, _log) = crate::server::prepare(&args)?;
+    let started = tauri::async_runtime::block_on(crate::server::start(&args, &data_dir))?;
     let engine = started.engine.clone();
     let signals = shutdown_signals().context("cannot listen for Ctrl-C and SIGTERM")?;
+    // Where the CLI finds this server; removed when the window closes.
+    let server_file = crate::datadir::write_server_file(&data_dir, &started.url)?;
     tracing::info!(url = %started.url, "Stepdesk is listening (desktop)");
     println!("Stepdesk is listening on {}", started.url);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -99,6 +98,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     tauri::async_runtime::block_on(async {
         let _ = server.await;
+        drop(server_file);
         engine.shutdown(std::time::Duration::from_secs(10)).await;
     });
     Ok(())

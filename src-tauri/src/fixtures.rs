@@ -1,8 +1,22 @@
-//! Functions for the end-to-end tests, registered only when `STEPDESK_TEST_FIXTURES=1`.
+//! Functions for the end-to-end tests and for trying the console, registered only when
+//! `STEPDESK_TEST_FIXTURES=1`. Each runs on its event; the event's `data` fields below are
+//! all optional.
 //!
-//! Step side effects are appended to the file named by `STEPDESK_FIXTURE_LOG` (one line per
-//! execution, fsynced), so a test can prove that a completed step never runs twice, even
-//! across a SIGKILL.
+//! | Function | Event | `data` | What it does |
+//! |---|---|---|---|
+//! | `fixture-steps` | `test/steps` | `step_ms` (default 0) | Three steps, each pausing `step_ms`; outputs `done-1..3`. |
+//! | `fixture-noop` | `test/noop` | — | Three empty steps. |
+//! | `fixture-sleep` | `test/sleep` | `sleep_ms` (default 5000) | A step, a durable sleep, a step. |
+//! | `fixture-wait` | `test/wait` | `key`, `timeout_ms` (default 600000) | Waits for a `test/resume` event with the same `data.key`; outputs its id, or null on timeout. |
+//! | `fixture-flaky` | `test/flaky` | `fail_times` (default 2) | A step that fails its first `fail_times` attempts (3 retries allowed), so by default it succeeds on its 3rd. |
+//! | `fixture-fail` | `test/fail` | — | Always fails (not retried); its failure handler runs. |
+//! | `fixture-invoke` | `test/invoke` | — | Invokes `fixture-noop` and returns its output. |
+//! | `fixture-cron` | cron `* * * * *` | — | Every minute: one step. |
+//!
+//! With `STEPDESK_FIXTURE_LOG=FILE`, each step side effect appends a line `RUN_ID STEP` to
+//! FILE (fsynced), so a test can prove that a completed step never runs twice, even across
+//! a SIGKILL. `fixture-flaky` then counts its attempts in that file, across restarts too;
+//! without it, it counts them in memory.
 
 use std::io::Write;
 use std::time::Duration;
@@ -24,8 +38,32 @@ fn record(run_id: &str, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn millis(ctx_data: &serde_json::Map<String, Value>, key: &str) -> u64 {
-    ctx_data.get(key).and_then(Value::as_u64).unwrap_or(0)
+/// A number from the event's data, or `default` when it is absent or not a number.
+fn number(ctx_data: &serde_json::Map<String, Value>, key: &str, default: u64) -> u64 {
+    ctx_data.get(key).and_then(Value::as_u64).unwrap_or(default)
+}
+
+/// Counts `fixture-flaky`'s attempts per run. A step's retries are not visible to it
+/// (`Ctx::attempt` counts the function body's attempts, which a failing step does not
+/// change), so it counts them itself: in the fixture log when there is one (survives a
+/// restart), else in memory.
+fn flaky_attempt(run_id: &str) -> u64 {
+    if let Some(path) = std::env::var_os("STEPDESK_FIXTURE_LOG") {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        return log
+            .lines()
+            .filter(|l| l.starts_with(run_id) && l.ends_with(" flaky"))
+            .count() as u64;
+    }
+    static ATTEMPTS: std::sync::Mutex<Option<std::collections::HashMap<String, u64>>> =
+        std::sync::Mutex::new(None);
+    let mut attempts = ATTEMPTS.lock().unwrap_or_else(|p| p.into_inner());
+    let n = attempts
+        .get_or_insert_with(Default::default)
+        .entry(run_id.to_string())
+        .or_default();
+    *n += 1;
+    *n
 }
 
 pub fn functions() -> anyhow::Result<Vec<Function>> {
@@ -34,7 +72,7 @@ pub fn functions() -> anyhow::Result<Vec<Function>> {
             .name("Fixture: three recorded steps")
             .on_event("test/steps")
             .handler(|ctx| async move {
-                let pause = Duration::from_millis(millis(&ctx.event.data, "step_ms"));
+                let pause = Duration::from_millis(number(&ctx.event.data, "step_ms", 0));
                 let mut outputs = Vec::new();
                 for i in 1..=3 {
                     let run_id = ctx.run_id.clone();
@@ -67,7 +105,7 @@ pub fn functions() -> anyhow::Result<Vec<Function>> {
                 ctx.step
                     .run("before", || async { record(&run_id, "before") })
                     .await?;
-                let ms = millis(&ctx.event.data, "sleep_ms").max(1);
+                let ms = number(&ctx.event.data, "sleep_ms", 5_000).max(1);
                 ctx.step.sleep("nap", Duration::from_millis(ms)).await?;
                 let run_id = ctx.run_id.clone();
                 ctx.step
@@ -79,7 +117,8 @@ pub fn functions() -> anyhow::Result<Vec<Function>> {
             .name("Fixture: wait for test/resume with the same key")
             .on_event("test/wait")
             .handler(|ctx| async move {
-                let timeout = Duration::from_millis(millis(&ctx.event.data, "timeout_ms").max(1));
+                let timeout =
+                    Duration::from_millis(number(&ctx.event.data, "timeout_ms", 600_000).max(1));
                 let got = ctx
                     .step
                     .wait_for_event(
@@ -98,21 +137,13 @@ pub fn functions() -> anyhow::Result<Vec<Function>> {
             .on_event("test/flaky")
             .retries(3)
             .handler(|ctx| async move {
-                let fail_times = millis(&ctx.event.data, "fail_times");
+                let fail_times = number(&ctx.event.data, "fail_times", 2);
                 let run_id = ctx.run_id.clone();
                 let attempt: u64 = ctx
                     .step
                     .run("flaky", || async move {
                         record(&run_id, "flaky")?;
-                        let path = std::env::var_os("STEPDESK_FIXTURE_LOG");
-                        let tries = path
-                            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-                            .map(|s| {
-                                s.lines()
-                                    .filter(|l| l.starts_with(&run_id) && l.ends_with(" flaky"))
-                                    .count()
-                            })
-                            .unwrap_or(1) as u64;
+                        let tries = flaky_attempt(&run_id);
                         if tries <= fail_times {
                             return Err(Error::retriable(format!(
                                 "attempt {tries} fails on purpose"

@@ -1,12 +1,17 @@
 //! The `stepdesk` binary: command line, headless server and desktop window.
 
 mod cli;
+mod client;
+mod datadir;
 mod desktop;
 mod fixtures;
+mod keys_api;
 mod keys_cli;
 mod logging;
 mod readwise;
 mod server;
+mod settings_cli;
+mod sync_cli;
 mod users_cli;
 
 use std::process::ExitCode;
@@ -15,6 +20,8 @@ use clap::Parser;
 
 /// Entry point: parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
+    // Before any thread exists, and before anything is written (see `private_umask`).
+    datadir::private_umask();
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,14 @@
 //! Starting the engine and the HTTP server, shared by `serve` and the desktop app.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use stepdesk_engine::Engine;
+use stepdesk_secrets::{Secrets, SecretsError};
 use stepdesk_server::ServerConfig;
 
-use crate::cli::ServeArgs;
+use crate::cli::{KeySource, ServeArgs};
 
 /// A started engine and its bound listener.
 pub struct Started {
@@ -18,60 +20,99 @@ pub struct Started {
     pub url: String,
 }
 
-/// Opens the engine and binds the HTTP listener (does not serve yet).
-/// Holds the data directory's lock: one engine per data directory, or runs would execute
-/// twice. Released when the process exits (however it exits).
-fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let path = data_dir.join("stepdesk.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another Stepdesk is already running on {} (one engine per data directory); stop it or use another --data-dir",
-            data_dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+/// The event key in effect at start-up, and where it comes from.
+///
+/// `--event-key` / `STEPDESK_EVENT_KEY` win. Otherwise the keychain's key, if any. When the
+/// keychain cannot be read, "no key" would mean accepting events with any key, so:
+///
+/// - a keychain that answers but fails to read the key (a locked keyring): refuse to start;
+/// - no keychain at all (no session bus, no Secret Service): refuse to start if this data
+///   directory's marker says a key is stored there (see `datadir::EVENT_KEY_MARKER`);
+///   otherwise no key was ever stored for it, and Stepdesk starts without one, with a
+///   warning.
+async fn event_key(
+    args: &ServeArgs,
+    keychain: &Result<Secrets, SecretsError>,
+    data_dir: &Path,
+) -> anyhow::Result<(Option<String>, KeySource)> {
+    if let Some((key, source)) = args.pinned_event_key()? {
+        return Ok((Some(key), source));
+    }
+    let name = crate::keys_cli::EngineKey::EventKey.keychain_name();
+    match keychain {
+        Ok(secrets) => {
+            let key = secrets.get(name).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the event key from the keychain: {e}\n\
+                     Stepdesk does not start without it, since it would then accept events sent with any key. \
+                     Unlock your keyring and start again, or pass the key with --event-key (or STEPDESK_EVENT_KEY)."
+                )
+            })?;
+            if let Err(e) = crate::datadir::set_event_key_marker(data_dir, key.is_some()) {
+                tracing::warn!(error = %e, "cannot record in the data directory whether an event key is stored");
+            }
+            let source = if key.is_some() {
+                KeySource::Keychain
+            } else {
+                KeySource::None
+            };
+            Ok((key, source))
+        }
+        Err(e) => {
+            let marker = crate::datadir::event_key_marker(data_dir);
+            if marker.exists() {
+                anyhow::bail!(
+                    "an event key for this data directory is stored in the OS keychain, but the keychain cannot be read: {e}\n\n\
+                     Stepdesk does not start without the key, since it would then accept events sent with any key. Either:\n  \
+                     - make the keychain readable (unlock your keyring; on a headless machine, run Stepdesk inside a session bus with an unlocked keyring, as above);\n  \
+                     - pass the key with --event-key KEY (or STEPDESK_EVENT_KEY);\n  \
+                     - or, to run without an event key, remove it with `stepdesk keys remove event-key` where the keychain is available, or delete {}.",
+                    marker.display()
+                );
+            }
+            tracing::warn!("no keychain, so no stored event key: any event key is accepted (set one with --event-key)");
+            Ok((None, KeySource::None))
+        }
     }
 }
 
-pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
-    let config = args.engine_config()?;
-    let data_dir = config.data_dir.clone();
-    let lock = lock_data_dir(&data_dir)?;
+/// Opens the engine and binds the HTTP listener (does not serve yet). `data_dir` is the
+/// prepared one (see `datadir::prepare`).
+pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started> {
+    let mut config = args.engine_config()?;
+    config.data_dir = data_dir.to_path_buf();
+    // Bad settings fail before anything is opened.
+    let (ip, host_name) = args.listen_ip()?;
+    let mut extra_hosts = args.allowed_hosts()?;
+    if let Some(name) = host_name {
+        // `--host box.lan`: requests addressed to box.lan are for us.
+        if !extra_hosts.contains(&name) {
+            extra_hosts.push(name);
+        }
+    }
+    args.pinned_event_key()?;
+    let lock = crate::datadir::lock(data_dir)?;
     // Bind before anything runs, so a busy port fails fast and starts no engine.
-    let addr = SocketAddr::new(args.host, args.port);
+    let addr = SocketAddr::new(ip, args.port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!(
             "cannot listen on {addr} (is another Stepdesk or `inngest dev` running? try --port)"
         )
     })?;
-    let admin_token = stepdesk_engine::secrets::load_or_create_admin_token(&data_dir)
-        .with_context(|| {
+    let admin_token =
+        stepdesk_engine::secrets::load_or_create_admin_token(data_dir).with_context(|| {
             format!(
                 "cannot read or create the admin token in {}",
                 data_dir.display()
             )
         })?;
+    let keychain = crate::readwise::keychain().await;
+    let (event_key, key_source) = event_key(args, &keychain, data_dir).await?;
     let store = config
         .open_store()
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
-    let keychain = crate::readwise::keychain().await;
-    let event_key = match (&args.event_key, &keychain) {
-        (Some(k), _) => Some(k.clone()),
-        (None, Ok(secrets)) => secrets
-            .get(crate::keys_cli::EngineKey::EventKey.keychain_name())
-            .await
-            .context("cannot read the event key from the keychain")?,
-        (None, Err(_)) => None,
-    };
+    let keys_secrets = keychain.as_ref().ok().cloned();
     let readwise = crate::readwise::open_with(store.clone(), keychain, &args.readwise).await?;
     let engine = Engine::builder(config)
         .store(store)
@@ -83,25 +124,35 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         .with_context(|| format!("cannot start the engine in {}", data_dir.display()))?;
     readwise.attach(engine.clone());
     let local = listener.local_addr()?;
-    let beyond_loopback = !args.host.is_loopback();
+    let beyond_loopback = !ip.is_loopback();
     if beyond_loopback {
-        tracing::warn!(host = %args.host, "listening on a non-loopback address: anyone on your network can reach Stepdesk; reads need the admin token");
+        tracing::warn!(host = %ip, "listening on a non-loopback address: anyone on your network can reach Stepdesk; reads need the admin token");
     }
+    tracing::info!(source = ?key_source, "event key");
+    let event_key = stepdesk_server::EventKey::new(event_key);
+    let keys = crate::keys_api::KeysState::new(
+        event_key.clone(),
+        key_source,
+        keys_secrets,
+        data_dir.to_path_buf(),
+        admin_token.clone(),
+    );
     let router = stepdesk_server::router(
         engine.clone(),
         ServerConfig {
-            event_key: stepdesk_server::EventKey::new(event_key),
-            extra_routes: Some(stepdesk_readwise_sync::routes::routes(
-                readwise.admin(),
-                admin_token.clone(),
-            )),
+            event_key,
+            extra_routes: Some(
+                stepdesk_readwise_sync::routes::routes(readwise.admin(), admin_token.clone())
+                    .merge(crate::keys_api::routes(keys)),
+            ),
             admin_token,
-            extra_hosts: Vec::new(),
+            extra_hosts,
             reads_need_token: beyond_loopback,
         },
     );
-    let host = match args.host {
+    let host = match ip {
         IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
         other => other.to_string(),
     };
@@ -113,6 +164,17 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Started> {
         router,
         url,
     })
+}
+
+/// Prepares the data directory and starts logging there: the first thing `serve` and the
+/// window do. Returns the data directory's absolute path and the log guard.
+pub fn prepare(
+    args: &ServeArgs,
+) -> anyhow::Result<(PathBuf, tracing_appender::non_blocking::WorkerGuard)> {
+    let (data_dir, prepared) = crate::datadir::prepare(&args.engine_config()?.data_dir)?;
+    let log = crate::logging::init(&data_dir)?;
+    prepared.log();
+    Ok((data_dir, log))
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -140,19 +202,24 @@ pub async fn shutdown_signal() {
 
 /// `stepdesk serve`: runs until SIGINT/SIGTERM.
 pub fn run_headless(args: ServeArgs) -> anyhow::Result<()> {
-    let data_dir = args.engine_config()?.data_dir;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let _log = crate::logging::init(&data_dir)?;
+    // Settings errors first, before anything is created.
+    args.listen_ip()?;
+    args.allowed_hosts()?;
+    args.pinned_event_key()?;
+    let (data_dir, _log) = prepare(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let started = start(&args).await?;
+        let started = start(&args, &data_dir).await?;
+        // Where the CLI finds this server (`stepdesk sync`, `settings`, `keys`); removed
+        // when this function returns.
+        let server_file = crate::datadir::write_server_file(&data_dir, &started.url)?;
         tracing::info!(url = %started.url, data_dir = %data_dir.display(), "Stepdesk is listening");
         // The URL on stdout, for people and for scripts that wait for it.
         println!("Stepdesk is listening on {}", started.url);
         stepdesk_server::serve(started.listener, started.router, shutdown_signal()).await?;
+        drop(server_file);
         started
             .engine
             .shutdown(std::time::Duration::from_secs(10))

@@ -1,15 +1,13 @@
-//! `stepdesk users ...` and `stepdesk sync ...`.
+//! `stepdesk users ...`.
 //!
 //! User management works on the database and the keychain directly (the server need not
-//! run). `sync` asks the running server, because runs execute there.
+//! run). `sync` (in `sync_cli`) asks the running server, because runs execute there.
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{Args, Subcommand};
-use serde_json::Value;
+use clap::Subcommand;
 use stepdesk_engine::EngineConfig;
 use stepdesk_readwise_sync::admin::{token_from_input, CheckOutcome};
 use stepdesk_readwise_sync::users::{TokenStatus, User};
@@ -38,25 +36,6 @@ pub enum UsersCommand {
     Check { id: String },
     /// Remove a user, their stored books and their keychain entry.
     Remove { id: String },
-}
-
-#[derive(Args)]
-#[command(group(clap::ArgGroup::new("who").required(true).args(["id", "all"])))]
-pub struct SyncArgs {
-    /// The user to sync.
-    id: Option<String>,
-    /// Sync every user with a token (starts the daily sync now).
-    #[arg(long)]
-    all: bool,
-    /// The running Stepdesk.
-    #[arg(long, env = "STEPDESK_URL", default_value = "http://127.0.0.1:8288")]
-    url: String,
-    /// Return once the sync is requested instead of waiting for it to finish.
-    #[arg(long)]
-    no_wait: bool,
-    /// Give up waiting after this many seconds.
-    #[arg(long, default_value_t = 900)]
-    timeout: u64,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -182,167 +161,5 @@ pub fn users(
         .await;
         store.close();
         result
-    })
-}
-
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-}
-
-impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
-        let res = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    anyhow::anyhow!("Stepdesk is not running at {} (start it with `stepdesk serve`, or pass --url)", self.url)
-                } else {
-                    anyhow::anyhow!("request to {} failed: {e}", self.url)
-                }
-            })?;
-        let status = res.status();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{}", body["error"].as_str().unwrap_or(status.as_str()));
-        }
-        Ok(body)
-    }
-
-    /// Waits for the runs an event started to end.
-    async fn wait_runs(&self, event_id: &str, deadline: Instant) -> anyhow::Result<Vec<Value>> {
-        loop {
-            let body = self
-                .call(reqwest::Method::GET, &format!("/v1/events/{event_id}/runs"))
-                .await?;
-            let runs = body["data"].as_array().cloned().unwrap_or_default();
-            if !runs.is_empty() && runs.iter().all(|r| r["status"] != "Running") {
-                return Ok(runs);
-            }
-            if Instant::now() > deadline {
-                bail!("still running after the --timeout; see the console for event {event_id}");
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-}
-
-pub fn sync(args: SyncArgs, data_dir: PathBuf) -> anyhow::Result<()> {
-    let token = stepdesk_engine::secrets::load_or_create_admin_token(&data_dir)
-        .with_context(|| format!("cannot read the admin token in {}", data_dir.display()))?;
-    let client = Client {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        url: args.url.trim_end_matches('/').to_string(),
-        token,
-    };
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    runtime()?.block_on(async {
-        let path = match &args.id {
-            Some(id) => format!("/api/admin/users/{id}/sync"),
-            None => "/api/admin/daily-syncs".to_string(),
-        };
-        let requested = client.call(reqwest::Method::POST, &path).await?;
-        let event_id = requested["event_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        println!("sync requested (event {event_id})");
-        if args.no_wait {
-            return Ok(());
-        }
-        let runs = client.wait_runs(&event_id, deadline).await?;
-        let run = &runs[0];
-        if run["status"] != "Completed" {
-            bail!(
-                "the sync {}: {}",
-                run["status"].as_str().unwrap_or("failed").to_lowercase(),
-                run["error"]["message"].as_str().unwrap_or("unknown error")
-            );
-        }
-        match &args.id {
-            Some(id) => println!(
-                "{id}: {} books ({} sync, run {})",
-                run["output"]["bookCount"],
-                run["output"]["mode"].as_str().unwrap_or("?"),
-                run["run_id"].as_str().unwrap_or("?")
-            ),
-            None => {
-                let daily_run = run["run_id"].as_str().unwrap_or_default().to_string();
-                loop {
-                    let syncs = client
-                        .call(reqwest::Method::GET, "/api/admin/daily-syncs")
-                        .await?;
-                    let progress = syncs.as_array().and_then(|a| {
-                        a.iter()
-                            .find(|s| s["run_id"] == daily_run.as_str())
-                            .cloned()
-                    });
-                    if let Some(p) = progress {
-                        if p["done"].as_i64() >= p["total"].as_i64() {
-                            println!(
-                                "daily sync {daily_run}: {} of {} users synced, {} failed",
-                                p["ok"], p["total"], p["failed"]
-                            );
-                            if p["failed"].as_i64().unwrap_or(0) > 0 {
-                                bail!("some users failed to sync; `stepdesk users list` shows why");
-                            }
-                            break;
-                        }
-                    }
-                    if Instant::now() > deadline {
-                        bail!("the daily sync is still running after the --timeout");
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-        Ok(())
-    })
-}
-
-#[derive(Subcommand)]
-pub enum SettingsCommand {
-    /// Show the settings in effect.
-    Show,
-    /// Use this Readwise API base URL (READWISE_API_URL and --readwise-url still win).
-    SetReadwiseUrl { url: String },
-    /// Go back to the default Readwise API base URL.
-    ResetReadwiseUrl,
-}
-
-/// `stepdesk settings ...`, on the database directly. A running server picks a change up
-/// when restarted; `PUT /api/admin/settings` changes it live.
-pub fn settings(
-    command: SettingsCommand,
-    data_dir: PathBuf,
-    readwise: &ReadwiseArgs,
-) -> anyhow::Result<()> {
-    runtime()?.block_on(async {
-        let store = EngineConfig::new(&data_dir)
-            .open_store()
-            .await
-            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
-        let sync = crate::readwise::open(store.clone(), readwise).await?;
-        let result = match command {
-            SettingsCommand::Show => sync.settings().await.map_err(anyhow::Error::msg),
-            SettingsCommand::SetReadwiseUrl { url } => {
-                sync.set_api_url(Some(&url)).await.map_err(Into::into)
-            }
-            SettingsCommand::ResetReadwiseUrl => sync.set_api_url(None).await.map_err(Into::into),
-        };
-        store.close();
-        let settings = result?;
-        println!(
-            "readwise_api_url = {} ({})",
-            settings.readwise_api_url, settings.source
-        );
-        Ok(())
     })
 }

@@ -31,6 +31,17 @@ impl Server {
     /// Like [`Server::start`], with extra environment variables (set last, so they can
     /// override the defaults above, e.g. `STEPDESK_LOG`).
     pub fn start_with_env(opts: Options<'_>, env: &[(&str, &str)]) -> Server {
+        Server::start_inner(opts, env, Stdio::null())
+    }
+
+    /// Like [`Server::start_with_env`], with stderr written to `stderr` (a file, so not a
+    /// terminal).
+    pub fn start_with_stderr(opts: Options<'_>, env: &[(&str, &str)], stderr: &Path) -> Server {
+        let file = std::fs::File::create(stderr).expect("create the stderr file");
+        Server::start_inner(opts, env, Stdio::from(file))
+    }
+
+    fn start_inner(opts: Options<'_>, env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stepdesk"));
         cmd.args(["serve", "--port", "0", "--data-dir"])
             .arg(opts.data_dir)
@@ -39,7 +50,7 @@ impl Server {
             .env("STEPDESK_LOG", "info")
             .env_remove("STEPDESK_EVENT_KEY")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         if let Some(log) = opts.fixture_log {
             cmd.env("STEPDESK_FIXTURE_LOG", log);
         }
@@ -205,4 +216,63 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs `stepdesk ARGS` to completion with extra environment variables and `stdin`.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stepdesk"))
+        .args(args)
+        .env_remove("STEPDESK_URL")
+        .env_remove("STEPDESK_EVENT_KEY")
+        .env_remove("STEPDESK_DATA_DIR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run stepdesk");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.as_bytes()).unwrap();
+    drop(pipe);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(Duration::from_secs(90))
+        .expect("stepdesk did not finish within 90 s")
+        .unwrap()
+}
+
+/// The mode bits (`0o777`) of a file or directory.
+#[cfg(unix)]
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Sends one raw HTTP/1.1 `GET path` with this `Host` header; returns the status code.
+pub fn get_with_host(url: &str, path: &str, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {answer:?}"))
 }

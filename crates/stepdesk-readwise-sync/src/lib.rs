@@ -52,6 +52,9 @@ struct Inner {
     client: RwLock<ReadwiseClient>,
     /// The base URL was fixed by the environment or a flag: the stored setting is ignored.
     url_pinned: AtomicBool,
+    /// Where the client's base URL comes from (a [`ReadwiseSettings::source`]), recorded
+    /// whenever the client changes: what is in effect, whatever the database says now.
+    url_source: RwLock<&'static str>,
     engine: OnceLock<Engine>,
 }
 
@@ -97,6 +100,7 @@ impl ReadwiseSync {
                 secrets: secrets.map_err(|e| e.to_string()),
                 client: RwLock::new(client),
                 url_pinned: AtomicBool::new(false),
+                url_source: RwLock::new("default"),
                 engine: OnceLock::new(),
             }),
         })
@@ -137,6 +141,15 @@ impl ReadwiseSync {
     /// Declares the client's base URL fixed by the environment or a flag.
     pub fn pin_api_url(&self) {
         self.inner.url_pinned.store(true, Ordering::SeqCst);
+        self.set_url_source("environment");
+    }
+
+    fn set_url_source(&self, source: &'static str) {
+        *self
+            .inner
+            .url_source
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = source;
     }
 
     /// Uses the base URL stored in settings, unless pinned. Call once at start-up.
@@ -158,12 +171,12 @@ impl ReadwiseSync {
                 tracing::warn!("{warning}");
                 return Ok(());
             }
-            self.swap_client(&url)?;
+            self.swap_client(&url, "settings")?;
         }
         Ok(())
     }
 
-    fn swap_client(&self, url: &str) -> Result<(), String> {
+    fn swap_client(&self, url: &str, source: &'static str) -> Result<(), String> {
         let config = self
             .client()
             .config()
@@ -171,31 +184,36 @@ impl ReadwiseSync {
             .with_base_url(url)
             .map_err(|e| e.to_string())?;
         let client = ReadwiseClient::new(config).map_err(|e| e.to_string())?;
-        *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        let mut current = self.inner.client.write().unwrap_or_else(|p| p.into_inner());
+        *current = client;
+        // Under the client's lock, so that `settings` sees the URL and its source together.
+        self.set_url_source(source);
         Ok(())
     }
 
-    /// The Readwise settings in effect.
+    /// The Readwise settings in effect in this process: the client's URL and where it came
+    /// from when it was applied. Not the database's setting, which another process
+    /// (`stepdesk settings` while a server runs) may have changed since.
     pub async fn settings(&self) -> Result<ReadwiseSettings, String> {
+        // A stored URL that is refused is not in effect: say so (only while the default is).
         let stored = self
             .store()
             .read(|c| schema::get_setting(c, API_URL_SETTING))
             .await
             .map_err(|e| e.to_string())?;
-        let pinned = self.inner.url_pinned.load(Ordering::SeqCst);
+        // Under the client's lock, so that a concurrent change is seen whole.
+        let client = self.inner.client.read().unwrap_or_else(|p| p.into_inner());
+        let source = *self
+            .inner
+            .url_source
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         let warning = stored
             .as_deref()
-            .filter(|_| !pinned)
+            .filter(|_| source == "default")
             .and_then(refused_stored_url);
-        let source = if pinned {
-            "environment"
-        } else if stored.is_some() && warning.is_none() {
-            "settings"
-        } else {
-            "default"
-        };
         Ok(ReadwiseSettings {
-            readwise_api_url: self.client().config().base_url.to_string(),
+            readwise_api_url: client.config().base_url.to_string(),
             source: source.into(),
             warning,
         })
@@ -208,7 +226,8 @@ impl ReadwiseSync {
         }
         let url = url.map(str::trim).filter(|u| !u.is_empty());
         let effective = url.unwrap_or(stepdesk_readwise::DEFAULT_BASE_URL);
-        self.swap_client(effective)
+        let source = if url.is_some() { "settings" } else { "default" };
+        self.swap_client(effective, source)
             .map_err(SettingsError::Invalid)?;
         let value = url.map(str::to_string);
         self.store()

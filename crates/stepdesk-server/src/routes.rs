@@ -117,6 +117,7 @@ async fn info(State(s): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "functions": s.engine.registry().all().len(),
         "event_key_required": s.config.event_key.is_set(),
+        "data_dir": s.engine.config().data_dir,
     }))
 }
 
