@@ -1,7 +1,7 @@
 # Stepdesk: set up, build, run and test.
 #
 #   make run     install what is missing, build, open the window (or the headless server)
-#   make test    install what is missing, then every test (Rust, browser UI, real window)
+#   make test    install what is missing, then fmt + clippy and every test (Rust, browser UI, real window)
 #   make build   release build; the binary's absolute path is the last line printed
 #   make bench   benchmarks (crates/stepdesk-bench, crates/stepdesk-bench-readwise)
 #   make deps    install missing system and npm packages (Debian 12; idempotent)
@@ -39,7 +39,7 @@ WINDOW_TESTS := tests/window
 XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
 
 .PHONY: help deps deps-apt deps-npm deps-toolchain build build-debug run test test-all \
-	test-rust test-ui test-window bench
+	lint test-rust test-ui test-window bench
 
 help:
 	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
@@ -96,7 +96,12 @@ run: deps build-debug
 test: deps
 	tests/with-session.sh $(MAKE) --no-print-directory test-all
 
-test-all: test-rust test-ui test-window
+test-all: lint test-rust test-ui test-window
+
+# The standards' checks: formatting and clippy with warnings as errors, on every crate.
+lint: deps-toolchain
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 test-rust:
 	$(CARGO) test --workspace

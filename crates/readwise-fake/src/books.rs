@@ -317,7 +317,7 @@ fn generate(
         Some(AUTHORS[((h >> 24) % AUTHORS.len() as u64) as usize])
     };
     let num_highlights = (h >> 32) % 120 + 1;
-    let last_highlight_at = (i % 11 != 0).then(|| {
+    let last_highlight_at = (!i.is_multiple_of(11)).then(|| {
         (updated - chrono::Duration::hours(((h >> 40) % 72) as i64))
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string()
@@ -348,7 +348,7 @@ fn generate(
         }
         s
     });
-    let tags = if i % 7 == 0 {
+    let tags = if i.is_multiple_of(7) {
         vec![GenTag {
             id: 40_000 + (h % 1000) as i64,
             name: "favorite",
@@ -370,6 +370,6 @@ fn generate(
         source_url,
         asin,
         tags,
-        document_note: if i % 13 == 0 { "Reread chapter 3." } else { "" },
+        document_note: if i.is_multiple_of(13) { "Reread chapter 3." } else { "" },
     }
 }
