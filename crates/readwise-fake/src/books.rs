@@ -370,6 +370,10 @@ fn generate(
         source_url,
         asin,
         tags,
-        document_note: if i.is_multiple_of(13) { "Reread chapter 3." } else { "" },
+        document_note: if i.is_multiple_of(13) {
+            "Reread chapter 3."
+        } else {
+            ""
+        },
     }
 }
