@@ -59,7 +59,7 @@ async function refresh() {
     status.textContent = "Updated " + new Date().toLocaleTimeString();
     status.className = "";
   } catch (e) {
-    status.textContent = "Cannot reach the engine: " + e.message;
+    status.textContent = "Cannot reach the engine: " + (e.error || e.message || String(e));
     status.className = "error";
   }
 }

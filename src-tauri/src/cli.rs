@@ -101,19 +101,8 @@ pub struct ServeArgs {
     pub readwise: crate::readwise::ReadwiseArgs,
 }
 
-/// Where the event key in effect comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeySource {
-    /// `--event-key`.
-    Flag,
-    /// `STEPDESK_EVENT_KEY`.
-    Env,
-    /// `stepdesk keys set event-key` (the OS keychain).
-    Keychain,
-    /// No key: any key is accepted.
-    None,
-}
+/// Where the event key in effect comes from (the admin API's type).
+pub use stepdesk_api::keys::KeySource;
 
 /// Checks an event key given on the command line or in the environment.
 fn check_event_key(key: &str, what: &str) -> anyhow::Result<()> {

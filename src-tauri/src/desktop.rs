@@ -3,20 +3,28 @@
 
 use anyhow::Context;
 use serde_json::Value;
-use stepdesk_engine::AdminApi;
+use stepdesk_api::{Api, CallCtx, Origin};
 
 use crate::cli::ServeArgs;
 
-/// The window's single command: an admin method by name, as in `stepdesk_server::rpc`.
+/// The window's single command: any admin command by name (the registry in `stepdesk-api`,
+/// the same one the HTTP routes serve). An error is `{error, status}`, as over HTTP.
 #[tauri::command]
 async fn admin(
-    state: tauri::State<'_, AdminApi>,
+    state: tauri::State<'_, Api>,
     method: String,
     params: Option<Value>,
-) -> Result<Value, String> {
-    stepdesk_server::rpc::dispatch(&state, &method, params.unwrap_or(Value::Null))
+) -> Result<Value, Value> {
+    state
+        .call(
+            &method,
+            params.unwrap_or(Value::Null),
+            CallCtx {
+                origin: Origin::Window,
+            },
+        )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_json())
 }
 
 /// Safer defaults for WebKitGTK on machines without GPU acceleration (Xvfb, VMs): without
@@ -79,7 +87,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
 
     let app = tauri::Builder::default()
-        .manage(engine.admin())
+        .manage(started.api.clone())
         .invoke_handler(tauri::generate_handler![admin])
         .build(tauri::generate_context!())
         .context("cannot start the window")?;

@@ -102,7 +102,7 @@ fn read_key_from_stdin() -> anyhow::Result<String> {
         .read_to_string(&mut input)
         .context("cannot read the key from standard input")?;
     let value = input.trim();
-    if crate::keys_api::check_value(value).is_err() {
+    if stepdesk_api::keys::check_value(value).is_err() {
         bail!("give the key on standard input, one line without spaces");
     }
     Ok(value.to_string())

@@ -13,6 +13,8 @@ use crate::cli::{KeySource, ServeArgs};
 /// A started engine and its bound listener.
 pub struct Started {
     pub engine: Engine,
+    /// The admin API (the window's `admin` command calls it; the server serves it).
+    pub api: stepdesk_api::Api,
     /// The data directory lock; keep it for as long as the engine runs.
     pub _data_dir_lock: std::fs::File,
     pub listener: tokio::net::TcpListener,
@@ -130,25 +132,11 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
     }
     tracing::info!(source = ?key_source, "event key");
     let event_key = stepdesk_server::EventKey::new(event_key);
-    let keys = crate::keys_api::KeysState::new(
+    let keys = crate::keys_api::Keys::new(
         event_key.clone(),
         key_source,
         keys_secrets,
         data_dir.to_path_buf(),
-        admin_token.clone(),
-    );
-    let router = stepdesk_server::router(
-        engine.clone(),
-        ServerConfig {
-            event_key,
-            extra_routes: Some(
-                stepdesk_readwise_sync::routes::routes(readwise.admin(), admin_token.clone())
-                    .merge(crate::keys_api::routes(keys)),
-            ),
-            admin_token,
-            extra_hosts,
-            reads_need_token: beyond_loopback,
-        },
     );
     let host = match ip {
         IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_string(),
@@ -157,8 +145,34 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
         other => other.to_string(),
     };
     let url = format!("http://{host}:{}", local.port());
+    let api = stepdesk_api::Api::builder(engine.clone())
+        .readwise(readwise.admin())
+        .keys(std::sync::Arc::new(keys))
+        .event_key(event_key.clone())
+        .info(stepdesk_api::AppInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            data_dir: data_dir.display().to_string(),
+            log_dir: Some(data_dir.join("logs").display().to_string()),
+            url: Some(url.clone()),
+        })
+        .build()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the admin API: {e}"))?;
+    let router = stepdesk_server::router(
+        api.clone(),
+        ServerConfig {
+            extra_routes: Some(stepdesk_readwise_sync::routes::routes(
+                readwise.admin(),
+                admin_token.clone(),
+            )),
+            admin_token,
+            extra_hosts,
+            reads_need_token: beyond_loopback,
+        },
+    );
     Ok(Started {
         engine,
+        api,
         _data_dir_lock: lock,
         listener,
         router,

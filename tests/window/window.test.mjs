@@ -163,9 +163,11 @@ test("the `admin` command answers directly", async () => {
   const bad = await executeAsync(
     `const done = arguments[arguments.length - 1];
      window.__TAURI__.core.invoke("admin", { method: "no-such-method", params: null })
-       .then((v) => done({ ok: v }), (e) => done({ err: String(e) }));`,
+       .then((v) => done({ ok: v }), (e) => done({ err: e }));`,
   );
-  assert.match(bad.err ?? "", /unknown admin method/);
+  // Errors are `{error, status}`, as over HTTP.
+  assert.match(bad.err?.error ?? "", /unknown admin method/);
+  assert.equal(bad.err?.status, 404);
 });
 
 test("the window may call only the admin command, under a strict CSP", async () => {

@@ -23,8 +23,13 @@ impl Server {
     pub async fn start(functions: Vec<Function>) -> Result<Server> {
         let dir = tempfile::tempdir().context("temp data dir")?;
         let engine = Engine::start(EngineConfig::new(dir.path()), functions).await?;
-        let router =
-            stepdesk_server::router(engine.clone(), ServerConfig::local("bench-admin-token"));
+        let router = stepdesk_server::router(
+            stepdesk_api::Api::builder(engine.clone())
+                .build()
+                .await
+                .expect("the admin API"),
+            ServerConfig::local("bench-admin-token"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();

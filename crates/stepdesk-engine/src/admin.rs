@@ -47,7 +47,7 @@ impl From<StoreError> for AdminError {
 
 pub type AdminResult<T> = Result<T, AdminError>;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct TriggerView {
     /// `event` or `cron`.
     pub kind: String,
@@ -60,7 +60,7 @@ pub struct TriggerView {
     pub next_fire_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct FunctionView {
     pub id: String,
     pub name: String,
@@ -71,7 +71,7 @@ pub struct FunctionView {
     pub failure_handler_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RunSummary {
     pub id: String,
     pub function_id: String,
@@ -92,7 +92,7 @@ pub struct RunSummary {
     pub late: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct AttemptView {
     pub attempt: u32,
     pub started_at: i64,
@@ -102,7 +102,7 @@ pub struct AttemptView {
     pub retry_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct StepView {
     pub id: String,
     pub hash: String,
@@ -123,7 +123,7 @@ pub struct StepView {
     pub failed_attempts: Vec<AttemptView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub summary: RunSummary,
@@ -137,13 +137,17 @@ pub struct RunDetail {
     pub rerun_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
+#[ts(optional_fields)]
+#[serde(deny_unknown_fields)]
 pub struct RunQuery {
     pub function_id: Option<String>,
     pub status: Option<String>,
-    /// Queued at or after (ms since the epoch).
+    /// Queued at or after (ms since the epoch, or an RFC 3339 time).
+    #[serde(default, deserialize_with = "crate::time::de_opt_time")]
     pub from: Option<i64>,
-    /// Queued before (ms since the epoch).
+    /// Queued before (ms since the epoch, or an RFC 3339 time).
+    #[serde(default, deserialize_with = "crate::time::de_opt_time")]
     pub to: Option<i64>,
     /// The `next_cursor` of the previous page; none (or empty) for the first page.
     pub cursor: Option<String>,
@@ -151,13 +155,13 @@ pub struct RunQuery {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RunPage {
     pub runs: Vec<RunSummary>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct StoredEvent {
     pub internal_id: String,
     pub id: String,
@@ -170,7 +174,9 @@ pub struct StoredEvent {
     pub received_at: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
+#[ts(optional_fields)]
+#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     pub name: Option<String>,
     /// The `next_cursor` of the previous page; none (or empty) for the first page.
@@ -179,13 +185,13 @@ pub struct EventQuery {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct EventPage {
     pub events: Vec<StoredEvent>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct Started {
     pub run_id: String,
     pub event_id: String,

@@ -32,7 +32,7 @@ fn not_found(id: &str) -> AdminError {
 }
 
 /// What a live token check found. Serialized in lowercase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckOutcome {
     /// Readwise accepted the token.
@@ -58,7 +58,7 @@ impl CheckOutcome {
 }
 
 /// The result of a live token check.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct TokenCheck {
     pub user_id: String,
     /// What the check found.
@@ -70,7 +70,7 @@ pub struct TokenCheck {
 }
 
 /// A sync that was asked for: the event sent.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct SyncRequested {
     pub event_id: String,
     pub user_id: Option<String>,
@@ -265,6 +265,16 @@ impl ReadwiseAdmin {
             event_id,
             user_id: Some(id.to_string()),
         })
+    }
+
+    /// The ids of a user's sync runs (`readwise-fetch-books` runs for them), newest first.
+    pub async fn user_run_ids(&self, id: &str, limit: u32) -> AdminResult<Vec<String>> {
+        let id = id.to_string();
+        self.sync
+            .store()
+            .read(move |c| users::run_ids(c, &id, limit))
+            .await
+            .map_err(internal)
     }
 
     /// Starts the daily sync now (sends `readwise/daily-sync`).

@@ -59,7 +59,7 @@ struct Inner {
 }
 
 /// Where the Readwise API base URL in use comes from.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, ts_rs::TS)]
 pub struct ReadwiseSettings {
     pub readwise_api_url: String,
     /// `default`, `settings` (stored with the admin API or `stepdesk settings`), or

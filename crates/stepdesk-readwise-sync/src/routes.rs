@@ -1,26 +1,64 @@
-//! HTTP routes: the seed's (`/api/inngest/trigger-readwise`, `/api/inngest/trigger-schedule`,
-//! `/api/readwise`) and the admin routes for users, daily syncs and settings. Mutations need
-//! the admin token.
+//! The seed app's HTTP routes (`/api/inngest/trigger-readwise`, `/api/inngest/trigger-schedule`,
+//! `/api/readwise`). They all need the admin token. The admin routes for users, daily syncs
+//! and settings are commands of the admin API (`stepdesk-api`), served with all the others.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use stepdesk_engine::secrets::constant_time_eq;
-use stepdesk_server::ApiError;
 
-use crate::events::event_types;
 use crate::ReadwiseAdmin;
+use stepdesk_engine::admin::AdminError;
 
 #[derive(Clone)]
 struct RouteState {
     admin: ReadwiseAdmin,
     admin_token: String,
+}
+
+/// An error answer: `{"error": ..., "status": N}`, like every other route's.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        let body = json!({"error": self.message, "status": self.status.as_u16()});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        let status = match &e {
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -31,21 +69,6 @@ pub fn routes(admin: ReadwiseAdmin, admin_token: String) -> Router {
         .route("/api/inngest/trigger-readwise", post(trigger_readwise))
         .route("/api/inngest/trigger-schedule", post(trigger_schedule))
         .route("/api/readwise", post(report_count))
-        .route("/api/admin/users", get(list_users).post(add_user))
-        // Nothing else lives under /api/admin/users/: every id there is a user's, including
-        // one called `sync-all` (the daily sync is started with POST /api/admin/daily-syncs).
-        .route("/api/admin/users/{id}", get(get_user).delete(remove_user))
-        .route("/api/admin/users/{id}/check", post(check_user))
-        .route("/api/admin/users/{id}/sync", post(sync_user))
-        .route(
-            "/api/admin/daily-syncs",
-            get(daily_syncs).post(start_daily_sync),
-        )
-        .route("/api/admin/settings", get(get_settings).put(put_settings))
-        .route(
-            "/api/admin/event-types",
-            get(|| async { Json(event_types()) }),
-        )
         .with_state(RouteState { admin, admin_token })
 }
 
@@ -175,142 +198,4 @@ async fn report_count(
         .report_count(&req.user_id, req.book_count, at)
         .await?;
     Ok(Json(json!({"success": true, "user": user})))
-}
-
-async fn list_users(State(s): State<RouteState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(s.admin.users().await?)))
-}
-
-async fn get_user(State(s): State<RouteState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(s.admin.user(&id).await?)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddUser {
-    id: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-}
-
-async fn add_user(
-    State(s): State<RouteState>,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    authorize(&s, &headers)?;
-    let req: AddUser = body(raw, false)?;
-    let user = s
-        .admin
-        .add_user(&req.id, req.name.as_deref(), req.token.as_deref())
-        .await?;
-    Ok((StatusCode::CREATED, Json(json!(user))))
-}
-
-async fn remove_user(
-    State(s): State<RouteState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    authorize(&s, &headers)?;
-    s.admin.remove_user(&id).await?;
-    Ok(Json(json!({"removed": id})))
-}
-
-async fn check_user(
-    State(s): State<RouteState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    authorize(&s, &headers)?;
-    Ok(Json(json!(s.admin.check_user(&id).await?)))
-}
-
-async fn sync_user(
-    State(s): State<RouteState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    authorize(&s, &headers)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!(s.admin.sync_user(&id, None).await?)),
-    ))
-}
-
-/// `POST /api/admin/daily-syncs`: starts the daily sync now.
-async fn start_daily_sync(
-    State(s): State<RouteState>,
-    headers: HeaderMap,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    authorize(&s, &headers)?;
-    Ok((StatusCode::ACCEPTED, Json(json!(s.admin.sync_all().await?))))
-}
-
-#[derive(Deserialize)]
-struct Limit {
-    limit: Option<u32>,
-}
-
-async fn daily_syncs(
-    State(s): State<RouteState>,
-    q: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let Query(q) =
-        q.map_err(|e| ApiError::bad_request(format!("bad query string: {}", e.body_text())))?;
-    Ok(Json(json!(s.admin.daily_syncs(q.limit).await?)))
-}
-
-async fn get_settings(State(s): State<RouteState>) -> ApiResult<Json<Value>> {
-    let settings = s
-        .admin
-        .sync()
-        .settings()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok(Json(json!(settings)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutSettings {
-    /// A URL, or null to go back to the default. Required: `{}` must not reset the URL by
-    /// accident (outer `None` = missing, `Some(None)` = null).
-    #[serde(default, deserialize_with = "present")]
-    readwise_api_url: Option<Option<String>>,
-}
-
-/// Tells a field given as `null` (`Some(None)`) from a missing one (`None`, via `default`).
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-async fn put_settings(
-    State(s): State<RouteState>,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    authorize(&s, &headers)?;
-    let req: PutSettings = body(raw, false)?;
-    let Some(url) = req.readwise_api_url else {
-        return Err(ApiError::bad_request(
-            "`readwise_api_url` is required: a URL to use, or null to go back to the default",
-        ));
-    };
-    match s.admin.sync().set_api_url(url.as_deref()).await {
-        Ok(settings) => Ok(Json(json!(settings))),
-        Err(crate::SettingsError::Pinned) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            crate::SettingsError::Pinned.to_string(),
-        )),
-        Err(crate::SettingsError::Invalid(e)) => {
-            Err(ApiError::bad_request(format!("`readwise_api_url`: {e}")))
-        }
-    }
 }

@@ -8,7 +8,7 @@ use stepdesk_readwise::Book;
 
 /// What Stepdesk knows of a user's Readwise token. Stored and serialized in lowercase
 /// (`"unchecked"`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenStatus {
     /// A token is in the keychain, but Readwise has not judged it yet (just added, or
@@ -81,7 +81,7 @@ impl FromSql for TokenStatus {
 }
 
 /// The state of a user's last sync. Stored and serialized in lowercase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncStatus {
     Running,
@@ -131,7 +131,7 @@ impl FromSql for SyncStatus {
 
 /// The outcome of a user's last sync: always that of the newest run that got this far (see
 /// [`SYNC_RECORD_IS_OLDER`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct SyncRecord {
     pub at: Option<i64>,
     pub status: SyncStatus,
@@ -143,7 +143,7 @@ pub struct SyncRecord {
 }
 
 /// A user as the admin API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct User {
     pub id: String,
     pub display_name: String,
@@ -472,7 +472,7 @@ pub(crate) fn prune_unseen(conn: &Connection, user: &str, run_id: &str) -> Store
 }
 
 /// Progress of a daily sync.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct DailySyncProgress {
     pub run_id: String,
     pub started_at: i64,
@@ -547,5 +547,20 @@ pub(crate) fn daily_syncs(conn: &Connection, limit: u32) -> StoreResult<Vec<Dail
             failed,
         })
     })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A user's sync runs, newest first: runs of `readwise-fetch-books` whose event names them.
+/// Walks the function's runs newest first (its index) and stops at `limit` matches.
+pub(crate) fn run_ids(conn: &Connection, user: &str, limit: u32) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT r.id FROM runs r JOIN events e ON e.internal_id = r.event_id
+         WHERE r.function_id = ?1 AND json_extract(e.payload, '$.data.userId') = ?2
+         ORDER BY r.id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        rusqlite::params![crate::events::FETCH_BOOKS_FN, user, limit],
+        |r| r.get(0),
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -1,8 +1,8 @@
 //! Stepdesk's HTTP server: the Inngest event API (`POST /e/{key}`), the Inngest-compatible
 //! read API (`/v1/...`), Stepdesk's admin API (`/api/admin/...`) and the web UI.
 //!
-//! Handlers are thin: they parse the request, call the engine's [`AdminApi`] (or
-//! [`Engine::send_events_from`]) and map the result to JSON. Every error is a JSON body
+//! Handlers are thin: the admin routes are generated from the admin API's registry
+//! ([`stepdesk_api::COMMANDS`]); the event API calls [`Engine::send_events_from`]. Every error is a JSON body
 //! `{"error": "...", "status": N}`, including the ones axum and hyper produce themselves
 //! (405, a malformed path, a timeout, a panic): see [`guard::json_errors`].
 //!
@@ -12,58 +12,37 @@
 //! connections), a deadline between body chunks and for a whole request, a cap on open
 //! connections, and a graceful shutdown that does not wait forever.
 
+mod admin;
 mod api_error;
 pub mod guard;
 mod routes;
-pub mod rpc;
 mod ui;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use stepdesk_api::Api;
 use stepdesk_engine::{AdminApi, Engine};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 pub use api_error::ApiError;
 pub use guard::ConnInfo;
+/// The event key in effect (shared with the admin API, which can change it).
+pub use stepdesk_api::EventKey;
 
 /// Largest request body accepted (larger bodies get `413`, at once when the declared
 /// `Content-Length` is larger).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// The event key in effect, shared with whatever may change it while the server runs
-/// (`stepdesk keys set|remove event-key` through the admin routes). Cheap to clone.
-#[derive(Clone, Default)]
-pub struct EventKey(Arc<RwLock<Option<String>>>);
-
-impl EventKey {
-    pub fn new(key: Option<String>) -> EventKey {
-        EventKey(Arc::new(RwLock::new(key)))
-    }
-
-    /// The key senders must use, if one is set.
-    pub fn get(&self) -> Option<String> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn set(&self, key: Option<String>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = key;
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).is_some()
-    }
-}
-
-/// How the server authenticates and what it lets in.
+/// How the server authenticates and what it lets in. The event key `POST /e/{key}` enforces
+/// is the admin API's ([`Api::event_key`]): when one is set, only that key is accepted
+/// (otherwise any key: dev mode, and then events may not carry secrets such as a Readwise
+/// `apiKey` without the admin token).
 #[derive(Clone)]
 pub struct ServerConfig {
-    /// When set, `POST /e/{key}` accepts only this key (otherwise any key: dev mode, and then
-    /// events may not carry secrets such as a Readwise `apiKey` without the admin token).
-    pub event_key: EventKey,
     /// Bearer token required by mutating admin routes (and by every read when
     /// `reads_need_token`).
     pub admin_token: String,
@@ -81,7 +60,6 @@ impl ServerConfig {
     /// A configuration for a loopback server: no event key, no extra hosts.
     pub fn local(admin_token: impl Into<String>) -> ServerConfig {
         ServerConfig {
-            event_key: EventKey::default(),
             admin_token: admin_token.into(),
             extra_hosts: Vec::new(),
             reads_need_token: false,
@@ -94,14 +72,18 @@ impl ServerConfig {
 pub(crate) struct AppState {
     pub engine: Engine,
     pub admin: AdminApi,
+    pub api: Api,
     pub config: Arc<ServerConfig>,
 }
 
-/// The whole HTTP surface as an axum router.
-pub fn router(engine: Engine, config: ServerConfig) -> Router {
+/// The whole HTTP surface as an axum router: the event API and `/v1` over the API's engine,
+/// and the admin API's commands.
+pub fn router(api: Api, config: ServerConfig) -> Router {
+    let engine = api.engine().clone();
     let state = AppState {
         admin: engine.admin(),
         engine,
+        api,
         config: Arc::new(config),
     };
     routes::router(state)

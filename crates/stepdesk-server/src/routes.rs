@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use stepdesk_engine::admin::{EventQuery, PageSize, RunQuery, RunSummary, StoredEvent};
+use stepdesk_engine::admin::{EventQuery, PageSize, RunSummary, StoredEvent};
 use stepdesk_engine::event::parse_events;
 use stepdesk_engine::secrets::constant_time_eq;
 use stepdesk_engine::time::to_rfc3339;
@@ -28,10 +28,7 @@ use crate::{ui, ApiError, AppState, MAX_BODY_BYTES};
 
 pub(crate) fn router(state: AppState) -> Router {
     let extra = state.config.extra_routes.clone().unwrap_or_default();
-    let admin_mutations = Router::new()
-        .route("/api/admin/functions/{id}/invoke", post(invoke_function))
-        .route("/api/admin/runs/{id}/cancel", post(cancel_run))
-        .route("/api/admin/runs/{id}/rerun", post(rerun))
+    let v1_mutations = Router::new()
         .route("/v1/runs/{id}", axum::routing::delete(cancel_run))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
 
@@ -44,14 +41,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/events/{id}", get(v1_event))
         .route("/v1/events/{id}/runs", get(v1_event_runs))
         .route("/v1/runs/{id}", get(v1_run))
-        .route("/api/admin/info", get(info))
-        .route("/api/admin/functions", get(functions))
-        .route("/api/admin/runs", get(runs))
-        .route("/api/admin/runs/{id}", get(run))
-        .route("/api/admin/events", get(events))
-        .route("/api/admin/events/{id}", get(event))
-        .route("/api/admin/events/{id}/runs", get(event_runs))
-        .merge(admin_mutations)
+        .merge(v1_mutations)
+        .merge(crate::admin::routes())
         .merge(ui::router())
         .with_state(state.clone())
         .merge(extra)
@@ -111,16 +102,6 @@ async fn health() -> Json<Value> {
     Json(json!({"status": 200, "message": "OK"}))
 }
 
-async fn info(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({
-        "name": "Stepdesk",
-        "version": env!("CARGO_PKG_VERSION"),
-        "functions": s.engine.registry().all().len(),
-        "event_key_required": s.config.event_key.is_set(),
-        "data_dir": s.engine.config().data_dir,
-    }))
-}
-
 // ---- Event API ------------------------------------------------------------------------
 
 async fn missing_event_key() -> ApiError {
@@ -141,8 +122,8 @@ async fn send_events(
 ) -> Response {
     let admin = has_admin_token(&headers, &s.config.admin_token);
     let key_matches = s
-        .config
-        .event_key
+        .api
+        .event_key()
         .get()
         .map(|expected| constant_time_eq(&key, &expected));
     if key_matches == Some(false) && !admin {
@@ -287,145 +268,6 @@ async fn v1_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<
     )))
 }
 
-// ---- Admin API ------------------------------------------------------------------------
-
-async fn functions(State(s): State<AppState>) -> Json<Value> {
-    Json(json!(s.admin.functions()))
-}
-
-#[derive(Deserialize)]
-struct RunsParams {
-    function_id: Option<String>,
-    status: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
-/// A time as milliseconds since the epoch or RFC 3339.
-fn parse_time(field: &str, value: Option<String>) -> ApiResult<Option<i64>> {
-    let Some(v) = value.filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    if let Ok(ms) = v.parse::<i64>() {
-        return Ok(Some(ms));
-    }
-    chrono::DateTime::parse_from_rfc3339(&v)
-        .map(|t| Some(t.timestamp_millis()))
-        .map_err(|_| {
-            ApiError::bad_request(format!(
-                "`{field}` must be milliseconds since the epoch or an RFC 3339 time, not `{v}`"
-            ))
-        })
-}
-
-async fn runs(
-    State(s): State<AppState>,
-    q: Result<Query<RunsParams>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let q = query(q)?;
-    let page = s
-        .admin
-        .runs(RunQuery {
-            function_id: q.function_id.filter(|f| !f.is_empty()),
-            status: q.status.filter(|f| !f.is_empty()),
-            from: parse_time("from", q.from)?,
-            to: parse_time("to", q.to)?,
-            cursor: q.cursor.filter(|f| !f.is_empty()),
-            limit: q.limit,
-        })
-        .await?;
-    Ok(Json(json!(page)))
-}
-
-async fn run(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(s.admin.run(&id).await?)))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct InvokeBody {
-    #[serde(default)]
-    data: Option<Value>,
-    #[serde(default)]
-    user: Option<Value>,
-}
-
-fn object(field: &str, v: Option<Value>) -> ApiResult<Map<String, Value>> {
-    match v {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "`{field}` must be a JSON object"
-        ))),
-    }
-}
-
-async fn invoke_function(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body = body_bytes(body)?;
-    let parsed: InvokeBody = if body.iter().all(u8::is_ascii_whitespace) {
-        InvokeBody::default()
-    } else {
-        // Strict: a repeated key is refused, not silently resolved to its last value.
-        let value = stepdesk_engine::event::parse_json_strict(&body)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?;
-        serde_json::from_value(value)
-            .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?
-    };
-    let started = s
-        .admin
-        .invoke(
-            &id,
-            object("data", parsed.data)?,
-            object("user", parsed.user)?,
-        )
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!(started))))
-}
-
 async fn cancel_run(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(s.admin.cancel(&id).await?)))
-}
-
-async fn rerun(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    Ok((StatusCode::ACCEPTED, Json(json!(s.admin.rerun(&id).await?))))
-}
-
-#[derive(Deserialize)]
-struct EventsParams {
-    name: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn events(
-    State(s): State<AppState>,
-    q: Result<Query<EventsParams>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let q = query(q)?;
-    let page = s
-        .admin
-        .events(EventQuery {
-            name: q.name.filter(|n| !n.is_empty()),
-            cursor: q.cursor,
-            limit: q.limit,
-        })
-        .await?;
-    Ok(Json(json!(page)))
-}
-
-async fn event(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(s.admin.event(&id).await?)))
-}
-
-async fn event_runs(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(s.admin.event_runs(&id).await?)))
 }

@@ -187,7 +187,13 @@ async fn malformed_requests_never_crash_never_5xx_and_lose_no_acknowledged_event
     let mut config = EngineConfig::new(dir.path());
     config.durability = Durability::Normal;
     let engine = Engine::builder(config).start().await.unwrap();
-    let router = stepdesk_server::router(engine.clone(), ServerConfig::local("fuzz-admin"));
+    let router = stepdesk_server::router(
+        stepdesk_api::Api::builder(engine.clone())
+            .build()
+            .await
+            .expect("the admin API"),
+        ServerConfig::local("fuzz-admin"),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = Limits {

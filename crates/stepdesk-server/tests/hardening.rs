@@ -48,6 +48,19 @@ struct TestServer {
 
 impl TestServer {
     async fn start(limits: Limits, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        TestServer::start_full(limits, EventKey::default(), tweak).await
+    }
+
+    /// A server whose event key can be changed while it runs through `key`.
+    async fn start_with_key(limits: Limits, key: EventKey) -> TestServer {
+        TestServer::start_full(limits, key, |_| {}).await
+    }
+
+    async fn start_full(
+        limits: Limits,
+        event_key: EventKey,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut engine_config = EngineConfig::new(dir.path());
         engine_config.durability = Durability::Normal;
@@ -77,7 +90,14 @@ impl TestServer {
                 ),
         );
         tweak(&mut config);
-        let router = stepdesk_server::router(engine.clone(), config);
+        let router = stepdesk_server::router(
+            stepdesk_api::Api::builder(engine.clone())
+                .event_key(event_key)
+                .build()
+                .await
+                .expect("the admin API"),
+            config,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -427,7 +447,7 @@ async fn reads_need_the_admin_token_when_listening_beyond_loopback() {
 async fn only_an_authorized_sender_may_send_a_secret() {
     let key = EventKey::default();
     let live = key.clone();
-    let server = TestServer::start(Limits::default(), move |c| c.event_key = live).await;
+    let server = TestServer::start_with_key(Limits::default(), live).await;
     let client = reqwest::Client::new();
     let secret = json!({"name": "app/login", "data": {"secret": "s3cr3t"}});
     let plain = json!({"name": "app/login", "data": {}});

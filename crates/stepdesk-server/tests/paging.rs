@@ -25,7 +25,13 @@ impl Server {
             .handler(|_ctx| async { Ok(json!(null)) })
             .unwrap();
         let engine = Engine::start(config, vec![noop]).await.unwrap();
-        let app = router(engine.clone(), ServerConfig::local("test-admin-token"));
+        let app = router(
+            stepdesk_api::Api::builder(engine.clone())
+                .build()
+                .await
+                .expect("the admin API"),
+            ServerConfig::local("test-admin-token"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

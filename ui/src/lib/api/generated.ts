@@ -1,0 +1,369 @@
+// Generated from the Rust types by `stepdesk-api` (crates/stepdesk-api/src/commands.rs).
+// Do not edit: run `UPDATE_TS=1 cargo test -p stepdesk-api --test typescript` to regenerate.
+
+export type AddUserParams = { id: string, name?: string, 
+/**
+ * Saved to the keychain, never shown back.
+ */
+token?: string, };
+
+export type AttemptView = { attempt: number, started_at: number, ended_at: number, duration_ms: number, error: JsonValue, retry_at: number | null, };
+
+export type AuditEntry = { id: number, 
+/**
+ * Milliseconds since the epoch.
+ */
+at: number, origin: Origin, 
+/**
+ * The command (`sync_user`, `set_token`, ...).
+ */
+action: string, 
+/**
+ * The user it concerned, if any.
+ */
+user_id: string | null, ok: boolean, 
+/**
+ * Why it failed, in plain words.
+ */
+error: string | null, };
+
+export type AuditParams = { user_id?: string, limit?: number, };
+
+export type ById = { id: string, };
+
+export type CheckOutcome = "connected" | "rejected" | "missing" | "unreachable";
+
+export type DailySyncProgress = { run_id: string, started_at: number, total: number, 
+/**
+ * Users whose sync for this daily run finished, successfully or not.
+ */
+done: number, ok: number, failed: number, };
+
+export type Diagnostics = { info: Info, log_dir: string | null, os: string, arch: string, 
+/**
+ * Runs by status, over all time.
+ */
+runs_by_status: { [key in string]: JsonValue }, events: number, users: number | null, 
+/**
+ * The keys' status (never their values), or why it is unknown.
+ */
+keys: JsonValue, readwise_settings: JsonValue | null, };
+
+export type EventPage = { events: Array<StoredEvent>, next_cursor: string | null, };
+
+export type EventQuery = { name?: string, 
+/**
+ * The `next_cursor` of the previous page; none (or empty) for the first page.
+ */
+cursor?: string, 
+/**
+ * Page size: 1 to [`EVENTS_PAGE`]`.max`, default [`EVENTS_PAGE`]`.default`.
+ */
+limit?: number, };
+
+export type FunctionView = { id: string, name: string, triggers: Array<TriggerView>, retries: number, has_failure_handler: boolean, failure_handler_of: string | null, };
+
+export type Info = { name: string, version: string, data_dir: string, 
+/**
+ * Where the HTTP server listens, if it does.
+ */
+url: string | null, functions: number, event_key_required: boolean, 
+/**
+ * Opened with `stepdesk inspect`: nothing can be changed, nothing runs.
+ */
+read_only: boolean, 
+/**
+ * When this process started serving (milliseconds since the epoch).
+ */
+started_at: number, readwise: boolean, };
+
+export type InvokeParams = { 
+/**
+ * The function's id.
+ */
+id: string, data?: { [key in string]: JsonValue }, user?: { [key in string]: JsonValue }, };
+
+export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
+
+export type KeyChange = { 
+/**
+ * A note for the user (e.g. a key pinned by `--event-key` stays in effect).
+ */
+note?: string, event_key: KeyStatus, signing_key: KeyStatus, 
+/**
+ * Why the keychain could not be read, if it could not.
+ */
+keychain_error?: string, };
+
+export type KeyName = "event-key" | "signing-key";
+
+export type KeyParams = { name: KeyName, };
+
+export type KeySource = "flag" | "env" | "keychain" | "none";
+
+export type KeyStatus = { 
+/**
+ * Whether the keychain holds it; `null` when the keychain cannot be read.
+ */
+stored: boolean | null, 
+/**
+ * For the event key: whether one is required now, and where it comes from.
+ */
+in_effect?: boolean, source?: KeySource, };
+
+export type KeysStatus = { event_key: KeyStatus, signing_key: KeyStatus, 
+/**
+ * Why the keychain could not be read, if it could not.
+ */
+keychain_error?: string, };
+
+export type LimitParams = { limit?: number, };
+
+export type NoParams = Record<symbol, never>;
+
+export type Origin = "window" | "browser" | "cli" | "http";
+
+export type ReadwiseSettings = { readwise_api_url: string, 
+/**
+ * `default`, `settings` (stored with the admin API or `stepdesk settings`), or
+ * `environment` (READWISE_API_URL or --readwise-url, which win over settings).
+ */
+source: string, 
+/**
+ * Set when a stored URL is ignored, saying why (one stored by an older version that
+ * allowed plain `http://` to any host).
+ */
+warning?: string | null, };
+
+export type Removed = { removed: string, };
+
+export type RunDetail = { event: JsonValue | null, output: JsonValue | null, error: JsonValue | null, 
+/**
+ * Failed attempts of the function body itself (errors outside steps).
+ */
+function_attempts: Array<AttemptView>, steps: Array<StepView>, parent_run_id: string | null, rerun_of: string | null, id: string, function_id: string, function_name: string, 
+/**
+ * Running | Completed | Failed | Cancelled
+ */
+status: string, 
+/**
+ * event | cron | invoke | rerun
+ */
+trigger_kind: string, event_id: string | null, event_name: string | null, queued_at: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
+/**
+ * For cron runs: the scheduled time.
+ */
+cron_scheduled_at: number | null, 
+/**
+ * A cron fire that ran late (missed while Stepdesk was closed).
+ */
+late: boolean, };
+
+export type RunPage = { runs: Array<RunSummary>, next_cursor: string | null, };
+
+export type RunQuery = { function_id?: string, status?: string, 
+/**
+ * Queued at or after (ms since the epoch, or an RFC 3339 time).
+ */
+from?: number, 
+/**
+ * Queued before (ms since the epoch, or an RFC 3339 time).
+ */
+to?: number, 
+/**
+ * The `next_cursor` of the previous page; none (or empty) for the first page.
+ */
+cursor?: string, 
+/**
+ * Page size: 1 to [`RUNS_PAGE`]`.max`, default [`RUNS_PAGE`]`.default`.
+ */
+limit?: number, };
+
+export type RunSummary = { id: string, function_id: string, function_name: string, 
+/**
+ * Running | Completed | Failed | Cancelled
+ */
+status: string, 
+/**
+ * event | cron | invoke | rerun
+ */
+trigger_kind: string, event_id: string | null, event_name: string | null, queued_at: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
+/**
+ * For cron runs: the scheduled time.
+ */
+cron_scheduled_at: number | null, 
+/**
+ * A cron fire that ran late (missed while Stepdesk was closed).
+ */
+late: boolean, };
+
+export type SendEventsParams = { events: JsonValue, };
+
+export type SentEvents = { ids: Array<string>, };
+
+export type SetKeyParams = { name: KeyName, 
+/**
+ * Write-only.
+ */
+value: string, };
+
+export type SetTokenParams = { id: string, token: string, };
+
+export type SettingsParams = { 
+/**
+ * A URL, or `null` to go back to the default. Required (`{}` is refused): an explicit
+ * `deserialize_with` keeps serde from treating the missing field as `null`.
+ */
+readwise_api_url: string | null, };
+
+export type Started = { run_id: string, event_id: string, };
+
+export type StepView = { id: string, hash: string, 
+/**
+ * run | sleep | wait_for_event | invoke | send_event
+ */
+kind: string, 
+/**
+ * completed | failed | retrying | sleeping | waiting | invoking
+ */
+status: string, attempts: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
+/**
+ * When a sleeping step wakes, or a wait/invoke times out, or a retry is due.
+ */
+wake_at: number | null, input: JsonValue | null, output: JsonValue | null, error: JsonValue | null, 
+/**
+ * Failed attempts, oldest first.
+ */
+failed_attempts: Array<AttemptView>, };
+
+export type StoredEvent = { internal_id: string, id: string, name: string, data: JsonValue, user: JsonValue, ts: number, v: string | null, received_at: number, };
+
+export type SyncRecord = { at: number | null, status: SyncStatus, book_count: number | null, error: string | null, run_id: string | null, 
+/**
+ * The daily sync that requested it, if any.
+ */
+daily_sync_run_id: string | null, };
+
+export type SyncRequested = { event_id: string, user_id: string | null, };
+
+export type SyncStatus = "running" | "ok" | "failed" | "cancelled";
+
+export type TokenCheck = { user_id: string, 
+/**
+ * What the check found.
+ */
+status: CheckOutcome, 
+/**
+ * The user's token status after the check (unchanged when `status` is `unreachable`).
+ */
+token_status: TokenStatus, detail: string | null, checked_at: number, };
+
+export type TokenStatus = "unchecked" | "connected" | "missing" | "rejected";
+
+export type TriggerView = { 
+/**
+ * `event` or `cron`.
+ */
+kind: string, 
+/**
+ * The event name or the cron expression.
+ */
+value: string, condition: string | null, 
+/**
+ * For crons: the next fire time (ms since the epoch).
+ */
+next_fire_at: number | null, };
+
+export type User = { id: string, display_name: string, token_status: TokenStatus, token_checked_at: number | null, created_at: number, last_sync: SyncRecord | null, last_full_sync_at: number | null, 
+/**
+ * Readwise's own book count at the last sync.
+ */
+readwise_total: number | null, 
+/**
+ * Books stored here for the user.
+ */
+stored_books: number, 
+/**
+ * Newest `updated` time seen (incremental syncs ask for books updated after it).
+ */
+watermark: string | null, };
+
+export type UserDetail = { user: User, 
+/**
+ * Their sync runs, newest first.
+ */
+runs: Array<RunSummary>, 
+/**
+ * Support actions on them, newest first.
+ */
+audit: Array<AuditEntry>, };
+
+/** Every admin command: its params and result types, kind and REST route. */
+export interface Commands {
+  info: { params: NoParams; result: Info; kind: "read"; method: "GET"; path: "/api/admin/info" };
+  functions: { params: NoParams; result: Array<FunctionView>; kind: "read"; method: "GET"; path: "/api/admin/functions" };
+  runs: { params: RunQuery; result: RunPage; kind: "read"; method: "GET"; path: "/api/admin/runs" };
+  run: { params: ById; result: RunDetail; kind: "read"; method: "GET"; path: "/api/admin/runs/{id}" };
+  invoke: { params: InvokeParams; result: Started; kind: "write"; method: "POST"; path: "/api/admin/functions/{id}/invoke" };
+  cancel: { params: ById; result: RunSummary; kind: "write"; method: "POST"; path: "/api/admin/runs/{id}/cancel" };
+  rerun: { params: ById; result: Started; kind: "write"; method: "POST"; path: "/api/admin/runs/{id}/rerun" };
+  events: { params: EventQuery; result: EventPage; kind: "read"; method: "GET"; path: "/api/admin/events" };
+  event: { params: ById; result: StoredEvent; kind: "read"; method: "GET"; path: "/api/admin/events/{id}" };
+  event_runs: { params: ById; result: Array<RunSummary>; kind: "read"; method: "GET"; path: "/api/admin/events/{id}/runs" };
+  send_events: { params: SendEventsParams; result: SentEvents; kind: "write"; method: "POST"; path: "/api/admin/events" };
+  replay_event: { params: ById; result: SentEvents; kind: "write"; method: "POST"; path: "/api/admin/events/{id}/replay" };
+  users: { params: NoParams; result: Array<User>; kind: "read"; method: "GET"; path: "/api/admin/users" };
+  user: { params: ById; result: User; kind: "read"; method: "GET"; path: "/api/admin/users/{id}" };
+  user_page: { params: ById; result: UserDetail; kind: "read"; method: "GET"; path: "/api/admin/users/{id}/page" };
+  add_user: { params: AddUserParams; result: User; kind: "write"; method: "POST"; path: "/api/admin/users" };
+  set_token: { params: SetTokenParams; result: User; kind: "write"; method: "PUT"; path: "/api/admin/users/{id}/token" };
+  remove_user: { params: ById; result: Removed; kind: "write"; method: "DELETE"; path: "/api/admin/users/{id}" };
+  check_user: { params: ById; result: TokenCheck; kind: "write"; method: "POST"; path: "/api/admin/users/{id}/check" };
+  sync_user: { params: ById; result: SyncRequested; kind: "write"; method: "POST"; path: "/api/admin/users/{id}/sync" };
+  daily_syncs: { params: LimitParams; result: Array<DailySyncProgress>; kind: "read"; method: "GET"; path: "/api/admin/daily-syncs" };
+  start_daily_sync: { params: NoParams; result: SyncRequested; kind: "write"; method: "POST"; path: "/api/admin/daily-syncs" };
+  event_types: { params: NoParams; result: JsonValue; kind: "read"; method: "GET"; path: "/api/admin/event-types" };
+  settings: { params: NoParams; result: ReadwiseSettings; kind: "read"; method: "GET"; path: "/api/admin/settings" };
+  set_settings: { params: SettingsParams; result: ReadwiseSettings; kind: "write"; method: "PUT"; path: "/api/admin/settings" };
+  audit: { params: AuditParams; result: Array<AuditEntry>; kind: "read"; method: "GET"; path: "/api/admin/audit" };
+  keys: { params: NoParams; result: KeysStatus; kind: "read"; method: "GET"; path: "/api/admin/keys" };
+  set_key: { params: SetKeyParams; result: KeyChange; kind: "write"; method: "PUT"; path: "/api/admin/keys/{name}" };
+  remove_key: { params: KeyParams; result: KeyChange; kind: "write"; method: "DELETE"; path: "/api/admin/keys/{name}" };
+  diagnostics: { params: NoParams; result: Diagnostics; kind: "read"; method: "GET"; path: "/api/admin/diagnostics" };
+}
+
+/** The registry at run time: kind and REST route of each command. */
+export const COMMANDS = {
+  info: { kind: "read", method: "GET", path: "/api/admin/info" },
+  functions: { kind: "read", method: "GET", path: "/api/admin/functions" },
+  runs: { kind: "read", method: "GET", path: "/api/admin/runs" },
+  run: { kind: "read", method: "GET", path: "/api/admin/runs/{id}" },
+  invoke: { kind: "write", method: "POST", path: "/api/admin/functions/{id}/invoke" },
+  cancel: { kind: "write", method: "POST", path: "/api/admin/runs/{id}/cancel" },
+  rerun: { kind: "write", method: "POST", path: "/api/admin/runs/{id}/rerun" },
+  events: { kind: "read", method: "GET", path: "/api/admin/events" },
+  event: { kind: "read", method: "GET", path: "/api/admin/events/{id}" },
+  event_runs: { kind: "read", method: "GET", path: "/api/admin/events/{id}/runs" },
+  send_events: { kind: "write", method: "POST", path: "/api/admin/events" },
+  replay_event: { kind: "write", method: "POST", path: "/api/admin/events/{id}/replay" },
+  users: { kind: "read", method: "GET", path: "/api/admin/users" },
+  user: { kind: "read", method: "GET", path: "/api/admin/users/{id}" },
+  user_page: { kind: "read", method: "GET", path: "/api/admin/users/{id}/page" },
+  add_user: { kind: "write", method: "POST", path: "/api/admin/users" },
+  set_token: { kind: "write", method: "PUT", path: "/api/admin/users/{id}/token" },
+  remove_user: { kind: "write", method: "DELETE", path: "/api/admin/users/{id}" },
+  check_user: { kind: "write", method: "POST", path: "/api/admin/users/{id}/check" },
+  sync_user: { kind: "write", method: "POST", path: "/api/admin/users/{id}/sync" },
+  daily_syncs: { kind: "read", method: "GET", path: "/api/admin/daily-syncs" },
+  start_daily_sync: { kind: "write", method: "POST", path: "/api/admin/daily-syncs" },
+  event_types: { kind: "read", method: "GET", path: "/api/admin/event-types" },
+  settings: { kind: "read", method: "GET", path: "/api/admin/settings" },
+  set_settings: { kind: "write", method: "PUT", path: "/api/admin/settings" },
+  audit: { kind: "read", method: "GET", path: "/api/admin/audit" },
+  keys: { kind: "read", method: "GET", path: "/api/admin/keys" },
+  set_key: { kind: "write", method: "PUT", path: "/api/admin/keys/{name}" },
+  remove_key: { kind: "write", method: "DELETE", path: "/api/admin/keys/{name}" },
+  diagnostics: { kind: "read", method: "GET", path: "/api/admin/diagnostics" },
+} as const;
+
+export type CommandName = keyof Commands;
