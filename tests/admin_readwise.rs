@@ -120,6 +120,9 @@ impl Harness {
     }
 }
 
+/// Usability 7 and Reliability 6: ids are restricted to a safe set everywhere they enter, a
+/// user called `sync-all` is reachable, and the daily sync starts at POST
+/// /api/admin/daily-syncs.
 #[tokio::test]
 async fn user_ids_are_checked_and_sync_all_is_an_ordinary_id() {
     let h = harness(FakeConfig::unlimited(), |_| {}).await;
@@ -219,6 +222,8 @@ async fn user_ids_are_checked_and_sync_all_is_an_ordinary_id() {
     assert!(h.sync.admin().users().await.unwrap().is_empty());
 }
 
+/// Security 4 and Usability 5: the Readwise URL must be https (plain http only to loopback),
+/// wherever it comes from, and `PUT /api/admin/settings` needs the field.
 #[tokio::test]
 async fn the_readwise_url_must_be_https_unless_loopback_and_put_needs_the_field() {
     let h = harness(FakeConfig::unlimited(), |_| {}).await;

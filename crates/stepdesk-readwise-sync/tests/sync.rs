@@ -16,7 +16,7 @@ use stepdesk_readwise_sync::ReadwiseSync;
 use stepdesk_secrets::Secrets;
 
 struct Harness {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     fake: FakeReadwise,
     engine: Engine,
     sync: ReadwiseSync,
@@ -53,7 +53,7 @@ async fn harness_with_keychain(
         .unwrap();
     sync.attach(engine.clone());
     Harness {
-        dir,
+        _dir: dir,
         fake,
         engine,
         sync,
@@ -146,10 +146,6 @@ impl Harness {
             .await
             .unwrap()
             .runs
-    }
-
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.dir.path().join("stepdesk.db")).unwrap()
     }
 }
 
@@ -820,13 +816,6 @@ async fn token_checks_tell_an_unreachable_readwise_from_a_rejected_token() {
         (CheckOutcome::Missing, TokenStatus::Missing)
     );
 }
-
-/// Usability 7 and Reliability 6: ids are restricted to a safe set everywhere they enter, a
-/// user called `sync-all` is reachable, and the daily sync starts at POST
-/// /api/admin/daily-syncs.
-
-/// Security 4 and Usability 5: the Readwise URL must be https (plain http only to loopback),
-/// wherever it comes from, and `PUT /api/admin/settings` needs the field.
 
 /// Waits until the daily sync `run_id` has all its users done; its progress.
 async fn wait_daily_done(
