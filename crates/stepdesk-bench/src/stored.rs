@@ -272,7 +272,7 @@ pub async fn run(cfg: &StoredConfig) -> Result<StoredResults> {
     for &(function, status, from, to) in &filters {
         let q = RunQuery {
             function_id: Some(function.into()),
-            status: Some(status.into()),
+            status: Some(status.parse().map_err(anyhow::Error::msg)?),
             from: Some(from),
             to: Some(to),
             limit: Some(50),
@@ -297,7 +297,7 @@ pub async fn run(cfg: &StoredConfig) -> Result<StoredResults> {
         let t = Instant::now();
         let page = admin
             .runs(RunQuery {
-                status: Some(status.into()),
+                status: Some(status.parse().map_err(anyhow::Error::msg)?),
                 limit: Some(50),
                 ..Default::default()
             })

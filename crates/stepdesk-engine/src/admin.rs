@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::event::{internal, NewEvent};
 use crate::ingest::{insert_event, new_id, start_run, NewRun};
+use crate::model::{RunStatus, StepKind, StepStatus, TriggerKind};
 use crate::progress;
 use crate::scheduler::next_fire;
 use crate::store::StoreError;
@@ -47,20 +48,22 @@ impl From<StoreError> for AdminError {
 
 pub type AdminResult<T> = Result<T, AdminError>;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct TriggerView {
-    /// `event` or `cron`.
-    pub kind: String,
+    /// `Event` or `Cron`.
+    pub kind: TriggerKind,
     /// The event name or the cron expression.
     pub value: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub condition: Option<String>,
     /// For crons: the next fire time (ms since the epoch).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub next_fire_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct FunctionView {
     pub id: String,
     pub name: String,
@@ -68,18 +71,17 @@ pub struct FunctionView {
     pub retries: u32,
     pub has_failure_handler: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub failure_handler_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RunSummary {
     pub id: String,
     pub function_id: String,
     pub function_name: String,
-    /// Running | Completed | Failed | Cancelled
-    pub status: String,
-    /// event | cron | invoke | rerun
-    pub trigger_kind: String,
+    pub status: RunStatus,
+    pub trigger_kind: TriggerKind,
     pub event_id: Option<String>,
     pub event_name: Option<String>,
     pub queued_at: i64,
@@ -92,7 +94,7 @@ pub struct RunSummary {
     pub late: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct AttemptView {
     pub attempt: u32,
     pub started_at: i64,
@@ -102,14 +104,12 @@ pub struct AttemptView {
     pub retry_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct StepView {
     pub id: String,
     pub hash: String,
-    /// run | sleep | wait_for_event | invoke | send_event
-    pub kind: String,
-    /// completed | failed | retrying | sleeping | waiting | invoking
-    pub status: String,
+    pub kind: StepKind,
+    pub status: StepStatus,
     pub attempts: u32,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -123,7 +123,7 @@ pub struct StepView {
     pub failed_attempts: Vec<AttemptView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub summary: RunSummary,
@@ -137,10 +137,11 @@ pub struct RunDetail {
     pub rerun_of: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
+#[ts(optional_fields)]
 pub struct RunQuery {
     pub function_id: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// Queued at or after (ms since the epoch).
     pub from: Option<i64>,
     /// Queued before (ms since the epoch).
@@ -151,13 +152,13 @@ pub struct RunQuery {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RunPage {
     pub runs: Vec<RunSummary>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct StoredEvent {
     pub internal_id: String,
     pub id: String,
@@ -166,11 +167,13 @@ pub struct StoredEvent {
     pub user: Value,
     pub ts: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub v: Option<String>,
     pub received_at: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
+#[ts(optional_fields)]
 pub struct EventQuery {
     pub name: Option<String>,
     /// The `next_cursor` of the previous page; none (or empty) for the first page.
@@ -179,19 +182,17 @@ pub struct EventQuery {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct EventPage {
     pub events: Vec<StoredEvent>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct Started {
     pub run_id: String,
     pub event_id: String,
 }
-
-pub const RUN_STATUSES: [&str; 4] = ["Running", "Completed", "Failed", "Cancelled"];
 
 /// A paged list's page size when none is asked for, and the largest allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,13 +316,13 @@ impl AdminApi {
                     .iter()
                     .map(|t| match t {
                         Trigger::Event { name, condition } => TriggerView {
-                            kind: "event".into(),
+                            kind: TriggerKind::Event,
                             value: name.clone(),
                             condition: condition.as_ref().map(|(p, v)| format!("event.{p} == {v}")),
                             next_fire_at: None,
                         },
                         Trigger::Cron(spec) => TriggerView {
-                            kind: "cron".into(),
+                            kind: TriggerKind::Cron,
                             value: spec.text().to_string(),
                             condition: None,
                             next_fire_at: next_fire(spec),
@@ -339,14 +340,6 @@ impl AdminApi {
     pub async fn runs(&self, q: RunQuery) -> AdminResult<RunPage> {
         let limit = RUNS_PAGE.limit(q.limit)? as usize;
         let cursor = page_cursor(q.cursor)?;
-        if let Some(s) = &q.status {
-            if !RUN_STATUSES.contains(&s.as_str()) {
-                return Err(AdminError::BadRequest(format!(
-                    "unknown status `{s}`; expected one of {}",
-                    RUN_STATUSES.join(", ")
-                )));
-            }
-        }
         if let (Some(from), Some(to)) = (q.from, q.to) {
             if from > to {
                 return Err(AdminError::BadRequest("`from` is after `to`".into()));
@@ -368,7 +361,7 @@ impl AdminApi {
         }
         if let Some(s) = q.status {
             sql.push_str(" AND r.status = ?");
-            args.push(s.into());
+            args.push(s.as_db().to_string().into());
         }
         if let Some(from) = q.from {
             sql.push_str(" AND r.id >= ?");
@@ -554,7 +547,7 @@ impl AdminApi {
                 let run_id = new_id();
                 let run = NewRun {
                     function_id: &function.id,
-                    trigger_kind: "invoke",
+                    trigger_kind: TriggerKind::Invoke,
                     event_internal_id: &event_id,
                     now,
                     cron_scheduled_at: None,
@@ -644,7 +637,7 @@ impl AdminApi {
                 let json: Value = serde_json::from_str(&payload)?;
                 let run = NewRun {
                     function_id: &function.id,
-                    trigger_kind: "rerun",
+                    trigger_kind: TriggerKind::Rerun,
                     event_internal_id: &event_id,
                     now,
                     cron_scheduled_at: None,

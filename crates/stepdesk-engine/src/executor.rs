@@ -16,6 +16,7 @@ use crate::backoff::clamp_retry_at;
 use crate::error::{Error, ErrorBody};
 use crate::event::Event;
 use crate::ingest::Wake;
+use crate::model::{RunStatus, StepKind, StepStatus};
 use crate::progress::{
     self, AttemptWrite, ChildRun, Finish, PauseWrite, Progress, StepWrite, FUNCTION_ATTEMPT_HASH,
 };
@@ -153,7 +154,7 @@ impl Dispatcher {
 /// What the executor knows about a run when it picks it up.
 struct LoadedRun {
     function_id: String,
-    status: String,
+    status: RunStatus,
     wake_at: Option<i64>,
     attempt: u32,
     started_at: Option<i64>,
@@ -176,7 +177,7 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
         .query_row([run_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                r.get::<_, RunStatus>(1)?,
                 r.get::<_, Option<i64>>(2)?,
                 r.get::<_, u32>(3)?,
                 r.get::<_, Option<i64>>(4)?,
@@ -209,11 +210,11 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
     let mut rows = stmt.query([run_id])?;
     while let Some(r) = rows.next()? {
         let hash: String = r.get(0)?;
-        let status: String = r.get(1)?;
+        let status: StepStatus = r.get(1)?;
         let attempts: u32 = r.get(2)?;
         let step_wake: Option<i64> = r.get(3)?;
-        let memo = match status.as_str() {
-            "completed" => {
+        let memo = match status {
+            StepStatus::Completed => {
                 let out: Option<String> = r.get(4)?;
                 Memo::Completed(
                     out.as_deref()
@@ -222,7 +223,7 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
                         .unwrap_or(Value::Null),
                 )
             }
-            "failed" => {
+            StepStatus::Failed => {
                 let err: Option<String> = r.get(5)?;
                 Memo::Failed(
                     err.as_deref()
@@ -231,11 +232,13 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
                         .unwrap_or_else(|| ErrorBody::new("Error", "unknown error")),
                 )
             }
-            "retrying" => {
+            // Executes again when the body reaches it (an interrupted attempt is not
+            // counted: it did not fail, the process stopped under it).
+            StepStatus::Retrying | StepStatus::Running | StepStatus::Interrupted => {
                 loaded.step_attempts.insert(hash.clone(), attempts);
                 Memo::Retrying
             }
-            _ => {
+            StepStatus::Sleeping | StepStatus::Waiting | StepStatus::Invoking => {
                 let at = step_wake.unwrap_or(i64::MAX);
                 if at <= now {
                     loaded.has_due = true;
@@ -293,7 +296,7 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
     let Some(mut run) = store.read(move |c| load_run(c, &id, now)).await? else {
         return Ok(None);
     };
-    if run.status != "Running" {
+    if run.status != RunStatus::Running {
         return Ok(None);
     }
     match run.wake_at {
@@ -384,8 +387,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                 let mut write = StepWrite {
                     hash: hash.clone(),
                     step_id,
-                    kind: "run",
-                    status: "completed",
+                    kind: StepKind::Run,
+                    status: StepStatus::Completed,
                     attempts,
                     started_at: Some(s),
                     ended_at: Some(e),
@@ -415,7 +418,7 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                         match retry_at {
                             Some(at) => {
                                 tracing::info!(step = %write.step_id, attempt = attempts, error = %body, "step failed; retrying");
-                                write.status = "retrying";
+                                write.status = StepStatus::Retrying;
                                 write.wake_at = Some(at);
                                 run.step_attempts.insert(hash.clone(), attempts);
                                 p.wake_at = Some(Some(at));
@@ -423,7 +426,7 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                             }
                             None => {
                                 tracing::warn!(step = %write.step_id, attempt = attempts, error = %body, "step failed for good");
-                                write.status = "failed";
+                                write.status = StepStatus::Failed;
                                 run.memo.insert(hash.clone(), Memo::Failed(body));
                                 keep_going = true;
                             }
@@ -440,8 +443,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                 p.step = Some(suspended(
                     hash,
                     step_id,
-                    "sleep",
-                    "sleeping",
+                    StepKind::Sleep,
+                    StepStatus::Sleeping,
                     now,
                     until,
                     Some(format!("{{\"until\":{until}}}")),
@@ -461,8 +464,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                 p.step = Some(suspended(
                     hash.clone(),
                     step_id,
-                    "wait_for_event",
-                    "waiting",
+                    StepKind::WaitForEvent,
+                    StepStatus::Waiting,
                     now,
                     expires_at,
                     Some(input.to_string()),
@@ -493,8 +496,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                     p.step = Some(StepWrite {
                         hash: hash.clone(),
                         step_id,
-                        kind: "invoke",
-                        status: "failed",
+                        kind: StepKind::Invoke,
+                        status: StepStatus::Failed,
                         attempts: 1,
                         started_at: Some(now),
                         ended_at: Some(now),
@@ -510,8 +513,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                     p.step = Some(suspended(
                         hash.clone(),
                         step_id,
-                        "invoke",
-                        "invoking",
+                        StepKind::Invoke,
+                        StepStatus::Invoking,
                         now,
                         expires_at,
                         Some(input.to_string()),
@@ -538,8 +541,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                 p.step = Some(StepWrite {
                     hash: hash.clone(),
                     step_id,
-                    kind: "send_event",
-                    status: "completed",
+                    kind: StepKind::SendEvent,
+                    status: StepStatus::Completed,
                     attempts: 1,
                     started_at: Some(now),
                     ended_at: Some(now),
@@ -625,8 +628,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
 fn suspended(
     hash: String,
     step_id: String,
-    kind: &'static str,
-    status: &'static str,
+    kind: StepKind,
+    status: StepStatus,
     now: i64,
     wake: i64,
     input: Option<String>,
@@ -677,9 +680,11 @@ pub(crate) async fn sweep(
             .store
             .read(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'Running'",
+                    "SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = ?2",
                 )?;
-                let rows = stmt.query_map([overdue], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let rows = stmt.query_map(params![overdue, RunStatus::Running], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
                 Ok(rows.collect::<Result<Vec<Wake>, _>>()?)
             })
             .await;
@@ -692,8 +697,8 @@ pub(crate) async fn sweep(
 
 /// Runs that should be executing or are due, as stored: loaded at start-up.
 pub(crate) fn runnable_runs(conn: &rusqlite::Connection) -> StoreResult<Vec<Wake>> {
-    let mut stmt = conn
-        .prepare("SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND status = 'Running'")?;
-    let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut stmt =
+        conn.prepare("SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND status = ?1")?;
+    let rows = stmt.query_map(params![RunStatus::Running], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

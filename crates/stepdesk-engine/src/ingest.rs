@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::event::{lookup, Event, NewEvent};
 use crate::function::{Function, Registry};
+use crate::model::{RunStatus, StepStatus, TriggerKind};
 use crate::store::StoreResult;
 
 /// A run to (re)consider at a time (ms): handed to the dispatcher after commit.
@@ -35,7 +36,7 @@ pub(crate) fn new_id() -> String {
 /// Where a new run comes from.
 pub(crate) struct NewRun<'a> {
     pub function_id: &'a str,
-    pub trigger_kind: &'a str,
+    pub trigger_kind: TriggerKind,
     pub event_internal_id: &'a str,
     pub now: i64,
     pub cron_scheduled_at: Option<i64>,
@@ -50,7 +51,7 @@ pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> S
     let mut stmt = conn.prepare_cached(
         "INSERT INTO runs (id, function_id, status, trigger_kind, event_id, queued_at, wake_at,
                            cron_scheduled_at, late, parent_run_id, parent_step, rerun_of)
-         VALUES (?1, ?2, 'Running', ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?12, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10)",
     )?;
     stmt.execute(params![
         run_id,
@@ -64,6 +65,7 @@ pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> S
         run.parent.map(|p| p.1),
         run.rerun_of,
         run.runnable.then_some(run.now),
+        RunStatus::Running,
     ])?;
     Ok(())
 }
@@ -160,7 +162,7 @@ pub(crate) fn claim_singleton(
         .query_row(params![function.id, key], |r| r.get(0))
         .optional()?;
     if let Some(holder) = holder {
-        if run_status(conn, &holder)?.as_deref() == Some("Running") {
+        if run_status(conn, &holder)? == Some(RunStatus::Running) {
             conn.prepare_cached(
                 "INSERT INTO singleton_queue (function_id, key, run_id) VALUES (?1, ?2, ?3)",
             )?
@@ -236,7 +238,7 @@ pub(crate) fn ingest(
             }
             let run = NewRun {
                 function_id: &function.id,
-                trigger_kind: "event",
+                trigger_kind: TriggerKind::Event,
                 event_internal_id: &internal_id,
                 now,
                 cron_scheduled_at: None,
@@ -288,7 +290,7 @@ fn resolve_waits(
             conn,
             &run_id,
             &hash,
-            "completed",
+            StepStatus::Completed,
             Some(&event.to_string()),
             None,
             now,
@@ -309,7 +311,7 @@ pub(crate) fn settle_step(
     conn: &Connection,
     run_id: &str,
     hash: &str,
-    status: &str,
+    status: StepStatus,
     output: Option<&str>,
     error: Option<&str>,
     now: i64,
@@ -330,8 +332,8 @@ pub(crate) fn wake_run(
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
     let changed = conn
-        .prepare_cached("UPDATE runs SET wake_at = ?2 WHERE id = ?1 AND status = 'Running'")?
-        .execute(params![run_id, at])?;
+        .prepare_cached("UPDATE runs SET wake_at = ?2 WHERE id = ?1 AND status = ?3")?
+        .execute(params![run_id, at, RunStatus::Running])?;
     if changed > 0 {
         wakes.push((run_id.to_string(), at));
     }
@@ -339,7 +341,7 @@ pub(crate) fn wake_run(
 }
 
 /// The status of a run, if it exists.
-pub(crate) fn run_status(conn: &Connection, run_id: &str) -> StoreResult<Option<String>> {
+pub(crate) fn run_status(conn: &Connection, run_id: &str) -> StoreResult<Option<RunStatus>> {
     Ok(conn
         .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
         .query_row([run_id], |r| r.get(0))

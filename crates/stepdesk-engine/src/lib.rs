@@ -16,6 +16,7 @@ pub mod event;
 mod executor;
 pub mod function;
 mod ingest;
+pub mod model;
 mod progress;
 mod scheduler;
 pub mod secrets;
@@ -35,6 +36,7 @@ pub use backoff::Backoff;
 pub use error::{Error, ErrorBody};
 pub use event::{Event, EventError, NewEvent};
 pub use function::{ConfigError, Function, Registry, Trigger};
+pub use model::{RunStatus, StepKind, StepStatus, TriggerKind};
 pub use step::{Ctx, Invoke, Step, WaitForEvent};
 pub use store::{Durability, Store, StoreError};
 

@@ -12,6 +12,7 @@ use crate::ingest::{
     self, delete_pause, insert_event, new_id, release_singleton, run_status, settle_step,
     start_run, wake_run, NewRun, Wake,
 };
+use crate::model::{RunStatus, StepKind, StepStatus, TriggerKind};
 use crate::store::StoreResult;
 
 /// A step row to insert or replace.
@@ -19,8 +20,8 @@ use crate::store::StoreResult;
 pub(crate) struct StepWrite {
     pub hash: String,
     pub step_id: String,
-    pub kind: &'static str,
-    pub status: &'static str,
+    pub kind: StepKind,
+    pub status: StepStatus,
     pub attempts: u32,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -102,7 +103,7 @@ pub(crate) fn apply(
     now: i64,
 ) -> StoreResult<Applied> {
     let mut out = Applied::default();
-    if run_status(conn, &p.run_id)?.as_deref() != Some("Running") {
+    if run_status(conn, &p.run_id)? != Some(RunStatus::Running) {
         return Ok(out);
     }
     out.applied = true;
@@ -141,7 +142,7 @@ pub(crate) fn apply(
         };
         let run = NewRun {
             function_id: &child.function_id,
-            trigger_kind: "invoke",
+            trigger_kind: TriggerKind::Invoke,
             event_internal_id: &event_internal_id,
             now,
             cron_scheduled_at: None,
@@ -253,8 +254,8 @@ fn finish_run(
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
     let (status, output, error) = match &finish {
-        Finish::Completed(v) => ("Completed", Some(v.to_string()), None),
-        Finish::Failed(e) => ("Failed", None, Some(serde_json::to_string(e)?)),
+        Finish::Completed(v) => (RunStatus::Completed, Some(v.to_string()), None),
+        Finish::Failed(e) => (RunStatus::Failed, None, Some(serde_json::to_string(e)?)),
     };
     conn.prepare_cached(
         "UPDATE runs SET status = ?2, output = ?3, error = ?4, ended_at = ?5, wake_at = NULL WHERE id = ?1",
@@ -311,7 +312,7 @@ fn resolve_invoke(
             conn,
             parent_run,
             parent_hash,
-            "completed",
+            StepStatus::Completed,
             Some(&v.to_string()),
             None,
             now,
@@ -320,7 +321,7 @@ fn resolve_invoke(
             conn,
             parent_run,
             parent_hash,
-            "failed",
+            StepStatus::Failed,
             None,
             Some(&serde_json::to_string(e)?),
             now,
@@ -332,21 +333,37 @@ fn resolve_invoke(
 /// Settles steps whose sleep has ended or whose wait or invoke has timed out.
 pub(crate) fn resolve_due(conn: &Connection, run_id: &str, now: i64) -> StoreResult<()> {
     conn.prepare_cached(
-        "UPDATE steps SET status = 'completed', ended_at = wake_at
-         WHERE run_id = ?1 AND status = 'sleeping' AND wake_at <= ?2",
+        "UPDATE steps SET status = ?3, ended_at = wake_at
+         WHERE run_id = ?1 AND status = ?4 AND wake_at <= ?2",
     )?
-    .execute(params![run_id, now])?;
-    let expired: Vec<(String, String)> = {
+    .execute(params![
+        run_id,
+        now,
+        StepStatus::Completed,
+        StepStatus::Sleeping
+    ])?;
+    let expired: Vec<(String, StepStatus)> = {
         let mut stmt = conn.prepare_cached(
-            "SELECT hash, status FROM steps WHERE run_id = ?1 AND status IN ('waiting', 'invoking') AND wake_at <= ?2",
+            "SELECT hash, status FROM steps WHERE run_id = ?1 AND status IN (?3, ?4) AND wake_at <= ?2",
         )?;
-        let rows = stmt.query_map(params![run_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(
+            params![run_id, now, StepStatus::Waiting, StepStatus::Invoking],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         rows.collect::<Result<_, _>>()?
     };
     for (hash, status) in expired {
         delete_pause(conn, run_id, &hash)?;
-        if status == "waiting" {
-            settle_step(conn, run_id, &hash, "completed", Some("null"), None, now)?;
+        if status == StepStatus::Waiting {
+            settle_step(
+                conn,
+                run_id,
+                &hash,
+                StepStatus::Completed,
+                Some("null"),
+                None,
+                now,
+            )?;
         } else {
             let err = ErrorBody::new(
                 "InngestInvokeTimeoutError",
@@ -356,7 +373,7 @@ pub(crate) fn resolve_due(conn: &Connection, run_id: &str, now: i64) -> StoreRes
                 conn,
                 run_id,
                 &hash,
-                "failed",
+                StepStatus::Failed,
                 None,
                 Some(&serde_json::to_string(&err)?),
                 now,
@@ -374,14 +391,19 @@ pub(crate) fn cancel_run(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<bool> {
-    if run_status(conn, run_id)?.as_deref() != Some("Running") {
+    if run_status(conn, run_id)? != Some(RunStatus::Running) {
         return Ok(false);
     }
     let err = ErrorBody::new("RunCancelled", "the run was cancelled");
     conn.prepare_cached(
-        "UPDATE runs SET status = 'Cancelled', ended_at = ?2, wake_at = NULL, error = ?3 WHERE id = ?1",
+        "UPDATE runs SET status = ?4, ended_at = ?2, wake_at = NULL, error = ?3 WHERE id = ?1",
     )?
-    .execute(params![run_id, now, serde_json::to_string(&err)?])?;
+    .execute(params![
+        run_id,
+        now,
+        serde_json::to_string(&err)?,
+        RunStatus::Cancelled
+    ])?;
     conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
         .execute([run_id])?;
     release_singleton(conn, run_id, now, wakes)?;

@@ -19,6 +19,7 @@ use crate::cron::CronSpec;
 use crate::event::{internal, NewEvent};
 use crate::function::BoxFuture;
 use crate::ingest::{create_run, insert_event, new_id, NewRun, Wake};
+use crate::model::TriggerKind;
 use crate::store::StoreResult;
 use crate::time::{now_ms, to_rfc3339};
 use crate::EngineInner;
@@ -145,7 +146,7 @@ pub(crate) fn fire(
     let (event_internal_id, _, _) = insert_event(conn, event, now)?;
     let run = NewRun {
         function_id,
-        trigger_kind: "cron",
+        trigger_kind: TriggerKind::Cron,
         event_internal_id: &event_internal_id,
         now,
         cron_scheduled_at: Some(scheduled_at),

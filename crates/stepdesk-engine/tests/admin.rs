@@ -54,7 +54,7 @@ async fn settle(engine: &Engine) {
     // Every run has reached its resting state (sleeping runs stay Running).
     for r in all_runs(engine, None).await {
         if r.function_id == "slow-fn" {
-            wait_step(engine, &r.id, "forever", "sleeping").await;
+            wait_step(engine, &r.id, "forever", StepStatus::Sleeping).await;
         } else if r.function_id == "bad-fn" {
             wait_status(engine, &r.id, "Failed").await;
         } else {
@@ -142,7 +142,7 @@ async fn runs_filter_by_function_status_and_time() {
 
     let q = |f: Option<&str>, s: Option<&str>, from: Option<i64>, to: Option<i64>| RunQuery {
         function_id: f.map(str::to_string),
-        status: s.map(str::to_string),
+        status: s.map(|s| s.parse().expect("a status")),
         from,
         to,
         limit: Some(2),
@@ -212,22 +212,16 @@ async fn runs_filter_by_function_status_and_time() {
     let all = all_runs(&engine, None).await;
     assert_eq!(all.len(), 7);
 
-    // Bad queries.
-    for bad in [
-        RunQuery {
-            status: Some("Done".into()),
-            ..Default::default()
-        },
-        RunQuery {
-            status: Some("running".into()),
-            ..Default::default()
-        },
-        RunQuery {
-            from: Some(10),
-            to: Some(5),
-            ..Default::default()
-        },
-    ] {
+    // Bad queries: an unknown status (or another casing) does not deserialize.
+    for bad in ["Done", "running"] {
+        let err = serde_json::from_value::<RunQuery>(json!({ "status": bad })).unwrap_err();
+        assert!(err.to_string().contains("Running"), "{bad}: {err}");
+    }
+    for bad in [RunQuery {
+        from: Some(10),
+        to: Some(5),
+        ..Default::default()
+    }] {
         match engine.admin().runs(bad.clone()).await {
             Err(AdminError::BadRequest(_)) => {}
             other => panic!("{bad:?}: expected a bad request, got {other:?}"),
@@ -270,9 +264,9 @@ async fn functions_are_listed_with_triggers_retries_and_failure_handlers() {
     assert_eq!(
         kinds,
         [
-            ("event", "app/a"),
-            ("event", "app/b.*"),
-            ("cron", "TZ=Europe/Paris 0 9 * * 1")
+            ("Event", "app/a"),
+            ("Event", "app/b.*"),
+            ("Cron", "TZ=Europe/Paris 0 9 * * 1")
         ]
     );
     let next = main.triggers[2].next_fire_at.unwrap();

@@ -74,7 +74,7 @@ async fn a_sleeping_run_resumes_after_a_restart_without_repeating_steps() {
     let engine = start_in(dir.path(), functions(&c, nap)).await;
     let ids = send(&engine, json!({"name": "app/sleep"})).await;
     let run = wait_runs(&engine, "sleeper", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "nap", "sleeping").await;
+    let d = wait_step(&engine, &run.id, "nap", StepStatus::Sleeping).await;
     let wake_at = step(&d, "nap").wake_at.unwrap();
     stop(&engine).await;
     drop(engine);
@@ -117,7 +117,7 @@ async fn a_sleep_that_ended_while_stopped_resumes_at_start_up() {
     let engine = start_in(dir.path(), functions(&c, nap)).await;
     send(&engine, json!({"name": "app/sleep"})).await;
     let run = wait_runs(&engine, "sleeper", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "nap", "sleeping").await;
+    let d = wait_step(&engine, &run.id, "nap", StepStatus::Sleeping).await;
     let wake_at = step(&d, "nap").wake_at.unwrap();
     stop(&engine).await;
     drop(engine);
@@ -145,7 +145,7 @@ async fn a_wait_survives_a_restart_and_is_resolved_by_the_new_engine() {
     let engine = start_in(dir.path(), functions(&c, nap)).await;
     send(&engine, json!({"name": "app/wait", "data": {"key": "k9"}})).await;
     let run = wait_runs(&engine, "waiter", 1).await.remove(0);
-    wait_step(&engine, &run.id, "resume", "waiting").await;
+    wait_step(&engine, &run.id, "resume", StepStatus::Waiting).await;
     stop(&engine).await;
     drop(engine);
 
@@ -199,7 +199,7 @@ async fn a_retrying_step_keeps_its_attempt_count_across_a_restart() {
     let engine = start_in(dir.path(), vec![make(calls.clone())]).await;
     send(&engine, json!({"name": "app/retry-restart"})).await;
     let run = wait_runs(&engine, "retry-restart", 1).await.remove(0);
-    wait_step(&engine, &run.id, "flaky", "retrying").await;
+    wait_step(&engine, &run.id, "flaky", StepStatus::Retrying).await;
     stop(&engine).await;
     drop(engine);
 
@@ -223,7 +223,7 @@ async fn a_run_of_a_function_no_longer_registered_fails_on_restart() {
     let engine = start_in(dir.path(), functions(&c, Duration::from_millis(300))).await;
     send(&engine, json!({"name": "app/sleep"})).await;
     let run = wait_runs(&engine, "sleeper", 1).await.remove(0);
-    wait_step(&engine, &run.id, "nap", "sleeping").await;
+    wait_step(&engine, &run.id, "nap", StepStatus::Sleeping).await;
     stop(&engine).await;
     drop(engine);
 
@@ -263,7 +263,7 @@ async fn a_wait_that_timed_out_while_stopped_resumes_with_none() {
     let engine = start_in(dir.path(), vec![f()]).await;
     send(&engine, json!({"name": "app/short-wait"})).await;
     let run = wait_runs(&engine, "short-wait", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "w", "waiting").await;
+    let d = wait_step(&engine, &run.id, "w", StepStatus::Waiting).await;
     let expires = step(&d, "w").wake_at.unwrap();
     stop(&engine).await;
     drop(engine);

@@ -328,7 +328,12 @@ async fn runs(
         .admin
         .runs(RunQuery {
             function_id: q.function_id.filter(|f| !f.is_empty()),
-            status: q.status.filter(|f| !f.is_empty()),
+            status: q
+                .status
+                .filter(|f| !f.is_empty())
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(ApiError::bad_request)?,
             from: parse_time("from", q.from)?,
             to: parse_time("to", q.to)?,
             cursor: q.cursor.filter(|f| !f.is_empty()),
