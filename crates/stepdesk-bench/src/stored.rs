@@ -23,7 +23,7 @@ use crate::common::{stored_payload, INSERT_EVENT};
 use crate::stats::Dist;
 
 /// Bump when the generated data changes, so cached databases are rebuilt.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 
 /// Functions and their share of runs (percent).
 const FUNCTIONS: [(&str, u32); 10] = [
@@ -272,11 +272,11 @@ pub async fn run(cfg: &StoredConfig) -> Result<StoredResults> {
     for &(function, status, from, to) in &filters {
         let q = RunQuery {
             function_id: Some(function.into()),
-            status: Some(status.parse().map_err(anyhow::Error::msg)?),
+            status: vec![status.parse().map_err(anyhow::Error::msg)?],
             from: Some(from),
             to: Some(to),
             limit: Some(50),
-            cursor: None,
+            ..Default::default()
         };
         let t = Instant::now();
         let page = admin.runs(q).await?;
@@ -297,7 +297,7 @@ pub async fn run(cfg: &StoredConfig) -> Result<StoredResults> {
         let t = Instant::now();
         let page = admin
             .runs(RunQuery {
-                status: Some(status.parse().map_err(anyhow::Error::msg)?),
+                status: vec![status.parse().map_err(anyhow::Error::msg)?],
                 limit: Some(50),
                 ..Default::default()
             })
@@ -389,8 +389,8 @@ fn generate(path: &Path, n: usize) -> Result<Duration> {
             let mut ev = tx.prepare_cached(INSERT_EVENT)?;
             let mut run = tx.prepare_cached(
                 "INSERT INTO runs (id, function_id, status, trigger_kind, event_id, queued_at,
-                                   started_at, ended_at, wake_at, attempt, output, error)
-                 VALUES (?1, ?2, ?3, 'event', ?4, ?5, ?6, ?7, NULL, 0, ?8, ?9)",
+                                   started_at, ended_at, wake_at, attempt, output, error, event_name)
+                 VALUES (?1, ?2, ?3, 'event', ?4, ?5, ?6, ?7, NULL, 0, ?8, ?9, ?10)",
             )?;
             let mut step = tx.prepare_cached(
                 "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts,
@@ -521,7 +521,8 @@ fn generate(path: &Path, n: usize) -> Result<Duration> {
                     run_started,
                     ended,
                     output,
-                    error
+                    error,
+                    names[fi]
                 ])?;
                 i += 1;
             }

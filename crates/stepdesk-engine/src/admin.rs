@@ -137,11 +137,22 @@ pub struct RunDetail {
     pub rerun_of: Option<String>,
 }
 
+/// Which runs to list. Every filter is optional; empty text counts as absent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 #[ts(optional_fields)]
 pub struct RunQuery {
     pub function_id: Option<String>,
-    pub status: Option<RunStatus>,
+    /// Runs with any of these statuses (none: every status). Accepts one status, several
+    /// separated by commas (`"Failed,Cancelled"`, as a query string carries them) or an array.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub status: Vec<RunStatus>,
+    pub trigger_kind: Option<TriggerKind>,
+    /// The triggering event's name, exactly (`inngest/scheduled.timer` for cron runs).
+    pub event_name: Option<String>,
     /// Queued at or after (ms since the epoch).
     pub from: Option<i64>,
     /// Queued before (ms since the epoch).
@@ -152,11 +163,48 @@ pub struct RunQuery {
     pub limit: Option<u32>,
 }
 
+/// Reads a list of statuses given as one string (possibly comma-separated) or an array.
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String> + Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        Text(String),
+    }
+    match Option::<OneOrMany<T>>::deserialize(d)? {
+        None => Ok(Vec::new()),
+        Some(OneOrMany::Many(v)) => Ok(v),
+        Some(OneOrMany::Text(t)) => t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(serde::de::Error::custom))
+            .collect(),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RunPage {
     pub runs: Vec<RunSummary>,
     pub next_cursor: Option<String>,
+    /// How many runs match the filters (on every page; the cursor does not count).
+    /// Counted exactly up to [`COUNT_EXACT_UP_TO`] matches, which an index answers in a
+    /// few milliseconds even among a million runs. Past that `total_exact` is false and
+    /// `total` is an estimate: for a list filtered by time at most, the number of runs
+    /// stored in that time range (read from the table's row ids: exact unless runs were
+    /// deleted); with other filters, a lower bound ([`COUNT_EXACT_UP_TO`], shown as
+    /// "10,000+"). Counting a million index entries exactly takes tens of milliseconds,
+    /// too slow for a list that refreshes live.
+    pub total: u64,
+    pub total_exact: bool,
 }
+
+/// See [`RunPage::total`].
+pub const COUNT_EXACT_UP_TO: u64 = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct StoredEvent {
@@ -175,7 +223,16 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 #[ts(optional_fields)]
 pub struct EventQuery {
+    /// The event name, exactly.
     pub name: Option<String>,
+    /// Received at or after (ms since the epoch).
+    pub from: Option<i64>,
+    /// Received before (ms since the epoch).
+    pub to: Option<i64>,
+    /// Also list Stepdesk's own `inngest/*` events (cron timers, invokes, failures). A
+    /// `name` filter shows the events of that name either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_internal: bool,
     /// The `next_cursor` of the previous page; none (or empty) for the first page.
     pub cursor: Option<String>,
     /// Page size: 1 to [`EVENTS_PAGE`]`.max`, default [`EVENTS_PAGE`]`.default`.
@@ -255,8 +312,140 @@ pub struct AdminApi {
 }
 
 const RUN_COLUMNS: &str =
-    "r.id, r.function_id, r.status, r.trigger_kind, r.event_id, e.name, r.queued_at,
+    "r.id, r.function_id, r.status, r.trigger_kind, r.event_id, r.event_name, r.queued_at,
      r.started_at, r.ended_at, r.cron_scheduled_at, r.late";
+
+/// A runs list's filters, as SQL.
+struct RunFilter {
+    function_id: Option<String>,
+    statuses: Vec<RunStatus>,
+    trigger_kind: Option<TriggerKind>,
+    event_name: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+impl RunFilter {
+    fn new(q: RunQuery) -> RunFilter {
+        let mut statuses = q.status;
+        statuses.sort_by_key(|s| s.as_db());
+        statuses.dedup();
+        RunFilter {
+            function_id: q.function_id.filter(|f| !f.is_empty()),
+            statuses,
+            trigger_kind: q.trigger_kind,
+            event_name: q.event_name.filter(|n| !n.is_empty()),
+            from: q.from,
+            to: q.to,
+        }
+    }
+
+    /// The statuses to query one by one (`None`: any status).
+    fn each_status(&self) -> Vec<Option<RunStatus>> {
+        if self.statuses.is_empty() {
+            vec![None]
+        } else {
+            self.statuses.iter().copied().map(Some).collect()
+        }
+    }
+
+    /// With a function, a status and a time range, SQLite's planner (without statistics)
+    /// picks `runs_by_status` and filters the function row by row: tens of milliseconds
+    /// for a rare function among a million runs. Name the index that covers all three.
+    fn index_hint(&self, status: Option<RunStatus>) -> &'static str {
+        if self.function_id.is_some() && status.is_some() {
+            " INDEXED BY runs_by_function_status"
+        } else {
+            ""
+        }
+    }
+
+    /// The WHERE clause (without the cursor) for one status, and its arguments.
+    fn clause(&self, status: Option<RunStatus>) -> (String, Vec<SqlValue>) {
+        let mut sql = String::from("1=1");
+        let mut args: Vec<SqlValue> = Vec::new();
+        if let Some(f) = &self.function_id {
+            sql.push_str(" AND r.function_id = ?");
+            args.push(f.clone().into());
+        }
+        if let Some(s) = status {
+            sql.push_str(" AND r.status = ?");
+            args.push(s.as_db().to_string().into());
+        }
+        if let Some(k) = self.trigger_kind {
+            sql.push_str(" AND r.trigger_kind = ?");
+            args.push(k.as_db().to_string().into());
+        }
+        if let Some(n) = &self.event_name {
+            sql.push_str(" AND r.event_name = ?");
+            args.push(n.clone().into());
+        }
+        if let Some(from) = self.from {
+            sql.push_str(" AND r.id >= ?");
+            args.push(ulid_floor(from).into());
+        }
+        if let Some(to) = self.to {
+            sql.push_str(" AND r.id < ?");
+            args.push(ulid_floor(to).into());
+        }
+        (sql, args)
+    }
+
+    fn by_time_only(&self) -> bool {
+        self.function_id.is_none()
+            && self.statuses.is_empty()
+            && self.trigger_kind.is_none()
+            && self.event_name.is_none()
+    }
+
+    /// The number of matching runs, and whether it is exact (see [`RunPage::total`]).
+    fn count(&self, c: &Connection) -> Result<(u64, bool), StoreError> {
+        let mut left = COUNT_EXACT_UP_TO + 1;
+        let mut total = 0u64;
+        for status in self.each_status() {
+            let (clause, args) = self.clause(status);
+            let sql = format!(
+                "SELECT count(*) FROM (SELECT 1 FROM runs r{} WHERE {clause} LIMIT {left})",
+                self.index_hint(status)
+            );
+            let n: u64 = c
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(args), |r| r.get(0))?;
+            total += n;
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+        if total <= COUNT_EXACT_UP_TO {
+            return Ok((total, true));
+        }
+        if !self.by_time_only() {
+            return Ok((COUNT_EXACT_UP_TO, false));
+        }
+        // Row ids follow insertion order, which is id order (one writer, increasing ids):
+        // the rows in an id range are the difference of its ends' row ids.
+        let first: Option<i64> = c
+            .prepare_cached("SELECT rowid FROM runs WHERE id >= ?1 ORDER BY id LIMIT 1")?
+            .query_row([ulid_floor(self.from.unwrap_or(0))], |r| r.get(0))
+            .optional()?;
+        let last: Option<i64> = match self.to {
+            Some(to) => c
+                .prepare_cached("SELECT rowid FROM runs WHERE id < ?1 ORDER BY id DESC LIMIT 1")?
+                .query_row([ulid_floor(to)], |r| r.get(0))
+                .optional()?,
+            None => c
+                .prepare_cached("SELECT rowid FROM runs ORDER BY id DESC LIMIT 1")?
+                .query_row([], |r| r.get(0))
+                .optional()?,
+        };
+        let estimate = match (first, last) {
+            (Some(f), Some(l)) if l >= f => (l - f + 1) as u64,
+            _ => 0,
+        };
+        Ok((estimate.max(total), false))
+    }
+}
 
 fn ulid_floor(ms: i64) -> String {
     ulid::Ulid::from_parts(ms.max(0) as u64, 0).to_string()
@@ -336,55 +525,47 @@ impl AdminApi {
             .collect()
     }
 
-    /// Runs, newest first, filtered and paginated by cursor.
+    /// Runs, newest first, filtered and paginated by cursor, with the number of runs that
+    /// match the filters (see [`RunPage::total`]).
     pub async fn runs(&self, q: RunQuery) -> AdminResult<RunPage> {
         let limit = RUNS_PAGE.limit(q.limit)? as usize;
-        let cursor = page_cursor(q.cursor)?;
+        let cursor = page_cursor(q.cursor.clone())?;
         if let (Some(from), Some(to)) = (q.from, q.to) {
             if from > to {
                 return Err(AdminError::BadRequest("`from` is after `to`".into()));
             }
         }
-        // With a function, a status and a time range, SQLite's planner (without statistics)
-        // picks `runs_by_status` and filters the function row by row: tens of milliseconds
-        // for a rare function among a million runs. Name the index that covers all three.
-        let index = if q.function_id.is_some() && q.status.is_some() {
-            " INDEXED BY runs_by_function_status"
-        } else {
-            ""
-        };
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs r{index} LEFT JOIN events e ON e.internal_id = r.event_id WHERE 1=1");
-        let mut args: Vec<SqlValue> = Vec::new();
-        if let Some(f) = q.function_id {
-            sql.push_str(" AND r.function_id = ?");
-            args.push(f.into());
-        }
-        if let Some(s) = q.status {
-            sql.push_str(" AND r.status = ?");
-            args.push(s.as_db().to_string().into());
-        }
-        if let Some(from) = q.from {
-            sql.push_str(" AND r.id >= ?");
-            args.push(ulid_floor(from).into());
-        }
-        if let Some(to) = q.to {
-            sql.push_str(" AND r.id < ?");
-            args.push(ulid_floor(to).into());
-        }
-        if let Some(c) = cursor {
-            sql.push_str(" AND r.id < ?");
-            args.push(c.into());
-        }
-        sql.push_str(&format!(" ORDER BY r.id DESC LIMIT {}", limit + 1));
+        let filter = RunFilter::new(q);
         let this = self.clone();
-        let mut runs = self
+        let (mut runs, total, total_exact) = self
             .engine
             .inner
             .store
             .read(move |c| {
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args), |r| this.summary(r))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                // One query per status, each walking its index newest first, merged here:
+                // `status IN (...)` would make SQLite sort every matching run.
+                let mut runs = Vec::new();
+                for status in filter.each_status() {
+                    let (clause, mut args) = filter.clause(status);
+                    let mut sql = format!(
+                        "SELECT {RUN_COLUMNS} FROM runs r{} WHERE {clause}",
+                        filter.index_hint(status)
+                    );
+                    if let Some(c) = &cursor {
+                        sql.push_str(" AND r.id < ?");
+                        args.push(c.clone().into());
+                    }
+                    sql.push_str(&format!(" ORDER BY r.id DESC LIMIT {}", limit + 1));
+                    let mut stmt = c.prepare_cached(&sql)?;
+                    let rows = stmt.query_map(params_from_iter(args), |r| this.summary(r))?;
+                    for row in rows {
+                        runs.push(row?);
+                    }
+                }
+                runs.sort_by(|a: &RunSummary, b| b.id.cmp(&a.id));
+                runs.truncate(limit + 1);
+                let (total, exact) = filter.count(c)?;
+                Ok((runs, total, exact))
             })
             .await?;
         let next_cursor = if runs.len() > limit {
@@ -393,7 +574,12 @@ impl AdminApi {
         } else {
             None
         };
-        Ok(RunPage { runs, next_cursor })
+        Ok(RunPage {
+            runs,
+            next_cursor,
+            total,
+            total_exact,
+        })
     }
 
     /// One run with its event, output, error and every step's attempts.
@@ -549,6 +735,7 @@ impl AdminApi {
                     function_id: &function.id,
                     trigger_kind: TriggerKind::Invoke,
                     event_internal_id: &event_id,
+                    event_name: internal::FUNCTION_INVOKED,
                     now,
                     cron_scheduled_at: None,
                     late: false,
@@ -635,10 +822,12 @@ impl AdminApi {
                     |r| r.get(0),
                 )?;
                 let json: Value = serde_json::from_str(&payload)?;
+                let event_name = json["name"].as_str().unwrap_or_default().to_string();
                 let run = NewRun {
                     function_id: &function.id,
                     trigger_kind: TriggerKind::Rerun,
                     event_internal_id: &event_id,
+                    event_name: &event_name,
                     now,
                     cron_scheduled_at: None,
                     late: false,
@@ -664,12 +853,33 @@ impl AdminApi {
     pub async fn events(&self, q: EventQuery) -> AdminResult<EventPage> {
         let limit = EVENTS_PAGE.limit(q.limit)? as usize;
         let cursor = page_cursor(q.cursor)?;
+        if let (Some(from), Some(to)) = (q.from, q.to) {
+            if from > to {
+                return Err(AdminError::BadRequest("`from` is after `to`".into()));
+            }
+        }
         let mut sql =
             String::from("SELECT internal_id, payload, received_at FROM events WHERE 1=1");
         let mut args: Vec<SqlValue> = Vec::new();
-        if let Some(n) = q.name {
-            sql.push_str(" AND name = ?");
-            args.push(n.into());
+        match q.name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                sql.push_str(" AND name = ?");
+                args.push(n.into());
+            }
+            // Internal names are the ones between `inngest/` and `inngest0` (`0` follows `/`).
+            None if !q.include_internal => {
+                sql.push_str(" AND NOT (name >= 'inngest/' AND name < 'inngest0')")
+            }
+            None => {}
+        }
+        // Internal ids are ULIDs of the time an event was received.
+        if let Some(from) = q.from {
+            sql.push_str(" AND internal_id >= ?");
+            args.push(ulid_floor(from).into());
+        }
+        if let Some(to) = q.to {
+            sql.push_str(" AND internal_id < ?");
+            args.push(ulid_floor(to).into());
         }
         if let Some(c) = cursor {
             sql.push_str(" AND internal_id < ?");

@@ -38,6 +38,8 @@ pub(crate) struct NewRun<'a> {
     pub function_id: &'a str,
     pub trigger_kind: TriggerKind,
     pub event_internal_id: &'a str,
+    /// The triggering event's name (kept on the run for the runs list's filter).
+    pub event_name: &'a str,
     pub now: i64,
     pub cron_scheduled_at: Option<i64>,
     pub late: bool,
@@ -50,8 +52,8 @@ pub(crate) struct NewRun<'a> {
 pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> StoreResult<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO runs (id, function_id, status, trigger_kind, event_id, queued_at, wake_at,
-                           cron_scheduled_at, late, parent_run_id, parent_step, rerun_of)
-         VALUES (?1, ?2, ?12, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10)",
+                           cron_scheduled_at, late, parent_run_id, parent_step, rerun_of, event_name)
+         VALUES (?1, ?2, ?12, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10, ?13)",
     )?;
     stmt.execute(params![
         run_id,
@@ -66,6 +68,7 @@ pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> S
         run.rerun_of,
         run.runnable.then_some(run.now),
         RunStatus::Running,
+        run.event_name,
     ])?;
     Ok(())
 }
@@ -240,6 +243,7 @@ pub(crate) fn ingest(
                 function_id: &function.id,
                 trigger_kind: TriggerKind::Event,
                 event_internal_id: &internal_id,
+                event_name: &event.name,
                 now,
                 cron_scheduled_at: None,
                 late: false,

@@ -144,6 +144,7 @@ pub(crate) fn apply(
             function_id: &child.function_id,
             trigger_kind: TriggerKind::Invoke,
             event_internal_id: &event_internal_id,
+            event_name: internal::FUNCTION_INVOKED,
             now,
             cron_scheduled_at: None,
             late: false,

@@ -148,6 +148,7 @@ pub(crate) fn fire(
         function_id,
         trigger_kind: TriggerKind::Cron,
         event_internal_id: &event_internal_id,
+        event_name: internal::SCHEDULED_TIMER,
         now,
         cron_scheduled_at: Some(scheduled_at),
         late,

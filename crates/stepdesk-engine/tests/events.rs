@@ -790,9 +790,10 @@ async fn events_are_stored_with_defaults_and_listed_newest_first() {
         let page = engine
             .admin()
             .events(stepdesk_engine::admin::EventQuery {
-                name: None,
                 cursor,
                 limit: Some(4),
+                include_internal: true,
+                ..Default::default()
             })
             .await
             .unwrap();

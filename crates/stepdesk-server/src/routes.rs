@@ -241,6 +241,10 @@ async fn v1_events(
     let page = s
         .admin
         .events(EventQuery {
+            // As before the console's filters: every event.
+            include_internal: true,
+            from: None,
+            to: None,
             name: q.name,
             cursor: q.cursor,
             limit: Some(limit),
@@ -333,7 +337,11 @@ async fn runs(
                 .filter(|f| !f.is_empty())
                 .map(|s| s.parse())
                 .transpose()
-                .map_err(ApiError::bad_request)?,
+                .map_err(ApiError::bad_request)?
+                .into_iter()
+                .collect(),
+            trigger_kind: None,
+            event_name: None,
             from: parse_time("from", q.from)?,
             to: parse_time("to", q.to)?,
             cursor: q.cursor.filter(|f| !f.is_empty()),
@@ -418,6 +426,10 @@ async fn events(
     let page = s
         .admin
         .events(EventQuery {
+            // As before the console's filters: every event.
+            include_internal: true,
+            from: None,
+            to: None,
             name: q.name.filter(|n| !n.is_empty()),
             cursor: q.cursor,
             limit: q.limit,

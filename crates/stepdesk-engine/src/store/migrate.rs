@@ -8,6 +8,7 @@ use super::{StoreError, StoreResult};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_singletons.sql"),
+    include_str!("migrations/0003_console.sql"),
 ];
 
 /// The schema version this build writes.
