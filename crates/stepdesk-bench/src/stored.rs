@@ -17,7 +17,7 @@ use stepdesk_engine::admin::RunQuery;
 use stepdesk_engine::step::hash_step_id;
 use stepdesk_engine::store::SCHEMA_VERSION;
 use stepdesk_engine::time::now_ms;
-use stepdesk_engine::{Durability, Engine, EngineConfig, Error, Function, Store};
+use stepdesk_engine::{Durability, Engine, EngineConfig, Error, Function, RunStatus, Store};
 
 use crate::common::{stored_payload, INSERT_EVENT};
 use crate::stats::Dist;
@@ -86,6 +86,8 @@ pub struct StoredResults {
     pub filtered: Dist,
     pub filtered_rows: f64,
     pub status_only: Dist,
+    pub multi_status: Dist,
+    pub function_stats: Dist,
     pub detail: Dist,
     pub raw_point: Dist,
     pub raw_filtered: Dist,
@@ -306,6 +308,41 @@ pub async fn run(cfg: &StoredConfig) -> Result<StoredResults> {
         std::hint::black_box(page);
     }
 
+    eprintln!(
+        "  admin.runs with two statuses and an event name, {} times",
+        cfg.reps
+    );
+    let mut multi_status = Vec::with_capacity(cfg.reps);
+    for i in 0..cfg.reps {
+        let f = FUNCTIONS[i % FUNCTIONS.len()].0;
+        let t = Instant::now();
+        let page = admin
+            .runs(RunQuery {
+                status: vec![RunStatus::Failed, RunStatus::Cancelled],
+                event_name: Some(event_name(f)),
+                limit: Some(50),
+                ..Default::default()
+            })
+            .await?;
+        multi_status.push(t.elapsed());
+        if page.runs.iter().any(|r| r.function_id != f) {
+            bail!("the event-name page holds other runs");
+        }
+    }
+
+    eprintln!(
+        "  admin.function_stats of each function, {} times",
+        cfg.reps
+    );
+    let mut function_stats = Vec::with_capacity(cfg.reps);
+    for i in 0..cfg.reps {
+        let f = FUNCTIONS[i % FUNCTIONS.len()].0;
+        let t = Instant::now();
+        let stats = admin.function_stats(f).await?;
+        function_stats.push(t.elapsed());
+        std::hint::black_box(stats);
+    }
+
     eprintln!("  admin.run (detail) of random runs, {} times", ids.len());
     let mut detail = Vec::with_capacity(ids.len());
     for id in &ids {
@@ -338,6 +375,8 @@ pub async fn run(cfg: &StoredConfig) -> Result<StoredResults> {
         filtered: Dist::of(&filtered),
         filtered_rows: rows as f64 / cfg.reps.max(1) as f64,
         status_only: Dist::of(&status_only),
+        multi_status: Dist::of(&multi_status),
+        function_stats: Dist::of(&function_stats),
         detail: Dist::of(&detail),
         raw_point: Dist::of(&raw),
         raw_filtered: Dist::of(&raw_filtered),

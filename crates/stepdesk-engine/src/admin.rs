@@ -308,7 +308,7 @@ pub fn page_cursor(cursor: Option<String>) -> AdminResult<Option<String>> {
 /// Admin operations over an engine.
 #[derive(Clone)]
 pub struct AdminApi {
-    engine: Engine,
+    pub(crate) engine: Engine,
 }
 
 const RUN_COLUMNS: &str =
@@ -469,7 +469,7 @@ impl AdminApi {
             .unwrap_or_else(|| id.to_string())
     }
 
-    fn summary(&self, r: &Row<'_>) -> rusqlite::Result<RunSummary> {
+    pub(crate) fn summary(&self, r: &Row<'_>) -> rusqlite::Result<RunSummary> {
         let function_id: String = r.get(1)?;
         let started_at: Option<i64> = r.get(7)?;
         let ended_at: Option<i64> = r.get(8)?;

@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod console;
 pub mod cron;
 pub mod error;
 pub mod event;

@@ -133,32 +133,63 @@ pub(crate) fn fire(
     if inserted == 0 {
         return Ok(None);
     }
+    let event_id = format!("{function_id}@{}", to_rfc3339(scheduled_at));
+    let run = CronRun {
+        function_id,
+        spec,
+        scheduled_at,
+        now,
+        late,
+        event_id,
+        manual: None,
+    };
+    create_cron_run(conn, &run, &run_id)?;
+    wakes.push((run_id.clone(), now));
+    Ok(Some(run_id))
+}
+
+/// A cron run to create.
+pub(crate) struct CronRun<'a> {
+    pub function_id: &'a str,
+    pub spec: &'a CronSpec,
+    pub scheduled_at: i64,
+    pub now: i64,
+    pub late: bool,
+    /// The `inngest/scheduled.timer` event's own id.
+    pub event_id: String,
+    /// For a fire asked for by hand: `run_now` or `replay` (in the event's data).
+    pub manual: Option<&'static str>,
+}
+
+/// Stores a cron's `inngest/scheduled.timer` event and creates its run (runnable now).
+pub(crate) fn create_cron_run(conn: &Connection, c: &CronRun<'_>, run_id: &str) -> StoreResult<()> {
     let mut data = Map::new();
-    data.insert("cron".into(), Value::String(spec.text().to_string()));
+    data.insert("cron".into(), Value::String(c.spec.text().to_string()));
     data.insert(
         "scheduledAt".into(),
-        Value::String(to_rfc3339(scheduled_at)),
+        Value::String(to_rfc3339(c.scheduled_at)),
     );
-    data.insert("fireAt".into(), Value::String(to_rfc3339(now)));
-    data.insert("late".into(), Value::Bool(late));
+    data.insert("fireAt".into(), Value::String(to_rfc3339(c.now)));
+    data.insert("late".into(), Value::Bool(c.late));
+    if let Some(manual) = c.manual {
+        data.insert("manual".into(), Value::String(manual.into()));
+    }
     let mut event = NewEvent::internal(internal::SCHEDULED_TIMER, data);
-    event.id = Some(format!("{function_id}@{}", to_rfc3339(scheduled_at)));
-    let (event_internal_id, _, _) = insert_event(conn, event, now)?;
+    event.id = Some(c.event_id.clone());
+    let (event_internal_id, _, _) = insert_event(conn, event, c.now)?;
     let run = NewRun {
-        function_id,
+        function_id: c.function_id,
         trigger_kind: TriggerKind::Cron,
         event_internal_id: &event_internal_id,
         event_name: internal::SCHEDULED_TIMER,
-        now,
-        cron_scheduled_at: Some(scheduled_at),
-        late,
+        now: c.now,
+        cron_scheduled_at: Some(c.scheduled_at),
+        late: c.late,
         parent: None,
         rerun_of: None,
         runnable: true,
     };
-    create_run(conn, &run, &run_id)?;
-    wakes.push((run_id.clone(), now));
-    Ok(Some(run_id))
+    create_run(conn, &run, run_id)
 }
 
 /// Fires one scheduled time. `Err` if the fire could not be written (it is to be retried);

@@ -1,0 +1,346 @@
+//! What the console asks of the engine beyond the lists: function statistics, cron fires
+//! ("Run now", "Replay").
+
+use rusqlite::{params, Connection};
+use serde::{Deserialize, Serialize};
+
+use crate::admin::{AdminApi, AdminError, AdminResult, Started};
+use crate::cron::CronSpec;
+use crate::ingest::new_id;
+use crate::model::RunStatus;
+use crate::scheduler::{create_cron_run, CronRun};
+use crate::store::StoreError;
+use crate::time::{now_ms, to_rfc3339};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Runs counted by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct StatusCounts {
+    pub running: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+}
+
+impl StatusCounts {
+    fn add(&mut self, status: RunStatus) {
+        match status {
+            RunStatus::Running => self.running += 1,
+            RunStatus::Completed => self.completed += 1,
+            RunStatus::Failed => self.failed += 1,
+            RunStatus::Cancelled => self.cancelled += 1,
+        }
+    }
+}
+
+/// One bar of a statistics chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct StatsBucket {
+    /// Start of the bucket (ms since the epoch); it lasts [`StatsWindow::bucket_ms`].
+    pub start: i64,
+    pub counts: StatusCounts,
+    /// 95th percentile duration of the runs that finished in the bucket.
+    pub p95_ms: Option<i64>,
+}
+
+/// A function's runs over a time window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct StatsWindow {
+    pub from: i64,
+    pub to: i64,
+    /// Finished runs by the time they ended; running runs by the time they were queued.
+    pub counts: StatusCounts,
+    /// Durations (start to end; queued to end for a run cancelled before it started) of
+    /// the runs that finished in the window.
+    pub p50_ms: Option<i64>,
+    pub p95_ms: Option<i64>,
+    pub bucket_ms: i64,
+    /// The window cut into buckets, oldest first.
+    pub series: Vec<StatsBucket>,
+}
+
+/// A function's statistics for its page: the last 24 hours (hourly) and 7 days (6-hourly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct FunctionStats {
+    pub function_id: String,
+    pub day: StatsWindow,
+    pub week: StatsWindow,
+}
+
+/// Who asked for a cron fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub enum CronFireSource {
+    /// The scheduler, at (or after, when `late`) its scheduled time.
+    Schedule,
+    /// "Run now" from the console.
+    RunNow,
+    /// "Replay" of a past scheduled time from the console.
+    Replay,
+}
+
+/// One fire of a function's cron.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct CronFire {
+    pub scheduled_at: i64,
+    pub fired_at: i64,
+    /// Fired more than a minute after its time (missed while Stepdesk was closed).
+    pub late: bool,
+    pub run_id: String,
+    pub source: CronFireSource,
+}
+
+/// Most cron fires [`AdminApi::cron_fires`] returns.
+pub const CRON_FIRES_MAX: u32 = 500;
+
+/// The `p`-th percentile (0..=100) of sorted values, nearest rank.
+fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (sorted.len() * p as usize).div_ceil(100).max(1);
+    Some(sorted[rank - 1])
+}
+
+/// Reads a function's runs since `from` once, and cuts them into both windows.
+fn read_stats(c: &Connection, function_id: &str, now: i64) -> Result<FunctionStats, StoreError> {
+    let day_from = now - 24 * HOUR_MS;
+    let week_from = now - 7 * 24 * HOUR_MS;
+    // (ended_at, status, duration) of finished runs, from the covering index.
+    let mut finished: Vec<(i64, RunStatus, i64)> = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT ended_at, status, ended_at - coalesce(started_at, queued_at) FROM runs
+             INDEXED BY runs_by_function_ended
+             WHERE function_id = ?1 AND ended_at >= ?2 AND ended_at <= ?3",
+        )?;
+        let mut rows = stmt.query(params![function_id, week_from, now])?;
+        while let Some(r) = rows.next()? {
+            finished.push((r.get(0)?, r.get(1)?, r.get(2)?));
+        }
+    }
+    // Running runs by the time they were queued (their ids are ULIDs of that time).
+    let mut running: Vec<i64> = Vec::new();
+    {
+        let mut stmt = c.prepare_cached(
+            "SELECT queued_at FROM runs INDEXED BY runs_by_function_status
+             WHERE function_id = ?1 AND status = ?2 AND id >= ?3",
+        )?;
+        let floor = ulid::Ulid::from_parts(week_from.max(0) as u64, 0).to_string();
+        let mut rows = stmt.query(params![function_id, RunStatus::Running, floor])?;
+        while let Some(r) = rows.next()? {
+            running.push(r.get(0)?);
+        }
+    }
+    let window = |from: i64, bucket_ms: i64| {
+        let buckets = ((now - from) / bucket_ms) as usize;
+        let mut series: Vec<(StatusCounts, Vec<i64>)> = vec![Default::default(); buckets];
+        let mut counts = StatusCounts::default();
+        let mut durations = Vec::new();
+        let slot = |at: i64| (((at - from) / bucket_ms) as usize).min(buckets - 1);
+        for &(ended, status, duration) in finished.iter().filter(|f| f.0 >= from) {
+            counts.add(status);
+            durations.push(duration);
+            let (c, d) = &mut series[slot(ended)];
+            c.add(status);
+            d.push(duration);
+        }
+        for &queued in running.iter().filter(|&&q| q >= from && q <= now) {
+            counts.running += 1;
+            series[slot(queued)].0.running += 1;
+        }
+        durations.sort_unstable();
+        StatsWindow {
+            from,
+            to: now,
+            counts,
+            p50_ms: percentile(&durations, 50),
+            p95_ms: percentile(&durations, 95),
+            bucket_ms,
+            series: series
+                .into_iter()
+                .enumerate()
+                .map(|(i, (counts, mut d))| {
+                    d.sort_unstable();
+                    StatsBucket {
+                        start: from + i as i64 * bucket_ms,
+                        counts,
+                        p95_ms: percentile(&d, 95),
+                    }
+                })
+                .collect(),
+        }
+    };
+    Ok(FunctionStats {
+        function_id: function_id.to_string(),
+        day: window(day_from, HOUR_MS),
+        week: window(week_from, 6 * HOUR_MS),
+    })
+}
+
+impl AdminApi {
+    /// A function's run counts by status, p50/p95 durations and a chart series, over the
+    /// last 24 hours (hourly buckets) and 7 days (6-hourly).
+    pub async fn function_stats(&self, function_id: &str) -> AdminResult<FunctionStats> {
+        self.known_function(function_id)?;
+        let id = function_id.to_string();
+        Ok(self
+            .engine
+            .inner
+            .store
+            .read(move |c| read_stats(c, &id, now_ms()))
+            .await?)
+    }
+
+    fn known_function(&self, function_id: &str) -> AdminResult<()> {
+        match self.engine.inner.registry.get(function_id) {
+            Some(_) => Ok(()),
+            None => Err(AdminError::NotFound(format!("no function `{function_id}`"))),
+        }
+    }
+
+    fn cron_of(&self, function_id: &str) -> AdminResult<Vec<CronSpec>> {
+        let Some(f) = self.engine.inner.registry.get(function_id) else {
+            return Err(AdminError::NotFound(format!("no function `{function_id}`")));
+        };
+        let crons: Vec<CronSpec> = f.crons().cloned().collect();
+        if crons.is_empty() {
+            return Err(AdminError::BadRequest(format!(
+                "function `{function_id}` has no cron trigger"
+            )));
+        }
+        Ok(crons)
+    }
+
+    /// A cron function's latest fires, newest first: the scheduler's and those asked for by
+    /// hand. `limit`: 1 to [`CRON_FIRES_MAX`].
+    pub async fn cron_fires(&self, function_id: &str, limit: u32) -> AdminResult<Vec<CronFire>> {
+        self.cron_of(function_id)?;
+        if !(1..=CRON_FIRES_MAX).contains(&limit) {
+            return Err(AdminError::BadRequest(format!(
+                "`limit` must be between 1 and {CRON_FIRES_MAX}, not {limit}"
+            )));
+        }
+        let id = function_id.to_string();
+        Ok(self
+            .engine
+            .inner
+            .store
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT scheduled_at, fired_at, late, run_id, 'schedule' FROM
+                        (SELECT * FROM cron_fires WHERE function_id = ?1
+                         ORDER BY scheduled_at DESC LIMIT ?2)
+                     UNION ALL
+                     SELECT scheduled_at, fired_at, 0, run_id, kind FROM
+                        (SELECT * FROM cron_manual_fires WHERE function_id = ?1
+                         ORDER BY fired_at DESC LIMIT ?2)
+                     ORDER BY 2 DESC, 1 DESC LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![id, limit], |r| {
+                    let source: String = r.get(4)?;
+                    Ok(CronFire {
+                        scheduled_at: r.get(0)?,
+                        fired_at: r.get(1)?,
+                        late: r.get(2)?,
+                        run_id: r.get(3)?,
+                        source: match source.as_str() {
+                            "run_now" => CronFireSource::RunNow,
+                            "replay" => CronFireSource::Replay,
+                            _ => CronFireSource::Schedule,
+                        },
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?)
+    }
+
+    /// Fires a cron function by hand: with no time, "Run now" (a fire for now, not late);
+    /// with a past scheduled time of its cron, "Replay" (a new run for that time, even if
+    /// it already fired). Neither takes the scheduler's once-per-time record, so the
+    /// scheduler still fires each time exactly once.
+    pub async fn run_cron(
+        &self,
+        function_id: &str,
+        scheduled_at: Option<i64>,
+    ) -> AdminResult<Started> {
+        let crons = self.cron_of(function_id)?;
+        let now = now_ms();
+        let (spec, at, kind) = match scheduled_at {
+            None => (crons[0].clone(), now, "run_now"),
+            Some(t) if t > now => {
+                return Err(AdminError::BadRequest(format!(
+                    "{} is in the future: only a past scheduled time can be replayed",
+                    to_rfc3339(t)
+                )))
+            }
+            Some(t) => match crons.iter().find(|c| c.last_at_or_before(t) == Some(t)) {
+                Some(spec) => (spec.clone(), t, "replay"),
+                None => {
+                    return Err(AdminError::BadRequest(format!(
+                        "{} is not a scheduled time of `{}`",
+                        to_rfc3339(t),
+                        crons
+                            .iter()
+                            .map(|c| c.text().to_string())
+                            .collect::<Vec<_>>()
+                            .join("`, `")
+                    )))
+                }
+            },
+        };
+        let function_id = function_id.to_string();
+        let started = self
+            .engine
+            .write_and_wake(move |c| {
+                let now = now_ms();
+                let run_id = new_id();
+                let run = CronRun {
+                    function_id: &function_id,
+                    spec: &spec,
+                    scheduled_at: at,
+                    now,
+                    late: false,
+                    // Unique, so the sender-id dedupe never takes a replay for a repeat.
+                    event_id: format!("{function_id}@{}#{kind}-{run_id}", to_rfc3339(at)),
+                    manual: Some(kind),
+                };
+                create_cron_run(c, &run, &run_id)?;
+                c.prepare_cached(
+                    "INSERT INTO cron_manual_fires (run_id, function_id, scheduled_at, fired_at, kind)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![run_id, function_id, at, now, kind])?;
+                let event_id: String = c.query_row(
+                    "SELECT event_id FROM runs WHERE id = ?1",
+                    [&run_id],
+                    |r| r.get(0),
+                )?;
+                Ok((
+                    Started {
+                        run_id: run_id.clone(),
+                        event_id,
+                    },
+                    vec![(run_id, now)],
+                ))
+            })
+            .await?;
+        Ok(started)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        assert_eq!(percentile(&[], 50), None);
+        assert_eq!(percentile(&[7], 95), Some(7));
+        let v: Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), Some(50));
+        assert_eq!(percentile(&v, 95), Some(95));
+        assert_eq!(percentile(&[1, 2, 3], 50), Some(2));
+    }
+}

@@ -1,0 +1,147 @@
+//! The console's engine features: function statistics, cron fires by hand.
+
+mod common;
+
+use serde_json::json;
+use stepdesk_engine::admin::AdminError;
+use stepdesk_engine::console::CronFireSource;
+use stepdesk_engine::{Error, Function};
+
+use common::*;
+
+fn fns() -> Vec<Function> {
+    vec![
+        Function::builder("flaky")
+            .on_event("app/flaky")
+            .retries(0)
+            .handler(|ctx| async move {
+                let fail = ctx.event.data.get("fail").is_some();
+                ctx.step
+                    .run("work", || async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        Ok(())
+                    })
+                    .await?;
+                if fail {
+                    return Err(Error::non_retriable("asked to fail"));
+                }
+                Ok(json!("ok"))
+            })
+            .unwrap(),
+        Function::builder("minutely")
+            .on_cron("* * * * *")
+            .handler(|ctx| async move { Ok(ctx.event.data.clone()) })
+            .unwrap(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_stats_count_by_status_with_durations_and_a_series() {
+    let (engine, _dir) = start(fns()).await;
+    send(
+        &engine,
+        json!([{"name": "app/flaky"}, {"name": "app/flaky"}, {"name": "app/flaky", "data": {"fail": true}}]),
+    )
+    .await;
+    for r in wait_runs(&engine, "flaky", 3).await {
+        wait_run(&engine, &r.id, "finished", |d| {
+            d.summary.status != "Running"
+        })
+        .await;
+    }
+    let stats = engine.admin().function_stats("flaky").await.unwrap();
+    for w in [&stats.day, &stats.week] {
+        assert_eq!((w.counts.completed, w.counts.failed), (2, 1), "{w:?}");
+        assert_eq!(w.counts.running + w.counts.cancelled, 0);
+        let p50 = w.p50_ms.unwrap();
+        assert!((20..5_000).contains(&p50), "{p50}");
+        assert!(w.p95_ms.unwrap() >= p50);
+        assert_eq!(w.to - w.from, w.bucket_ms * w.series.len() as i64);
+        let in_series: u64 = w
+            .series
+            .iter()
+            .map(|b| b.counts.completed + b.counts.failed)
+            .sum();
+        assert_eq!(in_series, 3);
+        // Everything happened just now: in the last bucket.
+        let last = w.series.last().unwrap();
+        assert_eq!(last.counts.completed, 2);
+        assert!(last.p95_ms.is_some());
+    }
+    assert_eq!((stats.day.series.len(), stats.week.series.len()), (24, 28));
+    assert!(matches!(
+        engine.admin().function_stats("nope").await,
+        Err(AdminError::NotFound(_))
+    ));
+    stop(&engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_runs_now_and_replays_a_past_time_more_than_once() {
+    let (engine, _dir) = start(fns()).await;
+    let admin = engine.admin();
+    let now = admin.run_cron("minutely", None).await.unwrap();
+    let d = wait_status(&engine, &now.run_id, "Completed").await;
+    assert_eq!(d.summary.trigger_kind, TriggerKind::Cron);
+    assert!(!d.summary.late);
+    assert_eq!(d.output.as_ref().unwrap()["manual"], "run_now");
+
+    let minute = 60_000;
+    let past = (now_ms() / minute - 5) * minute;
+    let r1 = admin.run_cron("minutely", Some(past)).await.unwrap();
+    let r2 = admin.run_cron("minutely", Some(past)).await.unwrap();
+    assert_ne!(r1.run_id, r2.run_id, "a replay is a new run each time");
+    for r in [&r1, &r2] {
+        let d = wait_status(&engine, &r.run_id, "Completed").await;
+        assert_eq!(d.summary.cron_scheduled_at, Some(past));
+        assert_eq!(d.output.as_ref().unwrap()["manual"], "replay");
+    }
+    let fires = admin.cron_fires("minutely", 10).await.unwrap();
+    let manual: Vec<_> = fires
+        .iter()
+        .filter(|f| f.source != CronFireSource::Schedule)
+        .map(|f| (f.run_id.clone(), f.source))
+        .collect();
+    assert_eq!(
+        manual,
+        [
+            (r2.run_id.clone(), CronFireSource::Replay),
+            (r1.run_id.clone(), CronFireSource::Replay),
+            (now.run_id.clone(), CronFireSource::RunNow),
+        ]
+    );
+    // The scheduler's record of that time is untouched: replays do not take it.
+    let scheduled_past: i64 = engine
+        .store()
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM cron_fires WHERE scheduled_at = ?1",
+                [past],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(scheduled_past, 0);
+
+    // Bad requests.
+    for (f, at, expected) in [
+        ("minutely", Some(past + 1), "not a scheduled time"),
+        ("minutely", Some(now_ms() + 10 * minute), "future"),
+        ("flaky", None, "no cron trigger"),
+    ] {
+        match admin.run_cron(f, at).await {
+            Err(AdminError::BadRequest(m)) => assert!(m.contains(expected), "{m}"),
+            other => panic!("{f} {at:?}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        admin.run_cron("nope", None).await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert!(matches!(
+        admin.cron_fires("minutely", 0).await,
+        Err(AdminError::BadRequest(_))
+    ));
+    stop(&engine).await;
+}
