@@ -14,7 +14,9 @@
 //!   ("bad cursor"), never answered with the first page.
 //! - every page carries `next_cursor`, the cursor of the page after it, `null` on the last.
 
-use rusqlite::{params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row};
+use rusqlite::{
+    params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -121,6 +123,9 @@ pub struct StepView {
     pub error: Option<Value>,
     /// Failed attempts, oldest first.
     pub failed_attempts: Vec<AttemptView>,
+    /// For a step of a "Rerun from step" before the step it started from: the run whose
+    /// result it reuses (it did not execute in this run).
+    pub reused_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
@@ -135,6 +140,10 @@ pub struct RunDetail {
     pub steps: Vec<StepView>,
     pub parent_run_id: Option<String>,
     pub rerun_of: Option<String>,
+    /// For a "Rerun from step": the hash of the step it started from.
+    pub rerun_from_step: Option<String>,
+    /// For a "Rerun from step" with an edited input: that input.
+    pub rerun_step_input: Option<Value>,
 }
 
 /// Which runs to list. Every filter is optional; empty text counts as absent.
@@ -597,7 +606,8 @@ impl AdminApi {
 
     fn read_run(&self, c: &Connection, id: &str) -> Result<Option<RunDetail>, StoreError> {
         let sql = format!(
-            "SELECT {RUN_COLUMNS}, e.payload, r.output, r.error, r.parent_run_id, r.rerun_of
+            "SELECT {RUN_COLUMNS}, e.payload, r.output, r.error, r.parent_run_id, r.rerun_of,
+                    r.rerun_from_step, r.rerun_step_input
              FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1"
         );
         let head = c
@@ -610,10 +620,22 @@ impl AdminApi {
                     r.get::<_, Option<String>>(13)?,
                     r.get::<_, Option<String>>(14)?,
                     r.get::<_, Option<String>>(15)?,
+                    r.get::<_, Option<String>>(16)?,
+                    r.get::<_, Option<String>>(17)?,
                 ))
             })
             .optional()?;
-        let Some((summary, event, output, error, parent_run_id, rerun_of)) = head else {
+        let Some((
+            summary,
+            event,
+            output,
+            error,
+            parent_run_id,
+            rerun_of,
+            rerun_from_step,
+            rerun_step_input,
+        )) = head
+        else {
             return Ok(None);
         };
         let mut attempts: Vec<(String, AttemptView)> = Vec::new();
@@ -644,7 +666,8 @@ impl AdminApi {
         let mut steps = Vec::new();
         {
             let mut stmt = c.prepare_cached(
-                "SELECT step_id, hash, kind, status, attempts, started_at, ended_at, wake_at, input, output, error
+                "SELECT step_id, hash, kind, status, attempts, started_at, ended_at, wake_at, input, output, error,
+                        reused_from
                  FROM steps WHERE run_id = ?1 ORDER BY seq",
             )?;
             let rows = stmt.query_map([id], |r| {
@@ -669,6 +692,7 @@ impl AdminApi {
                     input: parse_json(r.get(8)?),
                     output: parse_json(r.get(9)?),
                     error: parse_json(r.get(10)?),
+                    reused_from: r.get(11)?,
                 })
             })?;
             for row in rows {
@@ -689,6 +713,8 @@ impl AdminApi {
             steps,
             parent_run_id,
             rerun_of,
+            rerun_from_step,
+            rerun_step_input: parse_json(rerun_step_input),
         }))
     }
 
@@ -783,6 +809,30 @@ impl AdminApi {
 
     /// Starts a new run of the same function with the same event.
     pub async fn rerun(&self, run_id: &str) -> AdminResult<Started> {
+        self.start_rerun(run_id, None).await
+    }
+
+    /// "Rerun from step": a new run of the same function with the same event, whose steps
+    /// before `step_hash` (in the order the run reached them) reuse the original run's
+    /// results without executing again; that step and everything after it execute. With
+    /// `step_input`, that step (a `step.run_with`) receives this input instead of its own.
+    pub async fn rerun_from(
+        &self,
+        run_id: &str,
+        step_hash: &str,
+        step_input: Option<Value>,
+    ) -> AdminResult<Started> {
+        self.start_rerun(
+            run_id,
+            Some(RerunFrom {
+                hash: step_hash.to_string(),
+                input: step_input,
+            }),
+        )
+        .await
+    }
+
+    async fn start_rerun(&self, run_id: &str, from: Option<RerunFrom>) -> AdminResult<Started> {
         let id = run_id.to_string();
         let original = self
             .engine
@@ -800,11 +850,6 @@ impl AdminApi {
         let Some((function_id, Some(event_id))) = original else {
             return Err(AdminError::NotFound(format!("no run `{run_id}`")));
         };
-        if self.engine.inner.registry.get(&function_id).is_none() {
-            return Err(AdminError::Conflict(format!(
-                "function `{function_id}` is no longer registered"
-            )));
-        }
         let Some(function) = self.engine.inner.registry.get(&function_id).cloned() else {
             return Err(AdminError::Conflict(format!(
                 "function `{function_id}` is no longer registered"
@@ -816,6 +861,11 @@ impl AdminApi {
             .write_and_wake(move |c| {
                 let now = now_ms();
                 let new_run = new_id();
+                // Checked inside the write, so the steps copied are the ones checked.
+                let reuse = match &from {
+                    Some(from) => Some(steps_before(c, &original_id, from)?),
+                    None => None,
+                };
                 let payload: String = c.query_row(
                     "SELECT payload FROM events WHERE internal_id = ?1",
                     [&event_id],
@@ -837,6 +887,30 @@ impl AdminApi {
                 };
                 let mut wakes = Vec::new();
                 start_run(c, &function, &json, run, &new_run, &mut wakes)?;
+                if let (Some(from), Some(seq)) = (&from, reuse) {
+                    c.prepare_cached(
+                        "UPDATE runs SET rerun_from_step = ?2, rerun_step_input = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        new_run,
+                        from.hash,
+                        from.input.as_ref().map(Value::to_string)
+                    ])?;
+                    c.prepare_cached(
+                        "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts,
+                                            started_at, ended_at, wake_at, input, output, error, reused_from)
+                         SELECT ?1, hash, step_id, kind, status, seq, attempts, started_at, ended_at,
+                                NULL, input, output, error, ?2
+                         FROM steps WHERE run_id = ?2 AND seq < ?3 AND status IN (?4, ?5)",
+                    )?
+                    .execute(params![
+                        new_run,
+                        original_id,
+                        seq,
+                        StepStatus::Completed,
+                        StepStatus::Failed
+                    ])?;
+                }
                 Ok((
                     Started {
                         run_id: new_run,
@@ -845,7 +919,13 @@ impl AdminApi {
                     wakes,
                 ))
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::Other(m) if m.starts_with(REFUSED) => {
+                    AdminError::BadRequest(m[REFUSED.len()..].to_string())
+                }
+                e => e.into(),
+            })?;
         Ok(started)
     }
 
@@ -960,6 +1040,40 @@ impl AdminApi {
             })
             .await?)
     }
+}
+
+/// Where a "Rerun from step" starts.
+struct RerunFrom {
+    hash: String,
+    input: Option<Value>,
+}
+
+/// Marks a write refused for a reason the caller gave (a `400`), not a store failure.
+const REFUSED: &str = "refused: ";
+
+/// The `seq` of the step a rerun starts from, after checking it can start there.
+fn steps_before(c: &Connection, run_id: &str, from: &RerunFrom) -> Result<i64, StoreError> {
+    let step: Option<(i64, String, StepKind, Option<String>)> = c
+        .prepare_cached(
+            "SELECT seq, step_id, kind, input FROM steps WHERE run_id = ?1 AND hash = ?2",
+        )?
+        .query_row(params![run_id, from.hash], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let refuse = |m: String| Err(StoreError::Other(format!("{REFUSED}{m}")));
+    let Some((seq, step_id, kind, input)) = step else {
+        return refuse(format!(
+            "run `{run_id}` has no step with hash `{}`",
+            from.hash
+        ));
+    };
+    if from.input.is_some() && (kind != StepKind::Run || input.is_none()) {
+        return refuse(format!(
+            "step `{step_id}` takes no input: only a `step.run_with` step's input can be edited"
+        ));
+    }
+    Ok(seq)
 }
 
 fn stored_event(

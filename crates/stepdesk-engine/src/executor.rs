@@ -166,12 +166,15 @@ struct LoadedRun {
     has_due: bool,
     /// Earliest time a pending step is due.
     pending_wake: Option<i64>,
+    /// "Rerun from step" with an edited input: (step hash, input).
+    input_override: Option<(String, Value)>,
 }
 
 fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<Option<LoadedRun>> {
     let row = conn
         .prepare_cached(
-            "SELECT r.function_id, r.status, r.wake_at, r.attempt, r.started_at, e.payload
+            "SELECT r.function_id, r.status, r.wake_at, r.attempt, r.started_at, e.payload,
+                    r.rerun_from_step, r.rerun_step_input
              FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
         )?
         .query_row([run_id], |r| {
@@ -182,11 +185,18 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
                 r.get::<_, u32>(3)?,
                 r.get::<_, Option<i64>>(4)?,
                 r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })
         .optional()?;
-    let Some((function_id, status, wake_at, attempt, started_at, payload)) = row else {
+    let Some((function_id, status, wake_at, attempt, started_at, payload, from_step, input)) = row
+    else {
         return Ok(None);
+    };
+    let input_override = match (from_step, input) {
+        (Some(hash), Some(input)) => Some((hash, serde_json::from_str(&input)?)),
+        _ => None,
     };
     let event = match payload {
         Some(p) => serde_json::from_str(&p)?,
@@ -203,6 +213,7 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
         step_attempts: HashMap::new(),
         has_due: false,
         pending_wake: None,
+        input_override,
     };
     let mut stmt = conn.prepare_cached(
         "SELECT hash, status, attempts, wake_at, output, error FROM steps WHERE run_id = ?1",
@@ -351,7 +362,12 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
     let backoff = engine.config.backoff;
 
     loop {
-        let step = Step::new(run.memo.clone(), run.event.clone(), run_id.to_string());
+        let step = Step::with_input_override(
+            run.memo.clone(),
+            run.event.clone(),
+            run_id.to_string(),
+            run.input_override.clone(),
+        );
         let ctx = Ctx {
             event: event.clone(),
             run_id: run_id.to_string(),
@@ -379,6 +395,7 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
             Some(Outcome::Ran {
                 hash,
                 step_id,
+                input,
                 result,
                 started_at: s,
                 ended_at: e,
@@ -393,7 +410,7 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                     started_at: Some(s),
                     ended_at: Some(e),
                     wake_at: None,
-                    input: None,
+                    input: input.map(|v| v.to_string()),
                     output: None,
                     error: None,
                 };

@@ -2,7 +2,9 @@
 
 mod common;
 
-use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
 use stepdesk_engine::admin::AdminError;
 use stepdesk_engine::console::CronFireSource;
 use stepdesk_engine::{Error, Function};
@@ -143,5 +145,105 @@ async fn a_cron_runs_now_and_replays_a_past_time_more_than_once() {
         admin.cron_fires("minutely", 0).await,
         Err(AdminError::BadRequest(_))
     ));
+    stop(&engine).await;
+}
+
+fn three_steps(a: Counter, b: Counter, c: Counter, seen: Arc<Mutex<Vec<Value>>>) -> Function {
+    Function::builder("three")
+        .on_event("app/three")
+        .handler(move |ctx| {
+            let (a, b, c, seen) = (a.clone(), b.clone(), c.clone(), seen.clone());
+            async move {
+                let x: usize = ctx.step.run("a", || async move { Ok(bump(&a)) }).await?;
+                let y: Value = ctx
+                    .step
+                    .run_with("b", json!({"n": x}), |input: Value| async move {
+                        bump(&b);
+                        seen.lock().unwrap().push(input.clone());
+                        Ok(input)
+                    })
+                    .await?;
+                let z: usize = ctx.step.run("c", || async move { Ok(bump(&c)) }).await?;
+                Ok(json!({"x": x, "y": y, "z": z}))
+            }
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_from_a_step_reuses_the_earlier_steps_and_runs_the_rest_with_an_edited_input() {
+    let (a, b, c) = (counter(), counter(), counter());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (engine, _dir) = start(vec![three_steps(
+        a.clone(),
+        b.clone(),
+        c.clone(),
+        seen.clone(),
+    )])
+    .await;
+    send(&engine, json!({"name": "app/three"})).await;
+    let first = single_run(&engine, "three", "Completed").await;
+    assert_eq!((count(&a), count(&b), count(&c)), (1, 1, 1));
+    assert_eq!(step(&first, "b").input, Some(json!({"n": 1})));
+    let b_hash = step(&first, "b").hash.clone();
+    let admin = engine.admin();
+
+    let edited = admin
+        .rerun_from(&first.summary.id, &b_hash, Some(json!({"n": 41})))
+        .await
+        .unwrap();
+    let d = wait_status(&engine, &edited.run_id, "Completed").await;
+    assert_eq!(
+        (count(&a), count(&b), count(&c)),
+        (1, 2, 2),
+        "the step before b did not run again; b and c did"
+    );
+    assert_eq!(seen.lock().unwrap().last(), Some(&json!({"n": 41})));
+    assert_eq!(d.output, Some(json!({"x": 1, "y": {"n": 41}, "z": 2})));
+    assert_eq!(d.summary.trigger_kind, TriggerKind::Rerun);
+    assert_eq!(d.rerun_of.as_deref(), Some(first.summary.id.as_str()));
+    assert_eq!(d.rerun_from_step.as_deref(), Some(b_hash.as_str()));
+    assert_eq!(d.rerun_step_input, Some(json!({"n": 41})));
+    assert_eq!(
+        step(&d, "a").reused_from.as_deref(),
+        Some(first.summary.id.as_str())
+    );
+    assert_eq!(step(&d, "b").reused_from, None);
+    assert_eq!(step(&d, "b").input, Some(json!({"n": 41})));
+    let order: Vec<_> = d.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(order, ["a", "b", "c"]);
+
+    // From the last step, without an edit: a and b are reused.
+    let c_hash = step(&first, "c").hash.clone();
+    let plain = admin
+        .rerun_from(&first.summary.id, &c_hash, None)
+        .await
+        .unwrap();
+    let d = wait_status(&engine, &plain.run_id, "Completed").await;
+    assert_eq!((count(&a), count(&b), count(&c)), (1, 2, 3));
+    assert_eq!(d.output, Some(json!({"x": 1, "y": {"n": 1}, "z": 3})));
+
+    // Refused: an unknown step, an input for a step that takes none, an unknown run.
+    let a_hash = step(&first, "a").hash.clone();
+    for (hash, input, expected) in [
+        ("nope", None, "no step"),
+        (a_hash.as_str(), Some(json!(1)), "takes no input"),
+    ] {
+        match admin.rerun_from(&first.summary.id, hash, input).await {
+            Err(AdminError::BadRequest(m)) => assert!(m.contains(expected), "{m}"),
+            other => panic!("{hash}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        admin
+            .rerun_from("01J00000000000000000000000", &b_hash, None)
+            .await,
+        Err(AdminError::NotFound(_))
+    ));
+    assert_eq!(
+        runs_of(&engine, "three").await.len(),
+        3,
+        "refusals started nothing"
+    );
     stop(&engine).await;
 }

@@ -22,3 +22,10 @@ CREATE TABLE cron_manual_fires (
     kind         TEXT NOT NULL      -- run_now | replay
 );
 CREATE INDEX cron_manual_fires_by_function ON cron_manual_fires(function_id, fired_at);
+
+-- "Rerun from step": the new run starts from this step (a hash) of the run it reruns, whose
+-- earlier steps' results are copied into it (`steps.reused_from` names the run they come
+-- from); the step may get an edited input.
+ALTER TABLE runs ADD COLUMN rerun_from_step TEXT;
+ALTER TABLE runs ADD COLUMN rerun_step_input TEXT;
+ALTER TABLE steps ADD COLUMN reused_from TEXT;
