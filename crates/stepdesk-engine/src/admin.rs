@@ -144,6 +144,37 @@ pub struct RunDetail {
     pub rerun_from_step: Option<String>,
     /// For a "Rerun from step" with an edited input: that input.
     pub rerun_step_input: Option<Value>,
+    /// Step attempts that were executing when Stepdesk stopped (they ran again after the
+    /// restart), oldest first.
+    pub interruptions: Vec<Interruption>,
+}
+
+/// A step attempt cut short by Stepdesk stopping (a crash, a kill, or a shutdown that did
+/// not wait for it). The step then ran again when the run resumed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
+pub struct Interruption {
+    pub step_id: String,
+    pub hash: String,
+    /// When the interrupted attempt began executing.
+    pub started_at: Option<i64>,
+    /// The engine start (boot) it was executing in.
+    pub boot_id: Option<i64>,
+    /// When that boot shut down cleanly; `None` if it crashed or was killed.
+    pub stopped_at: Option<i64>,
+    /// The start that found it, and when.
+    pub resumed_boot_id: i64,
+    pub resumed_at: i64,
+}
+
+/// One start of the engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
+pub struct Boot {
+    pub id: i64,
+    pub started_at: i64,
+    /// Set by a clean shutdown; `None` for the running engine and for one that crashed.
+    pub ended_at: Option<i64>,
+    /// This is the engine answering.
+    pub current: bool,
 }
 
 /// Which runs to list. Every filter is optional; empty text counts as absent.
@@ -699,6 +730,24 @@ impl AdminApi {
                 steps.push(row?);
             }
         }
+        let interruptions = {
+            let mut stmt = c.prepare_cached(
+                "SELECT step_id, hash, started_at, boot_id, stopped_at, resumed_boot_id, resumed_at
+                 FROM interruptions WHERE run_id = ?1 ORDER BY resumed_at, rowid",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                Ok(Interruption {
+                    step_id: r.get(0)?,
+                    hash: r.get(1)?,
+                    started_at: r.get(2)?,
+                    boot_id: r.get(3)?,
+                    stopped_at: r.get(4)?,
+                    resumed_boot_id: r.get(5)?,
+                    resumed_at: r.get(6)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
         let function_attempts = attempts
             .iter()
             .filter(|(h, _)| h == progress::FUNCTION_ATTEMPT_HASH)
@@ -715,7 +764,38 @@ impl AdminApi {
             rerun_of,
             rerun_from_step,
             rerun_step_input: parse_json(rerun_step_input),
+            interruptions,
         }))
+    }
+
+    /// The engine's latest starts, newest first (at most `limit`, 1 to 500).
+    pub async fn boots(&self, limit: u32) -> AdminResult<Vec<Boot>> {
+        if !(1..=500).contains(&limit) {
+            return Err(AdminError::BadRequest(format!(
+                "`limit` must be between 1 and 500, not {limit}"
+            )));
+        }
+        let current = self.engine.inner.boot_id;
+        Ok(self
+            .engine
+            .inner
+            .store
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, started_at, ended_at FROM boots ORDER BY id DESC LIMIT ?1",
+                )?;
+                let rows = stmt.query_map([limit], |r| {
+                    let id: i64 = r.get(0)?;
+                    Ok(Boot {
+                        id,
+                        started_at: r.get(1)?,
+                        ended_at: r.get(2)?,
+                        current: id == current,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?)
     }
 
     /// Starts a function now with this payload ("Test function"). The run receives an

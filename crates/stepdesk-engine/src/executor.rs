@@ -367,7 +367,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
             run.event.clone(),
             run_id.to_string(),
             run.input_override.clone(),
-        );
+        )
+        .on_start(start_hook(engine, run_id));
         let ctx = Ctx {
             event: event.clone(),
             run_id: run_id.to_string(),
@@ -640,6 +641,21 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
             return Ok(next_wake);
         }
     }
+}
+
+/// Marks a `run` step as executing, without waiting for the write: if the process dies
+/// before it commits, nothing claimed the step was running, and the step runs again on
+/// resume as it always did. Once committed, a restart finds it and records the interruption.
+fn start_hook(engine: &Arc<EngineInner>, run_id: &str) -> crate::step::StartHook {
+    let store = engine.store.clone();
+    let run_id = run_id.to_string();
+    Arc::new(move |hash, step_id, input, at| {
+        let (run_id, hash, step_id) = (run_id.clone(), hash.to_string(), step_id.to_string());
+        let input = input.map(Value::to_string);
+        store.write_detached(move |c| {
+            progress::step_started(c, &run_id, &hash, &step_id, input.as_deref(), at)
+        });
+    })
 }
 
 fn suspended(

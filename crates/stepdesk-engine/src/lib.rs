@@ -226,6 +226,8 @@ pub(crate) struct EngineInner {
     pub(crate) dispatcher: Arc<executor::Dispatcher>,
     pub(crate) config: EngineConfig,
     pub(crate) gates: Vec<Arc<dyn EventGate>>,
+    /// This start's row in `boots`.
+    pub(crate) boot_id: i64,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -292,7 +294,7 @@ impl EngineBuilder {
             .iter()
             .map(|f| (f.id.clone(), f.name.clone(), f.config_json().to_string()))
             .collect();
-        store
+        let boot = store
             .write(move |c| {
                 let now = time::now_ms();
                 let mut stmt = c.prepare_cached(
@@ -303,9 +305,16 @@ impl EngineBuilder {
                 for (id, name, config) in configs {
                     stmt.execute(rusqlite::params![id, name, config, now])?;
                 }
-                Ok(())
+                progress::record_boot(c, now)
             })
             .await?;
+        if boot.interrupted > 0 {
+            tracing::warn!(
+                steps = boot.interrupted,
+                previous_boot = ?boot.previous,
+                "steps were executing when Stepdesk last stopped; they run again"
+            );
+        }
         let runnable = store.read(executor::runnable_runs).await?;
         tracing::info!(
             database = %store.path().display(),
@@ -323,6 +332,7 @@ impl EngineBuilder {
             dispatcher: dispatcher.clone(),
             config: config.clone(),
             gates,
+            boot_id: boot.id,
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
@@ -543,6 +553,16 @@ impl Engine {
             .collect();
         for t in tasks {
             t.abort();
+        }
+        // A clean end: the next start tells a restart from a crash by it.
+        let boot_id = self.inner.boot_id;
+        if let Err(e) = self
+            .inner
+            .store
+            .write(move |c| progress::record_shutdown(c, boot_id, time::now_ms()))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the shutdown");
         }
         let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;

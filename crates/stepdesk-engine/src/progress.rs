@@ -2,7 +2,7 @@
 //! Each function here runs inside one writer transaction and first checks that the run is
 //! still `Running`, so a run cancelled meanwhile is left alone.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 
 use crate::error::ErrorBody;
@@ -191,7 +191,7 @@ pub(crate) fn apply(
                 started_at = coalesce(steps.started_at, excluded.started_at),
                 ended_at = excluded.ended_at, wake_at = excluded.wake_at,
                 input = coalesce(excluded.input, steps.input),
-                output = excluded.output, error = excluded.error",
+                output = excluded.output, error = excluded.error, running_since = NULL",
         )?
         .execute(params![
             p.run_id, s.hash, s.step_id, s.kind, s.status, s.attempts, s.started_at, s.ended_at, s.wake_at, s.input,
@@ -329,6 +329,88 @@ fn resolve_invoke(
         )?,
     }
     wake_run(conn, parent_run, now, wakes)
+}
+
+/// This start of the engine, and what the previous one left executing.
+pub(crate) struct Boot {
+    pub id: i64,
+    pub previous: Option<i64>,
+    /// Step attempts found executing, now marked interrupted.
+    pub interrupted: usize,
+}
+
+/// Records an engine start, and marks the `run` steps that were executing when the previous
+/// one stopped as interrupted (with both boots): they run again when their runs resume.
+pub(crate) fn record_boot(conn: &Connection, now: i64) -> StoreResult<Boot> {
+    let previous: Option<(i64, Option<i64>)> = conn
+        .query_row(
+            "SELECT id, ended_at FROM boots ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    conn.execute("INSERT INTO boots (started_at) VALUES (?1)", [now])?;
+    let id = conn.last_insert_rowid();
+    let interrupted = conn
+        .prepare_cached(
+            "INSERT INTO interruptions (run_id, hash, step_id, started_at, boot_id, stopped_at,
+                                        resumed_boot_id, resumed_at)
+             SELECT run_id, hash, step_id, running_since, ?1, ?2, ?3, ?4 FROM steps
+             WHERE status = ?5",
+        )?
+        .execute(params![
+            previous.map(|p| p.0),
+            previous.and_then(|p| p.1),
+            id,
+            now,
+            StepStatus::Running
+        ])?;
+    conn.prepare_cached("UPDATE steps SET status = ?1, running_since = NULL WHERE status = ?2")?
+        .execute(params![StepStatus::Interrupted, StepStatus::Running])?;
+    Ok(Boot {
+        id,
+        previous: previous.map(|p| p.0),
+        interrupted,
+    })
+}
+
+/// Records a clean shutdown of this boot.
+pub(crate) fn record_shutdown(conn: &Connection, boot_id: i64, now: i64) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE boots SET ended_at = ?2 WHERE id = ?1")?
+        .execute(params![boot_id, now])?;
+    Ok(())
+}
+
+/// Records that a `run` step's code started executing (unless the run ended meanwhile).
+/// Keeps the step's attempts and first start; a retry's wake time no longer applies.
+pub(crate) fn step_started(
+    conn: &Connection,
+    run_id: &str,
+    hash: &str,
+    step_id: &str,
+    input: Option<&str>,
+    at: i64,
+) -> StoreResult<()> {
+    if run_status(conn, run_id)? != Some(RunStatus::Running) {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts, started_at, input, running_since)
+         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM steps WHERE run_id = ?1), 0, ?6, ?7, ?6)
+         ON CONFLICT (run_id, hash) DO UPDATE SET
+            status = excluded.status, wake_at = NULL, running_since = excluded.running_since,
+            input = coalesce(excluded.input, steps.input)",
+    )?
+    .execute(params![
+        run_id,
+        hash,
+        step_id,
+        StepKind::Run,
+        StepStatus::Running,
+        at,
+        input
+    ])?;
+    Ok(())
 }
 
 /// Settles steps whose sleep has ended or whose wait or invoke has timed out.

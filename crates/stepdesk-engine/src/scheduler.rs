@@ -428,6 +428,7 @@ mod tests {
                 dispatcher: Arc::new(Dispatcher::default()),
                 config: EngineConfig::new(dir.path()),
                 gates: Vec::new(),
+                boot_id: 0,
                 shutdown,
                 tasks: Mutex::new(Vec::new()),
             });

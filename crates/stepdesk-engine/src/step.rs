@@ -131,7 +131,12 @@ pub(crate) struct Replay {
     run_id: String,
     /// An edited input for one step (by hash), from "Rerun from step".
     input_override: Option<(String, Value)>,
+    on_start: Option<StartHook>,
 }
+
+/// Told when a new `run` step's code starts executing (hash, step id, input, time), so
+/// that the step shows as running and a restart under it is seen as what it is.
+pub(crate) type StartHook = Arc<dyn Fn(&str, &str, Option<&Value>, i64) + Send + Sync>;
 
 /// The step tools. Cheap to clone; every clone shares the same replay.
 #[derive(Clone)]
@@ -164,8 +169,14 @@ impl Step {
                 trigger,
                 run_id,
                 input_override,
+                on_start: None,
             })),
         }
+    }
+
+    pub(crate) fn on_start(self, hook: StartHook) -> Step {
+        self.lock().on_start = Some(hook);
+        self
     }
 
     pub(crate) fn take_outcome(&self) -> Option<Outcome> {
@@ -285,9 +296,15 @@ impl Step {
         input: Option<Value>,
         fut: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let run_id = self.lock().run_id.clone();
+        let (run_id, hook) = {
+            let r = self.lock();
+            (r.run_id.clone(), r.on_start.clone())
+        };
         let span = tracing::info_span!("step", run_id = %run_id, step = %step_id);
         let started_at = now_ms();
+        if let Some(hook) = hook {
+            hook(&hash, &step_id, input.as_ref(), started_at);
+        }
         let result = fut.instrument(span).await;
         let ended_at = now_ms();
         let result = match result {

@@ -251,6 +251,18 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Queues `f` for the writer's next transaction without waiting for it: for records
+    /// whose loss in a crash is harmless (a step marked as executing). Writes are applied in
+    /// the order they are queued, so a later [`Store::write`] lands after it.
+    pub(crate) fn write_detached(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static,
+    ) {
+        if let Err(e) = self.enqueue(f) {
+            tracing::debug!(error = %e, "a detached write was not queued");
+        }
+    }
+
     /// Blocking form of [`Store::write`], for callers outside the async runtime.
     pub fn write_blocking<R: Send + 'static>(
         &self,

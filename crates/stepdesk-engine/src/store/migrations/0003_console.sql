@@ -29,3 +29,25 @@ CREATE INDEX cron_manual_fires_by_function ON cron_manual_fires(function_id, fir
 ALTER TABLE runs ADD COLUMN rerun_from_step TEXT;
 ALTER TABLE runs ADD COLUMN rerun_step_input TEXT;
 ALTER TABLE steps ADD COLUMN reused_from TEXT;
+
+-- Engine starts, so that what a restart cut short can be told apart from what is running.
+CREATE TABLE boots (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at INTEGER NOT NULL,
+    ended_at   INTEGER           -- set by a clean shutdown
+);
+-- When a `run` step's current attempt began executing (NULL when it is not executing).
+ALTER TABLE steps ADD COLUMN running_since INTEGER;
+-- Step attempts that were executing when Stepdesk stopped, found at the next start.
+CREATE TABLE interruptions (
+    run_id          TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    step_id         TEXT NOT NULL,
+    started_at      INTEGER,         -- when the interrupted attempt began
+    boot_id         INTEGER,         -- the boot it was executing in
+    stopped_at      INTEGER,         -- that boot's clean end, if it had one
+    resumed_boot_id INTEGER NOT NULL,
+    resumed_at      INTEGER NOT NULL -- the start that found it
+);
+CREATE INDEX interruptions_by_run ON interruptions(run_id);
+CREATE INDEX steps_running ON steps(status) WHERE status = 'running';
