@@ -351,7 +351,7 @@ pub struct AdminApi {
     pub(crate) engine: Engine,
 }
 
-const RUN_COLUMNS: &str =
+pub(crate) const RUN_COLUMNS: &str =
     "r.id, r.function_id, r.status, r.trigger_kind, r.event_id, r.event_name, r.queued_at,
      r.started_at, r.ended_at, r.cron_scheduled_at, r.late";
 

@@ -20,6 +20,7 @@ mod ingest;
 pub mod model;
 mod progress;
 mod scheduler;
+pub mod search;
 pub mod secrets;
 pub mod step;
 pub mod store;
@@ -339,12 +340,14 @@ impl EngineBuilder {
         let dispatch_task =
             tokio::spawn(dispatcher.run(inner.clone(), config.max_concurrent_runs.max(1)));
         let cron_task = tokio::spawn(scheduler::run(inner.clone(), shutdown_rx.clone()));
-        let sweep_task = tokio::spawn(executor::sweep(inner.clone(), shutdown_rx));
-        inner
-            .tasks
-            .lock()
-            .expect("tasks lock")
-            .extend([dispatch_task, cron_task, sweep_task]);
+        let sweep_task = tokio::spawn(executor::sweep(inner.clone(), shutdown_rx.clone()));
+        let search_task = tokio::spawn(search::run(inner.clone(), shutdown_rx));
+        inner.tasks.lock().expect("tasks lock").extend([
+            dispatch_task,
+            cron_task,
+            sweep_task,
+            search_task,
+        ]);
         Ok(Engine { inner })
     }
 }

@@ -247,3 +247,78 @@ async fn rerun_from_a_step_reuses_the_earlier_steps_and_runs_the_rest_with_an_ed
     );
     stop(&engine).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_runs_by_event_output_and_step_errors() {
+    let shipper = Function::builder("shipper")
+        .on_event("app/ship")
+        .retries(0)
+        .handler(|ctx| async move {
+            let parcel: String = ctx
+                .step
+                .run("label", || async move { Ok("Parcel-Zebra-42".to_string()) })
+                .await?;
+            if ctx.event.data.get("break").is_some() {
+                ctx.step
+                    .run("carrier", || async move {
+                        Err::<(), _>(Error::non_retriable("Carrier Überlastet: try later"))
+                    })
+                    .await?;
+            }
+            Ok(json!({"parcel": parcel, "note": "delivered quickly"}))
+        })
+        .unwrap();
+    let (engine, _dir) = start(vec![shipper]).await;
+    send(
+        &engine,
+        json!([
+            {"name": "app/ship", "data": {"customer": "Ada Lovelace"}},
+            {"name": "app/ship", "data": {"customer": "Grace Hopper", "break": true}},
+        ]),
+    )
+    .await;
+    let runs = wait_runs(&engine, "shipper", 2).await;
+    let ada = wait_status(&engine, &runs[0].id, "Completed")
+        .await
+        .summary
+        .id;
+    let grace = wait_status(&engine, &runs[1].id, "Failed").await.summary.id;
+    let admin = engine.admin();
+    let search = |q: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            loop {
+                let r = admin.search_runs(q, 50).await.unwrap();
+                if r.pending == 0 || std::time::Instant::now() > deadline {
+                    return r.runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // The event's payload, case-insensitively.
+    assert_eq!(search("ada LOVELACE").await, [ada.clone()]);
+    // A step's output, found by both runs, newest first.
+    assert_eq!(
+        search("parcel-zebra-42").await,
+        [grace.clone(), ada.clone()]
+    );
+    // The run's output, and a word prefix.
+    assert_eq!(search("deliv").await, [ada.clone()]);
+    // A failed step's error, accents ignored.
+    assert_eq!(search("uberlastet").await, [grace.clone()]);
+    assert!(search("nothing-like-this").await.is_empty());
+    // FTS5 syntax is taken as words.
+    assert!(search("ada OR grace").await.is_empty());
+    for (q, limit) in [("  ", 10), ("***", 10), ("ada", 0), ("ada", 201)] {
+        assert!(
+            matches!(
+                admin.search_runs(q, limit).await,
+                Err(AdminError::BadRequest(_))
+            ),
+            "{q:?} {limit}"
+        );
+    }
+    stop(&engine).await;
+}

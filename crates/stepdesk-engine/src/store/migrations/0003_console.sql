@@ -51,3 +51,30 @@ CREATE TABLE interruptions (
 );
 CREATE INDEX interruptions_by_run ON interruptions(run_id);
 CREATE INDEX steps_running ON steps(status) WHERE status = 'running';
+
+-- Search by content: runs whose event, output or error, or any step's output or error holds
+-- the words. `search` is keyed by the run's rowid and keeps no copy of the text
+-- (contentless). It is filled by a background indexer, not inside the writes that change
+-- runs: those only note the run in `search_queue` (a trigger, one small row), and the
+-- indexer tokenizes the queued runs in batches after they committed, so ingestion and
+-- step execution stay fast.
+CREATE VIRTUAL TABLE search USING fts5(
+    body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TABLE search_queue (run_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TRIGGER search_run_new AFTER INSERT ON runs BEGIN
+    INSERT OR IGNORE INTO search_queue (run_id) VALUES (new.id);
+END;
+CREATE TRIGGER search_run_status AFTER UPDATE OF status ON runs BEGIN
+    INSERT OR IGNORE INTO search_queue (run_id) VALUES (new.id);
+END;
+CREATE TRIGGER search_step_new AFTER INSERT ON steps
+    WHEN new.output IS NOT NULL OR new.error IS NOT NULL BEGIN
+    INSERT OR IGNORE INTO search_queue (run_id) VALUES (new.run_id);
+END;
+CREATE TRIGGER search_step_result AFTER UPDATE OF output, error ON steps
+    WHEN new.output IS NOT NULL OR new.error IS NOT NULL BEGIN
+    INSERT OR IGNORE INTO search_queue (run_id) VALUES (new.run_id);
+END;
+-- Runs stored before this version are indexed in the background too.
+INSERT OR IGNORE INTO search_queue (run_id) SELECT id FROM runs;

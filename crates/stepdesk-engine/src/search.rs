@@ -1,0 +1,209 @@
+//! Search by content: which runs hold some text in their event, output or error, or in a
+//! step's output or error.
+//!
+//! SQLite's FTS5 (built into the bundled SQLite) keeps a word index. It is fed by a
+//! background indexer rather than inside the writes that change runs: tokenizing a run's
+//! JSON in the writer's transaction would slow every event and step. Instead a trigger
+//! notes the changed run in `search_queue` (one small row, in the same transaction, so
+//! nothing is missed even across a crash), and the indexer takes the queue in batches once
+//! those writes have committed. A run is searchable a moment (at most [`POLL`]) after it
+//! changed; [`SearchResult::pending`] says how many runs wait to be indexed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::admin::{AdminApi, AdminError, AdminResult, RunSummary};
+use crate::store::StoreResult;
+use crate::EngineInner;
+
+/// How often the indexer looks at the queue when it is empty.
+pub const POLL: Duration = Duration::from_millis(200);
+/// Runs indexed per write transaction: small enough not to hold up other writes.
+const BATCH: usize = 256;
+/// Text indexed per run at most (a 3 MiB event is found by its first 256 KiB).
+const MAX_DOC_BYTES: usize = 256 * 1024;
+/// Most results [`AdminApi::search_runs`] returns.
+pub const SEARCH_MAX: u32 = 200;
+
+/// Runs that hold the searched words, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct SearchResult {
+    pub runs: Vec<RunSummary>,
+    /// Runs changed but not indexed yet (not searchable for a moment).
+    pub pending: u64,
+}
+
+/// Appends `text` to `doc` within the size cap, at a character boundary.
+fn push_capped(doc: &mut String, text: &str) {
+    let room = MAX_DOC_BYTES.saturating_sub(doc.len());
+    if room == 0 {
+        return;
+    }
+    let mut end = text.len().min(room);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    doc.push_str(&text[..end]);
+    doc.push('\n');
+}
+
+/// Indexes up to [`BATCH`] queued runs; returns how many it took from the queue.
+pub(crate) fn index_batch(c: &Connection) -> StoreResult<usize> {
+    let queued: Vec<String> = {
+        let mut stmt = c.prepare_cached("SELECT run_id FROM search_queue LIMIT ?1")?;
+        let rows = stmt.query_map([BATCH as i64], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for run_id in &queued {
+        let run: Option<(i64, Option<String>, Option<String>, Option<String>)> = c
+            .prepare_cached(
+                "SELECT r.rowid, e.payload, r.output, r.error
+                 FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
+            )?
+            .query_row([run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        c.prepare_cached("DELETE FROM search_queue WHERE run_id = ?1")?
+            .execute([run_id])?;
+        let Some((rowid, event, output, error)) = run else {
+            continue;
+        };
+        let mut doc = String::new();
+        for text in [event, output, error].into_iter().flatten() {
+            push_capped(&mut doc, &text);
+        }
+        {
+            let mut stmt =
+                c.prepare_cached("SELECT output, error FROM steps WHERE run_id = ?1 ORDER BY seq")?;
+            let mut rows = stmt.query([run_id])?;
+            while let Some(r) = rows.next()? {
+                for text in [r.get::<_, Option<String>>(0)?, r.get(1)?]
+                    .into_iter()
+                    .flatten()
+                {
+                    push_capped(&mut doc, &text);
+                }
+            }
+        }
+        c.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
+            .execute([rowid])?;
+        c.prepare_cached("INSERT INTO search (rowid, body) VALUES (?1, ?2)")?
+            .execute(params![rowid, doc])?;
+    }
+    Ok(queued.len())
+}
+
+/// The indexer: drains the queue batch by batch, then waits [`POLL`] for more.
+pub(crate) async fn run(engine: Arc<EngineInner>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let took = engine.store.write(index_batch).await;
+        let wait = match took {
+            Ok(n) if n == BATCH => Duration::ZERO,
+            Ok(_) => POLL,
+            Err(e) => {
+                tracing::warn!(error = %e, "search indexing failed; will retry");
+                POLL * 5
+            }
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The FTS5 query for what a person typed: each word (letters and digits, as the index
+/// splits them) must appear, the last one possibly as the start of a longer word. Words
+/// are quoted, so nothing typed is read as FTS5 syntax.
+fn fts_query(q: &str) -> Option<String> {
+    let words: Vec<&str> = q
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let last = words.len().checked_sub(1)?;
+    Some(
+        words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                if i == last {
+                    format!("\"{w}\"*")
+                } else {
+                    format!("\"{w}\"")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+impl AdminApi {
+    /// Runs whose event payload, output or error, or any step's output or error, holds the
+    /// words of `q` (case-insensitive, accents ignored; the last word may be a prefix),
+    /// newest first. `limit`: 1 to [`SEARCH_MAX`].
+    pub async fn search_runs(&self, q: &str, limit: u32) -> AdminResult<SearchResult> {
+        if !(1..=SEARCH_MAX).contains(&limit) {
+            return Err(AdminError::BadRequest(format!(
+                "`limit` must be between 1 and {SEARCH_MAX}, not {limit}"
+            )));
+        }
+        let Some(query) = fts_query(q) else {
+            return Err(AdminError::BadRequest(
+                "search for at least one word (letters or digits)".into(),
+            ));
+        };
+        let this = self.clone();
+        Ok(self
+            .engine
+            .inner
+            .store
+            .read(move |c| {
+                let sql = format!(
+                    "SELECT {} FROM runs r WHERE r.rowid IN
+                        (SELECT rowid FROM search WHERE search MATCH ?1 ORDER BY rowid DESC LIMIT ?2)
+                     ORDER BY r.id DESC",
+                    crate::admin::RUN_COLUMNS
+                );
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![query, limit], |r| this.summary(r))?;
+                let runs = rows.collect::<Result<Vec<_>, _>>()?;
+                let pending: u64 =
+                    c.query_row("SELECT count(*) FROM search_queue", [], |r| r.get(0))?;
+                Ok(SearchResult { runs, pending })
+            })
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_quoted_words_with_a_prefix_last() {
+        assert_eq!(fts_query("  "), None);
+        assert_eq!(fts_query("\"*"), None);
+        assert_eq!(fts_query("ord_00123"), Some("\"ord\" \"00123\"*".into()));
+        assert_eq!(
+            fts_query("upstream 503 OR x"),
+            Some("\"upstream\" \"503\" \"OR\" \"x\"*".into())
+        );
+    }
+
+    #[test]
+    fn documents_are_capped_at_a_character_boundary() {
+        let mut doc = String::new();
+        push_capped(&mut doc, &"é".repeat(MAX_DOC_BYTES));
+        assert!(doc.len() <= MAX_DOC_BYTES + 1);
+        push_capped(&mut doc, "more");
+        assert!(!doc.contains("more"));
+    }
+}
