@@ -207,3 +207,78 @@ mod tests {
         assert!(!doc.contains("more"));
     }
 }
+
+#[cfg(test)]
+mod store_tests {
+    use crate::store::{Durability, Store};
+
+    #[test]
+    fn a_batch_indexes_queued_runs_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), Durability::Normal).unwrap();
+        let n = store
+            .write_blocking(|c| {
+                c.execute_batch(
+                    "INSERT INTO runs (id, function_id, status, trigger_kind, queued_at, output)
+                     VALUES ('r1', 'f', 'Completed', 'event', 1, '{\"word\":\"Zanzibar\"}');
+                     UPDATE runs SET status = 'Completed' WHERE id = 'r1';",
+                )?;
+                let n = super::index_batch(c)?;
+                // Again, after a change: replaced, not added.
+                c.execute("UPDATE runs SET status = 'Failed' WHERE id = 'r1'", [])?;
+                super::index_batch(c)?;
+                Ok(n)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        let hits: i64 = store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM search WHERE search MATCH 'zanzibar'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(hits, 1);
+        store.close();
+    }
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use crate::store::{Durability, Store};
+
+    /// The steps upsert carries its own conflict clause, which would override an
+    /// `INSERT OR IGNORE` in the queue's trigger and fail the write.
+    #[test]
+    fn queueing_a_run_twice_never_fails_the_write_that_changed_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), Durability::Normal).unwrap();
+        store
+            .write_blocking(|c| {
+                c.execute_batch(
+                    "INSERT INTO runs (id, function_id, status, trigger_kind, queued_at)
+                     VALUES ('r1', 'f', 'Running', 'event', 1);",
+                )?;
+                for output in ["1", "2"] {
+                    c.execute(
+                        "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, output)
+                         VALUES ('r1', 'h', 's', 'run', 'completed', 0, ?1)
+                         ON CONFLICT (run_id, hash) DO UPDATE SET output = excluded.output",
+                        [output],
+                    )?;
+                }
+                c.execute("UPDATE runs SET status = 'Completed' WHERE id = 'r1'", [])?;
+                Ok(())
+            })
+            .unwrap();
+        let queued: i64 = store
+            .read_blocking(|c| {
+                Ok(c.query_row("SELECT count(*) FROM search_queue", [], |r| r.get(0))?)
+            })
+            .unwrap();
+        assert_eq!(queued, 1);
+        store.close();
+    }
+}

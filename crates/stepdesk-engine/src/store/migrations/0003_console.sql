@@ -62,19 +62,25 @@ CREATE VIRTUAL TABLE search USING fts5(
     body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
 );
 CREATE TABLE search_queue (run_id TEXT PRIMARY KEY) WITHOUT ROWID;
+-- (The triggers test for the row rather than INSERT OR IGNORE: a statement's own conflict
+-- clause, as in the steps upsert, overrides the one of the statements its triggers run.)
 CREATE TRIGGER search_run_new AFTER INSERT ON runs BEGIN
-    INSERT OR IGNORE INTO search_queue (run_id) VALUES (new.id);
+    INSERT INTO search_queue (run_id) SELECT new.id
+        WHERE NOT EXISTS (SELECT 1 FROM search_queue WHERE run_id = new.id);
 END;
 CREATE TRIGGER search_run_status AFTER UPDATE OF status ON runs BEGIN
-    INSERT OR IGNORE INTO search_queue (run_id) VALUES (new.id);
+    INSERT INTO search_queue (run_id) SELECT new.id
+        WHERE NOT EXISTS (SELECT 1 FROM search_queue WHERE run_id = new.id);
 END;
 CREATE TRIGGER search_step_new AFTER INSERT ON steps
     WHEN new.output IS NOT NULL OR new.error IS NOT NULL BEGIN
-    INSERT OR IGNORE INTO search_queue (run_id) VALUES (new.run_id);
+    INSERT INTO search_queue (run_id) SELECT new.run_id
+        WHERE NOT EXISTS (SELECT 1 FROM search_queue WHERE run_id = new.run_id);
 END;
 CREATE TRIGGER search_step_result AFTER UPDATE OF output, error ON steps
     WHEN new.output IS NOT NULL OR new.error IS NOT NULL BEGIN
-    INSERT OR IGNORE INTO search_queue (run_id) VALUES (new.run_id);
+    INSERT INTO search_queue (run_id) SELECT new.run_id
+        WHERE NOT EXISTS (SELECT 1 FROM search_queue WHERE run_id = new.run_id);
 END;
 -- Runs stored before this version are indexed in the background too.
 INSERT OR IGNORE INTO search_queue (run_id) SELECT id FROM runs;
