@@ -15,6 +15,7 @@ pub mod cron;
 pub mod error;
 pub mod event;
 mod executor;
+pub mod feed;
 pub mod function;
 mod ingest;
 pub mod model;
@@ -229,8 +230,9 @@ pub(crate) struct EngineInner {
     pub(crate) gates: Vec<Arc<dyn EventGate>>,
     /// This start's row in `boots`.
     pub(crate) boot_id: i64,
+    pub(crate) feed: feed::Feed,
     shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A running engine. Cheap to clone.
@@ -334,6 +336,7 @@ impl EngineBuilder {
             config: config.clone(),
             gates,
             boot_id: boot.id,
+            feed: Default::default(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });

@@ -429,6 +429,7 @@ mod tests {
                 config: EngineConfig::new(dir.path()),
                 gates: Vec::new(),
                 boot_id: 0,
+                feed: Default::default(),
                 shutdown,
                 tasks: Mutex::new(Vec::new()),
             });

@@ -6,6 +6,7 @@
 //! that holds it has committed. Reads use their own connections from a small pool and never
 //! wait for the writer.
 
+pub(crate) mod changes;
 mod migrate;
 
 use std::path::{Path, PathBuf};
@@ -68,6 +69,8 @@ struct JobDone {
     /// changes that can be neither kept nor reported as failed on their own: the writer
     /// must roll back the whole group.
     poisoned: bool,
+    /// The job failed and its savepoint was rolled back: its changes are not to be published.
+    failed: bool,
 }
 
 /// Handle to the database. Cheap to clone.
@@ -81,6 +84,10 @@ struct StoreInner {
     writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    changes: Arc<changes::ChangeTap>,
+    /// For the change feed: SQL that reads the id of a changed row of a component's table
+    /// from its rowid (see [`Store::name_changed_rows`]).
+    change_ids: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// Largest number of queued writes folded into one transaction.
@@ -189,10 +196,13 @@ impl Store {
         migrate::migrate(&mut conn)?;
         conn.set_prepared_statement_cache_capacity(64);
 
+        let tap = Arc::new(changes::ChangeTap::default());
+        tap.install(&conn);
         let (tx, rx) = mpsc::channel::<WriteJob>();
+        let writer_tap = tap.clone();
         let handle = thread::Builder::new()
             .name("stepdesk-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &writer_tap))
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
 
         Ok(Store {
@@ -201,12 +211,37 @@ impl Store {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
                 readers: Mutex::new(Vec::new()),
+                changes: tap,
+                change_ids: Mutex::new(Default::default()),
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    pub(crate) fn change_tap(&self) -> &Arc<changes::ChangeTap> {
+        &self.inner.changes
+    }
+
+    /// Names the changed rows of a component's table in the change feed: `sql` reads a
+    /// row's id from its rowid (`?1`), e.g.
+    /// `SELECT id FROM readwise_users WHERE rowid = ?1`. Without it, a change to the table
+    /// is published with no ids.
+    pub fn name_changed_rows(&self, table: &str, sql: &str) {
+        self.inner
+            .change_ids
+            .lock()
+            .expect("change ids lock")
+            .insert(table.to_string(), sql.to_string());
+    }
+
+    pub(crate) fn change_id_sql(&self, table: &str) -> Option<String> {
+        changes::id_sql(
+            table,
+            &self.inner.change_ids.lock().expect("change ids lock"),
+        )
     }
 
     fn enqueue<R: Send + 'static>(
@@ -222,6 +257,7 @@ impl Store {
                 }
                 None => (None, false),
             };
+            let failed = matches!(ran, Some(Err(_)));
             let reply: Reply = Box::new(move |outcome: Result<(), Arc<String>>| {
                 let result = match (outcome, ran) {
                     (Ok(()), Some(result)) => result,
@@ -233,7 +269,11 @@ impl Store {
                 };
                 let _ = tx.send(result);
             });
-            JobDone { reply, poisoned }
+            JobDone {
+                reply,
+                poisoned,
+                failed,
+            }
         });
         let guard = self.inner.writer.lock().expect("writer lock poisoned");
         let sender = guard.as_ref().ok_or(StoreError::Closed)?;
@@ -405,7 +445,7 @@ fn rollback(conn: &Connection) {
 /// - a job whose savepoint cannot be closed, or after which the transaction has ended
 ///   (SQLite rolls back by itself on some errors, e.g. a full disk), rolls back the whole
 ///   group, and every job in it is told it failed; jobs not yet run go to the next group.
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, tap: &changes::ChangeTap) {
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = rx.recv() {
         // A failed COMMIT whose ROLLBACK failed too may have left a transaction open: a
@@ -421,7 +461,11 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
         let mut poisoned = false;
         let mut next = Some(first);
         while let Some(job) = next.take() {
+            let mark = tap.mark();
             let done = job(Some(&conn));
+            if done.failed {
+                tap.rollback_to(mark);
+            }
             replies.push(done.reply);
             if done.poisoned || conn.is_autocommit() {
                 poisoned = true;
@@ -452,6 +496,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
                 }
             }
         };
+        tap.end(committed.is_ok());
         for reply in replies.drain(..) {
             reply(committed.clone());
         }
