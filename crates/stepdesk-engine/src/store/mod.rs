@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-pub use migrate::SCHEMA_VERSION;
+pub use migrate::{migrate_component, Migration, SCHEMA_VERSION};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
