@@ -14,9 +14,7 @@
 //!   ("bad cursor"), never answered with the first page.
 //! - every page carries `next_cursor`, the cursor of the page after it, `null` on the last.
 
-use rusqlite::{
-    params, params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row,
-};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -25,7 +23,7 @@ use crate::ingest::{insert_event, new_id, start_run, NewRun};
 use crate::model::{RunStatus, StepKind, StepStatus, TriggerKind};
 use crate::progress;
 use crate::scheduler::next_fire;
-use crate::store::StoreError;
+use crate::store::{events, runs, StoreError};
 use crate::time::now_ms;
 use crate::{Engine, Trigger};
 
@@ -243,6 +241,12 @@ pub struct RunPage {
     pub total_exact: bool,
 }
 
+impl runs::RunId for RunSummary {
+    fn run_id(&self) -> &str {
+        &self.id
+    }
+}
+
 /// See [`RunPage::total`].
 pub const COUNT_EXACT_UP_TO: u64 = 10_000;
 
@@ -351,146 +355,6 @@ pub struct AdminApi {
     pub(crate) engine: Engine,
 }
 
-pub(crate) const RUN_COLUMNS: &str =
-    "r.id, r.function_id, r.status, r.trigger_kind, r.event_id, r.event_name, r.queued_at,
-     r.started_at, r.ended_at, r.cron_scheduled_at, r.late";
-
-/// A runs list's filters, as SQL.
-struct RunFilter {
-    function_id: Option<String>,
-    statuses: Vec<RunStatus>,
-    trigger_kind: Option<TriggerKind>,
-    event_name: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
-}
-
-impl RunFilter {
-    fn new(q: RunQuery) -> RunFilter {
-        let mut statuses = q.status;
-        statuses.sort_by_key(|s| s.as_db());
-        statuses.dedup();
-        RunFilter {
-            function_id: q.function_id.filter(|f| !f.is_empty()),
-            statuses,
-            trigger_kind: q.trigger_kind,
-            event_name: q.event_name.filter(|n| !n.is_empty()),
-            from: q.from,
-            to: q.to,
-        }
-    }
-
-    /// The statuses to query one by one (`None`: any status).
-    fn each_status(&self) -> Vec<Option<RunStatus>> {
-        if self.statuses.is_empty() {
-            vec![None]
-        } else {
-            self.statuses.iter().copied().map(Some).collect()
-        }
-    }
-
-    /// With a function, a status and a time range, SQLite's planner (without statistics)
-    /// picks `runs_by_status` and filters the function row by row: tens of milliseconds
-    /// for a rare function among a million runs. Name the index that covers all three.
-    fn index_hint(&self, status: Option<RunStatus>) -> &'static str {
-        if self.function_id.is_some() && status.is_some() {
-            " INDEXED BY runs_by_function_status"
-        } else {
-            ""
-        }
-    }
-
-    /// The WHERE clause (without the cursor) for one status, and its arguments.
-    fn clause(&self, status: Option<RunStatus>) -> (String, Vec<SqlValue>) {
-        let mut sql = String::from("1=1");
-        let mut args: Vec<SqlValue> = Vec::new();
-        if let Some(f) = &self.function_id {
-            sql.push_str(" AND r.function_id = ?");
-            args.push(f.clone().into());
-        }
-        if let Some(s) = status {
-            sql.push_str(" AND r.status = ?");
-            args.push(s.as_db().to_string().into());
-        }
-        if let Some(k) = self.trigger_kind {
-            sql.push_str(" AND r.trigger_kind = ?");
-            args.push(k.as_db().to_string().into());
-        }
-        if let Some(n) = &self.event_name {
-            sql.push_str(" AND r.event_name = ?");
-            args.push(n.clone().into());
-        }
-        if let Some(from) = self.from {
-            sql.push_str(" AND r.id >= ?");
-            args.push(ulid_floor(from).into());
-        }
-        if let Some(to) = self.to {
-            sql.push_str(" AND r.id < ?");
-            args.push(ulid_floor(to).into());
-        }
-        (sql, args)
-    }
-
-    fn by_time_only(&self) -> bool {
-        self.function_id.is_none()
-            && self.statuses.is_empty()
-            && self.trigger_kind.is_none()
-            && self.event_name.is_none()
-    }
-
-    /// The number of matching runs, and whether it is exact (see [`RunPage::total`]).
-    fn count(&self, c: &Connection) -> Result<(u64, bool), StoreError> {
-        let mut left = COUNT_EXACT_UP_TO + 1;
-        let mut total = 0u64;
-        for status in self.each_status() {
-            let (clause, args) = self.clause(status);
-            let sql = format!(
-                "SELECT count(*) FROM (SELECT 1 FROM runs r{} WHERE {clause} LIMIT {left})",
-                self.index_hint(status)
-            );
-            let n: u64 = c
-                .prepare_cached(&sql)?
-                .query_row(params_from_iter(args), |r| r.get(0))?;
-            total += n;
-            left -= n;
-            if left == 0 {
-                break;
-            }
-        }
-        if total <= COUNT_EXACT_UP_TO {
-            return Ok((total, true));
-        }
-        if !self.by_time_only() {
-            return Ok((COUNT_EXACT_UP_TO, false));
-        }
-        // Row ids follow insertion order, which is id order (one writer, increasing ids):
-        // the rows in an id range are the difference of its ends' row ids.
-        let first: Option<i64> = c
-            .prepare_cached("SELECT rowid FROM runs WHERE id >= ?1 ORDER BY id LIMIT 1")?
-            .query_row([ulid_floor(self.from.unwrap_or(0))], |r| r.get(0))
-            .optional()?;
-        let last: Option<i64> = match self.to {
-            Some(to) => c
-                .prepare_cached("SELECT rowid FROM runs WHERE id < ?1 ORDER BY id DESC LIMIT 1")?
-                .query_row([ulid_floor(to)], |r| r.get(0))
-                .optional()?,
-            None => c
-                .prepare_cached("SELECT rowid FROM runs ORDER BY id DESC LIMIT 1")?
-                .query_row([], |r| r.get(0))
-                .optional()?,
-        };
-        let estimate = match (first, last) {
-            (Some(f), Some(l)) if l >= f => (l - f + 1) as u64,
-            _ => 0,
-        };
-        Ok((estimate.max(total), false))
-    }
-}
-
-fn ulid_floor(ms: i64) -> String {
-    ulid::Ulid::from_parts(ms.max(0) as u64, 0).to_string()
-}
-
 fn parse_json(text: Option<String>) -> Option<Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
 }
@@ -575,35 +439,16 @@ impl AdminApi {
                 return Err(AdminError::BadRequest("`from` is after `to`".into()));
             }
         }
-        let filter = RunFilter::new(q);
+        let filter = runs::RunFilter::new(q);
         let this = self.clone();
         let (mut runs, total, total_exact) = self
             .engine
             .inner
             .store
             .read(move |c| {
-                // One query per status, each walking its index newest first, merged here:
-                // `status IN (...)` would make SQLite sort every matching run.
-                let mut runs = Vec::new();
-                for status in filter.each_status() {
-                    let (clause, mut args) = filter.clause(status);
-                    let mut sql = format!(
-                        "SELECT {RUN_COLUMNS} FROM runs r{} WHERE {clause}",
-                        filter.index_hint(status)
-                    );
-                    if let Some(c) = &cursor {
-                        sql.push_str(" AND r.id < ?");
-                        args.push(c.clone().into());
-                    }
-                    sql.push_str(&format!(" ORDER BY r.id DESC LIMIT {}", limit + 1));
-                    let mut stmt = c.prepare_cached(&sql)?;
-                    let rows = stmt.query_map(params_from_iter(args), |r| this.summary(r))?;
-                    for row in rows {
-                        runs.push(row?);
-                    }
-                }
-                runs.sort_by(|a: &RunSummary, b| b.id.cmp(&a.id));
-                runs.truncate(limit + 1);
+                let runs = runs::list(c, &filter, cursor.as_deref(), limit + 1, |r| {
+                    this.summary(r)
+                })?;
                 let (total, exact) = filter.count(c)?;
                 Ok((runs, total, exact))
             })
@@ -636,26 +481,18 @@ impl AdminApi {
     }
 
     fn read_run(&self, c: &Connection, id: &str) -> Result<Option<RunDetail>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS}, e.payload, r.output, r.error, r.parent_run_id, r.rerun_of,
-                    r.rerun_from_step, r.rerun_step_input
-             FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1"
-        );
-        let head = c
-            .prepare_cached(&sql)?
-            .query_row([id], |r| {
-                Ok((
-                    self.summary(r)?,
-                    r.get::<_, Option<String>>(11)?,
-                    r.get::<_, Option<String>>(12)?,
-                    r.get::<_, Option<String>>(13)?,
-                    r.get::<_, Option<String>>(14)?,
-                    r.get::<_, Option<String>>(15)?,
-                    r.get::<_, Option<String>>(16)?,
-                    r.get::<_, Option<String>>(17)?,
-                ))
-            })
-            .optional()?;
+        let head = runs::detail(c, id, |r| {
+            Ok((
+                self.summary(r)?,
+                r.get::<_, Option<String>>(11)?,
+                r.get::<_, Option<String>>(12)?,
+                r.get::<_, Option<String>>(13)?,
+                r.get::<_, Option<String>>(14)?,
+                r.get::<_, Option<String>>(15)?,
+                r.get::<_, Option<String>>(16)?,
+                r.get::<_, Option<String>>(17)?,
+            ))
+        })?;
         let Some((
             summary,
             event,
@@ -868,7 +705,7 @@ impl AdminApi {
         let (found, cancelled) = self
             .engine
             .write_and_wake(move |c| {
-                let found = crate::ingest::run_status(c, &id)?.is_some();
+                let found = runs::status(c, &id)?.is_some();
                 let mut wakes = Vec::new();
                 let cancelled = progress::cancel_run(c, &registry, &id, now_ms(), &mut wakes)?;
                 Ok(((found, cancelled), wakes))
@@ -918,14 +755,7 @@ impl AdminApi {
             .engine
             .inner
             .store
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT function_id, event_id FROM runs WHERE id = ?1",
-                    [&id],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
-                )
-                .optional()?)
-            })
+            .read(move |c| runs::origin(c, &id))
             .await?;
         let Some((function_id, Some(event_id))) = original else {
             return Err(AdminError::NotFound(format!("no run `{run_id}`")));
@@ -946,11 +776,9 @@ impl AdminApi {
                     Some(from) => Some(steps_before(c, &original_id, from)?),
                     None => None,
                 };
-                let payload: String = c.query_row(
-                    "SELECT payload FROM events WHERE internal_id = ?1",
-                    [&event_id],
-                    |r| r.get(0),
-                )?;
+                let payload = events::payload(c, &event_id)?.ok_or_else(|| {
+                    StoreError::Other(format!("the run's event `{event_id}` is gone"))
+                })?;
                 let json: Value = serde_json::from_str(&payload)?;
                 let event_name = json["name"].as_str().unwrap_or_default().to_string();
                 let run = NewRun {
@@ -968,14 +796,12 @@ impl AdminApi {
                 let mut wakes = Vec::new();
                 start_run(c, &function, &json, run, &new_run, &mut wakes)?;
                 if let (Some(from), Some(seq)) = (&from, reuse) {
-                    c.prepare_cached(
-                        "UPDATE runs SET rerun_from_step = ?2, rerun_step_input = ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![
-                        new_run,
-                        from.hash,
-                        from.input.as_ref().map(Value::to_string)
-                    ])?;
+                    runs::mark_rerun_from(
+                        c,
+                        &new_run,
+                        &from.hash,
+                        from.input.as_ref().map(Value::to_string).as_deref(),
+                    )?;
                     c.prepare_cached(
                         "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts,
                                             started_at, ended_at, wake_at, input, output, error, reused_from)
@@ -1018,53 +844,23 @@ impl AdminApi {
                 return Err(AdminError::BadRequest("`from` is after `to`".into()));
             }
         }
-        let mut sql =
-            String::from("SELECT internal_id, payload, received_at FROM events WHERE 1=1");
-        let mut args: Vec<SqlValue> = Vec::new();
-        match q.name.filter(|n| !n.is_empty()) {
-            Some(n) => {
-                sql.push_str(" AND name = ?");
-                args.push(n.into());
-            }
-            // Internal names are the ones between `inngest/` and `inngest0` (`0` follows `/`).
-            None if !q.include_internal => {
-                sql.push_str(" AND NOT (name >= 'inngest/' AND name < 'inngest0')")
-            }
-            None => {}
-        }
-        // Internal ids are ULIDs of the time an event was received.
-        if let Some(from) = q.from {
-            sql.push_str(" AND internal_id >= ?");
-            args.push(ulid_floor(from).into());
-        }
-        if let Some(to) = q.to {
-            sql.push_str(" AND internal_id < ?");
-            args.push(ulid_floor(to).into());
-        }
-        if let Some(c) = cursor {
-            sql.push_str(" AND internal_id < ?");
-            args.push(c.into());
-        }
-        sql.push_str(&format!(" ORDER BY internal_id DESC LIMIT {}", limit + 1));
+        let filter = events::EventFilter {
+            name: q.name,
+            include_internal: q.include_internal,
+            from: q.from,
+            to: q.to,
+            cursor,
+            rows: limit + 1,
+        };
         let mut events = self
             .engine
             .inner
             .store
             .read(move |c| {
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (internal_id, payload, received_at) = row?;
-                    out.push(stored_event(internal_id, &payload, received_at)?);
-                }
-                Ok(out)
+                events::list(c, &filter)?
+                    .into_iter()
+                    .map(|(id, payload, received_at)| stored_event(id, &payload, received_at))
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await?;
         let next_cursor = if events.len() > limit {
@@ -1087,14 +883,9 @@ impl AdminApi {
             .inner
             .store
             .read(move |c| {
-                let row = c
-                    .query_row(
-                        "SELECT internal_id, payload, received_at FROM events WHERE internal_id = ?1",
-                        [&id],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
-                    )
-                    .optional()?;
-                row.map(|(i, p, r)| stored_event(i, &p, r)).transpose()
+                events::get(c, &id)?
+                    .map(|(i, p, r)| stored_event(i, &p, r))
+                    .transpose()
             })
             .await?;
         found.ok_or_else(|| AdminError::NotFound(format!("no event `{internal_id}`")))
@@ -1109,15 +900,7 @@ impl AdminApi {
             .engine
             .inner
             .store
-            .read(move |c| {
-                let sql = format!(
-                    "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id
-                     WHERE r.event_id = ?1 ORDER BY r.id"
-                );
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map([&id], |r| this.summary(r))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
+            .read(move |c| runs::by_event(c, &id, |r| this.summary(r)))
             .await?)
     }
 }

@@ -9,7 +9,7 @@ use crate::cron::CronSpec;
 use crate::ingest::new_id;
 use crate::model::RunStatus;
 use crate::scheduler::{create_cron_run, CronRun};
-use crate::store::StoreError;
+use crate::store::{runs, StoreError};
 use crate::time::{now_ms, to_rfc3339};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -106,32 +106,9 @@ fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
 fn read_stats(c: &Connection, function_id: &str, now: i64) -> Result<FunctionStats, StoreError> {
     let day_from = now - 24 * HOUR_MS;
     let week_from = now - 7 * 24 * HOUR_MS;
-    // (ended_at, status, duration) of finished runs, from the covering index.
-    let mut finished: Vec<(i64, RunStatus, i64)> = Vec::new();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT ended_at, status, ended_at - coalesce(started_at, queued_at) FROM runs
-             INDEXED BY runs_by_function_ended
-             WHERE function_id = ?1 AND ended_at >= ?2 AND ended_at <= ?3",
-        )?;
-        let mut rows = stmt.query(params![function_id, week_from, now])?;
-        while let Some(r) = rows.next()? {
-            finished.push((r.get(0)?, r.get(1)?, r.get(2)?));
-        }
-    }
-    // Running runs by the time they were queued (their ids are ULIDs of that time).
-    let mut running: Vec<i64> = Vec::new();
-    {
-        let mut stmt = c.prepare_cached(
-            "SELECT queued_at FROM runs INDEXED BY runs_by_function_status
-             WHERE function_id = ?1 AND status = ?2 AND id >= ?3",
-        )?;
-        let floor = ulid::Ulid::from_parts(week_from.max(0) as u64, 0).to_string();
-        let mut rows = stmt.query(params![function_id, RunStatus::Running, floor])?;
-        while let Some(r) = rows.next()? {
-            running.push(r.get(0)?);
-        }
-    }
+    let finished = runs::ended_between(c, function_id, week_from, now)?;
+    // Running runs by the time they were queued.
+    let running = runs::running_queued_since(c, function_id, week_from)?;
     let window = |from: i64, bucket_ms: i64| {
         let buckets = ((now - from) / bucket_ms) as usize;
         let mut series: Vec<(StatusCounts, Vec<i64>)> = vec![Default::default(); buckets];
@@ -312,11 +289,7 @@ impl AdminApi {
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
                 .execute(params![run_id, function_id, at, now, kind])?;
-                let event_id: String = c.query_row(
-                    "SELECT event_id FROM runs WHERE id = ?1",
-                    [&run_id],
-                    |r| r.get(0),
-                )?;
+                let event_id = runs::event_id(c, &run_id)?.unwrap_or_default();
                 Ok((
                     Started {
                         run_id: run_id.clone(),

@@ -7,7 +7,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
-use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
@@ -21,7 +20,7 @@ use crate::progress::{
     self, AttemptWrite, ChildRun, Finish, PauseWrite, Progress, StepWrite, FUNCTION_ATTEMPT_HASH,
 };
 use crate::step::{Ctx, Memo, Outcome, Step};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{runs, StoreError, StoreResult};
 use crate::time::now_ms;
 use crate::EngineInner;
 
@@ -171,29 +170,19 @@ struct LoadedRun {
 }
 
 fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<Option<LoadedRun>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT r.function_id, r.status, r.wake_at, r.attempt, r.started_at, e.payload,
-                    r.rerun_from_step, r.rerun_step_input
-             FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
-        )?
-        .query_row([run_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, RunStatus>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, Option<String>>(7)?,
-            ))
-        })
-        .optional()?;
-    let Some((function_id, status, wake_at, attempt, started_at, payload, from_step, input)) = row
-    else {
+    let Some(head) = runs::head(conn, run_id)? else {
         return Ok(None);
     };
+    let runs::RunHead {
+        function_id,
+        status,
+        wake_at,
+        attempt,
+        started_at,
+        event_payload: payload,
+        rerun_from_step: from_step,
+        rerun_step_input: input,
+    } = head;
     let input_override = match (from_step, input) {
         (Some(hash), Some(input)) => Some((hash, serde_json::from_str(&input)?)),
         _ => None,
@@ -820,15 +809,7 @@ pub(crate) async fn sweep(
         let overdue = now_ms() - SWEEP_EVERY.as_millis() as i64;
         let due = engine
             .store
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = ?2",
-                )?;
-                let rows = stmt.query_map(params![overdue, RunStatus::Running], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
-                Ok(rows.collect::<Result<Vec<Wake>, _>>()?)
-            })
+            .read(move |c| runs::due(c, Some(overdue)))
             .await;
         match due {
             Ok(due) => engine.dispatcher.wake_all(due),
@@ -839,10 +820,7 @@ pub(crate) async fn sweep(
 
 /// Runs that should be executing or are due, as stored: loaded at start-up.
 pub(crate) fn runnable_runs(conn: &rusqlite::Connection) -> StoreResult<Vec<Wake>> {
-    let mut stmt =
-        conn.prepare("SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND status = ?1")?;
-    let rows = stmt.query_map(params![RunStatus::Running], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    runs::due(conn, None)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::event::{lookup, Event, NewEvent};
 use crate::function::{Function, Registry};
 use crate::model::{RunStatus, StepStatus, TriggerKind};
-use crate::store::StoreResult;
+use crate::store::{events, runs, StoreResult};
 
 /// A run to (re)consider at a time (ms): handed to the dispatcher after commit.
 pub(crate) type Wake = (String, i64);
@@ -33,45 +33,7 @@ pub(crate) fn new_id() -> String {
     })
 }
 
-/// Where a new run comes from.
-pub(crate) struct NewRun<'a> {
-    pub function_id: &'a str,
-    pub trigger_kind: TriggerKind,
-    pub event_internal_id: &'a str,
-    /// The triggering event's name (kept on the run for the runs list's filter).
-    pub event_name: &'a str,
-    pub now: i64,
-    pub cron_scheduled_at: Option<i64>,
-    pub late: bool,
-    pub parent: Option<(&'a str, &'a str)>,
-    pub rerun_of: Option<&'a str>,
-    /// False for a run queued behind a singleton: it gets no wake time until its turn.
-    pub runnable: bool,
-}
-
-pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> StoreResult<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO runs (id, function_id, status, trigger_kind, event_id, queued_at, wake_at,
-                           cron_scheduled_at, late, parent_run_id, parent_step, rerun_of, event_name)
-         VALUES (?1, ?2, ?12, ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10, ?13)",
-    )?;
-    stmt.execute(params![
-        run_id,
-        run.function_id,
-        run.trigger_kind,
-        run.event_internal_id,
-        run.now,
-        run.cron_scheduled_at,
-        run.late,
-        run.parent.map(|p| p.0),
-        run.parent.map(|p| p.1),
-        run.rerun_of,
-        run.runnable.then_some(run.now),
-        RunStatus::Running,
-        run.event_name,
-    ])?;
-    Ok(())
-}
+pub(crate) use crate::store::runs::NewRun;
 
 /// Creates a run of `function` for the stored event `event`, taking its singleton slot or
 /// queueing it behind the run that holds the slot. Runnable runs are added to `wakes`.
@@ -84,7 +46,7 @@ pub(crate) fn start_run(
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
     run.runnable = claim_singleton(conn, function, event, run_id)?;
-    create_run(conn, &run, run_id)?;
+    runs::insert(conn, &run, run_id)?;
     if run.runnable {
         wakes.push((run_id.to_string(), run.now));
     }
@@ -108,18 +70,15 @@ pub(crate) fn insert_event(
     let mut json = serde_json::to_value(&event)?;
     json["data"] = Value::Object(data);
     json["user"] = Value::Object(user);
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (internal_id, event_id, name, ts, received_at, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    stmt.execute(params![
-        internal_id,
-        event.id,
-        event.name,
+    events::insert(
+        conn,
+        &internal_id,
+        &event.id,
+        &event.name,
         event.ts,
         now,
-        json.to_string()
-    ])?;
+        &json.to_string(),
+    )?;
     Ok((internal_id, event, json))
 }
 
@@ -165,7 +124,7 @@ pub(crate) fn claim_singleton(
         .query_row(params![function.id, key], |r| r.get(0))
         .optional()?;
     if let Some(holder) = holder {
-        if run_status(conn, &holder)? == Some(RunStatus::Running) {
+        if runs::status(conn, &holder)? == Some(RunStatus::Running) {
             conn.prepare_cached(
                 "INSERT INTO singleton_queue (function_id, key, run_id) VALUES (?1, ?2, ?3)",
             )?
@@ -335,19 +294,8 @@ pub(crate) fn wake_run(
     at: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    let changed = conn
-        .prepare_cached("UPDATE runs SET wake_at = ?2 WHERE id = ?1 AND status = ?3")?
-        .execute(params![run_id, at, RunStatus::Running])?;
-    if changed > 0 {
+    if runs::wake_if_running(conn, run_id, at)? {
         wakes.push((run_id.to_string(), at));
     }
     Ok(())
-}
-
-/// The status of a run, if it exists.
-pub(crate) fn run_status(conn: &Connection, run_id: &str) -> StoreResult<Option<RunStatus>> {
-    Ok(conn
-        .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
-        .query_row([run_id], |r| r.get(0))
-        .optional()?)
 }

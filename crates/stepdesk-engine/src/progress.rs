@@ -9,11 +9,11 @@ use crate::error::ErrorBody;
 use crate::event::{internal, NewEvent};
 use crate::function::Registry;
 use crate::ingest::{
-    self, delete_pause, insert_event, new_id, release_singleton, run_status, settle_step,
-    start_run, wake_run, NewRun, Wake,
+    self, delete_pause, insert_event, new_id, release_singleton, settle_step, start_run, wake_run,
+    NewRun, Wake,
 };
 use crate::model::{RunStatus, StepKind, StepStatus, TriggerKind};
-use crate::store::StoreResult;
+use crate::store::{runs, StoreResult};
 
 /// A step row to insert or replace.
 #[derive(Debug, Clone)]
@@ -103,15 +103,12 @@ pub(crate) fn apply(
     now: i64,
 ) -> StoreResult<Applied> {
     let mut out = Applied::default();
-    if run_status(conn, &p.run_id)? != Some(RunStatus::Running) {
+    if runs::status(conn, &p.run_id)? != Some(RunStatus::Running) {
         return Ok(out);
     }
     out.applied = true;
     if let Some(started) = p.started_at {
-        conn.prepare_cached(
-            "UPDATE runs SET started_at = ?2 WHERE id = ?1 AND started_at IS NULL",
-        )?
-        .execute(params![p.run_id, started])?;
+        runs::set_started(conn, &p.run_id, started)?;
     }
     let mut step = p.step;
     if let Some(events) = p.send {
@@ -206,12 +203,10 @@ pub(crate) fn apply(
         .execute(params![p.run_id, a.hash, a.attempt, a.started_at, a.ended_at, a.error, a.retry_at])?;
     }
     if let Some(n) = p.function_attempts {
-        conn.prepare_cached("UPDATE runs SET attempt = ?2 WHERE id = ?1")?
-            .execute(params![p.run_id, n])?;
+        runs::set_attempt(conn, &p.run_id, n)?;
     }
     if let Some(wake) = p.wake_at {
-        conn.prepare_cached("UPDATE runs SET wake_at = ?2 WHERE id = ?1")?
-            .execute(params![p.run_id, wake])?;
+        runs::set_wake(conn, &p.run_id, wake)?;
         if let Some(at) = wake {
             out.wakes.push((p.run_id.clone(), at));
         }
@@ -220,28 +215,6 @@ pub(crate) fn apply(
         finish_run(conn, registry, &p.run_id, finish, now, &mut out.wakes)?;
     }
     Ok(out)
-}
-
-struct RunLinks {
-    function_id: String,
-    event_payload: Option<String>,
-    parent: Option<(String, String)>,
-}
-
-fn run_links(conn: &Connection, run_id: &str) -> StoreResult<RunLinks> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.function_id, e.payload, r.parent_run_id, r.parent_step
-         FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
-    )?;
-    Ok(stmt.query_row([run_id], |r| {
-        let parent_run: Option<String> = r.get(2)?;
-        let parent_step: Option<String> = r.get(3)?;
-        Ok(RunLinks {
-            function_id: r.get(0)?,
-            event_payload: r.get(1)?,
-            parent: parent_run.zip(parent_step),
-        })
-    })?)
 }
 
 /// Ends a run: status, output or error, parent invoke resolution, and on failure the
@@ -258,14 +231,18 @@ fn finish_run(
         Finish::Completed(v) => (RunStatus::Completed, Some(v.to_string()), None),
         Finish::Failed(e) => (RunStatus::Failed, None, Some(serde_json::to_string(e)?)),
     };
-    conn.prepare_cached(
-        "UPDATE runs SET status = ?2, output = ?3, error = ?4, ended_at = ?5, wake_at = NULL WHERE id = ?1",
-    )?
-    .execute(params![run_id, status, output, error, now])?;
+    runs::finish(
+        conn,
+        run_id,
+        status,
+        output.as_deref(),
+        error.as_deref(),
+        now,
+    )?;
     conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
         .execute([run_id])?;
     release_singleton(conn, run_id, now, wakes)?;
-    let links = run_links(conn, run_id)?;
+    let links = runs::links(conn, run_id)?;
     if let Some((parent_run, parent_hash)) = &links.parent {
         resolve_invoke(conn, parent_run, parent_hash, run_id, &finish, now, wakes)?;
     }
@@ -391,7 +368,7 @@ pub(crate) fn step_started(
     input: Option<&str>,
     at: i64,
 ) -> StoreResult<()> {
-    if run_status(conn, run_id)? != Some(RunStatus::Running) {
+    if runs::status(conn, run_id)? != Some(RunStatus::Running) {
         return Ok(());
     }
     conn.prepare_cached(
@@ -474,7 +451,7 @@ pub(crate) fn cancel_run(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<bool> {
-    if run_status(conn, run_id)? != Some(RunStatus::Running) {
+    if runs::status(conn, run_id)? != Some(RunStatus::Running) {
         return Ok(false);
     }
     let err = ErrorBody::new("RunCancelled", "the run was cancelled");
@@ -490,7 +467,7 @@ pub(crate) fn cancel_run(
     conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
         .execute([run_id])?;
     release_singleton(conn, run_id, now, wakes)?;
-    let links = run_links(conn, run_id)?;
+    let links = runs::links(conn, run_id)?;
     if let Some((parent_run, parent_hash)) = &links.parent {
         resolve_invoke(
             conn,

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::cron::CronSpec;
 use crate::event::{internal, NewEvent};
 use crate::function::BoxFuture;
-use crate::ingest::{create_run, insert_event, new_id, NewRun, Wake};
+use crate::ingest::{insert_event, new_id, NewRun, Wake};
 use crate::model::TriggerKind;
 use crate::store::StoreResult;
 use crate::time::{now_ms, to_rfc3339};
@@ -189,7 +189,7 @@ pub(crate) fn create_cron_run(conn: &Connection, c: &CronRun<'_>, run_id: &str) 
         rerun_of: None,
         runnable: true,
     };
-    create_run(conn, &run, run_id)
+    crate::store::runs::insert(conn, &run, run_id)
 }
 
 /// Fires one scheduled time. `Err` if the fire could not be written (it is to be retried);

@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::admin::{AdminApi, AdminError, AdminResult, RunSummary};
-use crate::store::StoreResult;
+use crate::store::{search, StoreResult};
 use crate::EngineInner;
 
 /// How often the indexer looks at the queue when it is empty.
@@ -53,47 +53,17 @@ fn push_capped(doc: &mut String, text: &str) {
 
 /// Indexes up to [`BATCH`] queued runs; returns how many it took from the queue.
 pub(crate) fn index_batch(c: &Connection) -> StoreResult<usize> {
-    let queued: Vec<String> = {
-        let mut stmt = c.prepare_cached("SELECT run_id FROM search_queue LIMIT ?1")?;
-        let rows = stmt.query_map([BATCH as i64], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let queued = search::queued(c, BATCH)?;
     for run_id in &queued {
-        let run: Option<(i64, Option<String>, Option<String>, Option<String>)> = c
-            .prepare_cached(
-                "SELECT r.rowid, e.payload, r.output, r.error
-                 FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
-            )?
-            .query_row([run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()?;
-        c.prepare_cached("DELETE FROM search_queue WHERE run_id = ?1")?
-            .execute([run_id])?;
-        let Some((rowid, event, output, error)) = run else {
+        search::dequeue(c, run_id)?;
+        let Some((rowid, texts)) = search::texts(c, run_id)? else {
             continue;
         };
         let mut doc = String::new();
-        for text in [event, output, error].into_iter().flatten() {
-            push_capped(&mut doc, &text);
+        for text in &texts {
+            push_capped(&mut doc, text);
         }
-        {
-            let mut stmt =
-                c.prepare_cached("SELECT output, error FROM steps WHERE run_id = ?1 ORDER BY seq")?;
-            let mut rows = stmt.query([run_id])?;
-            while let Some(r) = rows.next()? {
-                for text in [r.get::<_, Option<String>>(0)?, r.get(1)?]
-                    .into_iter()
-                    .flatten()
-                {
-                    push_capped(&mut doc, &text);
-                }
-            }
-        }
-        c.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
-            .execute([rowid])?;
-        c.prepare_cached("INSERT INTO search (rowid, body) VALUES (?1, ?2)")?
-            .execute(params![rowid, doc])?;
+        search::replace(c, rowid, &doc)?;
     }
     Ok(queued.len())
 }
@@ -166,17 +136,8 @@ impl AdminApi {
             .inner
             .store
             .read(move |c| {
-                let sql = format!(
-                    "SELECT {} FROM runs r WHERE r.rowid IN
-                        (SELECT rowid FROM search WHERE search MATCH ?1 ORDER BY rowid DESC LIMIT ?2)
-                     ORDER BY r.id DESC",
-                    crate::admin::RUN_COLUMNS
-                );
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params![query, limit], |r| this.summary(r))?;
-                let runs = rows.collect::<Result<Vec<_>, _>>()?;
-                let pending: u64 =
-                    c.query_row("SELECT count(*) FROM search_queue", [], |r| r.get(0))?;
+                let runs = search::matching(c, &query, limit, |r| this.summary(r))?;
+                let pending = search::pending(c)?;
                 Ok(SearchResult { runs, pending })
             })
             .await?)

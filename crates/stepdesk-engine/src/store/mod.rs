@@ -7,7 +7,10 @@
 //! wait for the writer.
 
 pub(crate) mod changes;
+pub(crate) mod events;
 mod migrate;
+pub(crate) mod runs;
+pub(crate) mod search;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -44,6 +47,12 @@ impl From<serde_json::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The smallest ULID of a millisecond: ids are ULIDs of their creation time, so a time
+/// bound on a table keyed by ULID is a bound on its key.
+pub(crate) fn ulid_floor(ms: i64) -> String {
+    ulid::Ulid::from_parts(ms.max(0) as u64, 0).to_string()
+}
 
 /// How the writer makes commits durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
