@@ -14,7 +14,7 @@
 //!   ("bad cursor"), never answered with the first page.
 //! - every page carries `next_cursor`, the cursor of the page after it, `null` on the last.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{Connection, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -23,7 +23,7 @@ use crate::ingest::{insert_event, new_id, start_run, NewRun};
 use crate::model::{RunStatus, StepKind, StepStatus, TriggerKind};
 use crate::progress;
 use crate::scheduler::next_fire;
-use crate::store::{events, runs, StoreError};
+use crate::store::{boots, events, runs, steps, StoreError};
 use crate::time::now_ms;
 use crate::{Engine, Trigger};
 
@@ -506,85 +506,46 @@ impl AdminApi {
         else {
             return Ok(None);
         };
-        let mut attempts: Vec<(String, AttemptView)> = Vec::new();
-        {
-            let mut stmt = c.prepare_cached(
-                "SELECT hash, attempt, started_at, ended_at, error, retry_at FROM step_attempts
-                 WHERE run_id = ?1 ORDER BY hash, attempt",
-            )?;
-            let rows = stmt.query_map([id], |r| {
-                let started_at: i64 = r.get(2)?;
-                let ended_at: i64 = r.get(3)?;
-                Ok((
-                    r.get::<_, String>(0)?,
+        let attempts: Vec<(String, AttemptView)> = steps::attempts(c, id)?
+            .into_iter()
+            .map(|(hash, attempt, started_at, ended_at, error, retry_at)| {
+                (
+                    hash,
                     AttemptView {
-                        attempt: r.get(1)?,
+                        attempt,
                         started_at,
                         ended_at,
                         duration_ms: ended_at - started_at,
-                        error: parse_json(r.get(4)?).unwrap_or(Value::Null),
-                        retry_at: r.get(5)?,
+                        error: parse_json(error).unwrap_or(Value::Null),
+                        retry_at,
                     },
-                ))
-            })?;
-            for row in rows {
-                attempts.push(row?);
-            }
-        }
-        let mut steps = Vec::new();
-        {
-            let mut stmt = c.prepare_cached(
-                "SELECT step_id, hash, kind, status, attempts, started_at, ended_at, wake_at, input, output, error,
-                        reused_from
-                 FROM steps WHERE run_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([id], |r| {
-                let started_at: Option<i64> = r.get(5)?;
-                let ended_at: Option<i64> = r.get(6)?;
-                let hash: String = r.get(1)?;
-                Ok(StepView {
-                    id: r.get(0)?,
-                    failed_attempts: attempts
-                        .iter()
-                        .filter(|(h, _)| *h == hash)
-                        .map(|(_, a)| a.clone())
-                        .collect(),
-                    hash,
-                    kind: r.get(2)?,
-                    status: r.get(3)?,
-                    attempts: r.get(4)?,
-                    started_at,
-                    ended_at,
-                    duration_ms: started_at.zip(ended_at).map(|(s, e)| e - s),
-                    wake_at: r.get(7)?,
-                    input: parse_json(r.get(8)?),
-                    output: parse_json(r.get(9)?),
-                    error: parse_json(r.get(10)?),
-                    reused_from: r.get(11)?,
-                })
-            })?;
-            for row in rows {
-                steps.push(row?);
-            }
-        }
-        let interruptions = {
-            let mut stmt = c.prepare_cached(
-                "SELECT step_id, hash, started_at, boot_id, stopped_at, resumed_boot_id, resumed_at
-                 FROM interruptions WHERE run_id = ?1 ORDER BY resumed_at, rowid",
-            )?;
-            let rows = stmt.query_map([id], |r| {
-                Ok(Interruption {
-                    step_id: r.get(0)?,
-                    hash: r.get(1)?,
-                    started_at: r.get(2)?,
-                    boot_id: r.get(3)?,
-                    stopped_at: r.get(4)?,
-                    resumed_boot_id: r.get(5)?,
-                    resumed_at: r.get(6)?,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
+                )
+            })
+            .collect();
+        let steps = steps::of_run(c, id)?
+            .into_iter()
+            .map(|s| StepView {
+                failed_attempts: attempts
+                    .iter()
+                    .filter(|(h, _)| *h == s.hash)
+                    .map(|(_, a)| a.clone())
+                    .collect(),
+                id: s.step_id,
+                hash: s.hash,
+                kind: s.kind,
+                status: s.status,
+                attempts: s.attempts,
+                started_at: s.started_at,
+                ended_at: s.ended_at,
+                duration_ms: s.started_at.zip(s.ended_at).map(|(s, e)| e - s),
+                wake_at: s.wake_at,
+                input: parse_json(s.input),
+                output: parse_json(s.output),
+                error: parse_json(s.error),
+                reused_from: s.reused_from,
+            })
+            .collect();
+        let interruptions = boots::interruptions(c, id)?;
         let function_attempts = attempts
             .iter()
             .filter(|(h, _)| h == progress::FUNCTION_ATTEMPT_HASH)
@@ -617,21 +578,7 @@ impl AdminApi {
             .engine
             .inner
             .store
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT id, started_at, ended_at FROM boots ORDER BY id DESC LIMIT ?1",
-                )?;
-                let rows = stmt.query_map([limit], |r| {
-                    let id: i64 = r.get(0)?;
-                    Ok(Boot {
-                        id,
-                        started_at: r.get(1)?,
-                        ended_at: r.get(2)?,
-                        current: id == current,
-                    })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
+            .read(move |c| boots::latest(c, limit, current))
             .await?)
     }
 
@@ -802,20 +749,7 @@ impl AdminApi {
                         &from.hash,
                         from.input.as_ref().map(Value::to_string).as_deref(),
                     )?;
-                    c.prepare_cached(
-                        "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts,
-                                            started_at, ended_at, wake_at, input, output, error, reused_from)
-                         SELECT ?1, hash, step_id, kind, status, seq, attempts, started_at, ended_at,
-                                NULL, input, output, error, ?2
-                         FROM steps WHERE run_id = ?2 AND seq < ?3 AND status IN (?4, ?5)",
-                    )?
-                    .execute(params![
-                        new_run,
-                        original_id,
-                        seq,
-                        StepStatus::Completed,
-                        StepStatus::Failed
-                    ])?;
+                    steps::copy_finished_before(c, &original_id, &new_run, seq)?;
                 }
                 Ok((
                     Started {
@@ -916,14 +850,7 @@ const REFUSED: &str = "refused: ";
 
 /// The `seq` of the step a rerun starts from, after checking it can start there.
 fn steps_before(c: &Connection, run_id: &str, from: &RerunFrom) -> Result<i64, StoreError> {
-    let step: Option<(i64, String, StepKind, Option<String>)> = c
-        .prepare_cached(
-            "SELECT seq, step_id, kind, input FROM steps WHERE run_id = ?1 AND hash = ?2",
-        )?
-        .query_row(params![run_id, from.hash], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
+    let step = steps::find(c, run_id, &from.hash)?;
     let refuse = |m: String| Err(StoreError::Other(format!("{REFUSED}{m}")));
     let Some((seq, step_id, kind, input)) = step else {
         return refuse(format!(

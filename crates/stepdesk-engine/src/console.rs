@@ -1,7 +1,7 @@
 //! What the console asks of the engine beyond the lists: function statistics, cron fires
 //! ("Run now", "Replay").
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{AdminApi, AdminError, AdminResult, Started};
@@ -9,7 +9,7 @@ use crate::cron::CronSpec;
 use crate::ingest::new_id;
 use crate::model::RunStatus;
 use crate::scheduler::{create_cron_run, CronRun};
-use crate::store::{runs, StoreError};
+use crate::store::{crons, runs, StoreError};
 use crate::time::{now_ms, to_rfc3339};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -204,31 +204,20 @@ impl AdminApi {
             .inner
             .store
             .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT scheduled_at, fired_at, late, run_id, 'schedule' FROM
-                        (SELECT * FROM cron_fires WHERE function_id = ?1
-                         ORDER BY scheduled_at DESC LIMIT ?2)
-                     UNION ALL
-                     SELECT scheduled_at, fired_at, 0, run_id, kind FROM
-                        (SELECT * FROM cron_manual_fires WHERE function_id = ?1
-                         ORDER BY fired_at DESC LIMIT ?2)
-                     ORDER BY 2 DESC, 1 DESC LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![id, limit], |r| {
-                    let source: String = r.get(4)?;
-                    Ok(CronFire {
-                        scheduled_at: r.get(0)?,
-                        fired_at: r.get(1)?,
-                        late: r.get(2)?,
-                        run_id: r.get(3)?,
-                        source: match source.as_str() {
+                Ok(crons::latest(c, &id, limit)?
+                    .into_iter()
+                    .map(|(scheduled_at, fired_at, late, run_id, kind)| CronFire {
+                        scheduled_at,
+                        fired_at,
+                        late,
+                        run_id,
+                        source: match kind.as_str() {
                             "run_now" => CronFireSource::RunNow,
                             "replay" => CronFireSource::Replay,
                             _ => CronFireSource::Schedule,
                         },
                     })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                    .collect())
             })
             .await?)
     }
@@ -284,11 +273,7 @@ impl AdminApi {
                     manual: Some(kind),
                 };
                 create_cron_run(c, &run, &run_id)?;
-                c.prepare_cached(
-                    "INSERT INTO cron_manual_fires (run_id, function_id, scheduled_at, fired_at, kind)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![run_id, function_id, at, now, kind])?;
+                crons::record_manual(c, &run_id, &function_id, at, now, kind)?;
                 let event_id = runs::event_id(c, &run_id)?.unwrap_or_default();
                 Ok((
                     Started {

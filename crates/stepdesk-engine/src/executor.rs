@@ -20,7 +20,7 @@ use crate::progress::{
     self, AttemptWrite, ChildRun, Finish, PauseWrite, Progress, StepWrite, FUNCTION_ATTEMPT_HASH,
 };
 use crate::step::{Ctx, Memo, Outcome, Step};
-use crate::store::{runs, StoreError, StoreResult};
+use crate::store::{runs, steps, StoreError, StoreResult};
 use crate::time::now_ms;
 use crate::EngineInner;
 
@@ -204,34 +204,30 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
         pending_wake: None,
         input_override,
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT hash, status, attempts, wake_at, output, error FROM steps WHERE run_id = ?1",
-    )?;
-    let mut rows = stmt.query([run_id])?;
-    while let Some(r) = rows.next()? {
-        let hash: String = r.get(0)?;
-        let status: StepStatus = r.get(1)?;
-        let attempts: u32 = r.get(2)?;
-        let step_wake: Option<i64> = r.get(3)?;
+    for row in steps::memo_rows(conn, run_id)? {
+        let steps::MemoRow {
+            hash,
+            status,
+            attempts,
+            wake_at: step_wake,
+            output,
+            error,
+        } = row;
         let memo = match status {
-            StepStatus::Completed => {
-                let out: Option<String> = r.get(4)?;
-                Memo::Completed(
-                    out.as_deref()
-                        .map(serde_json::from_str)
-                        .transpose()?
-                        .unwrap_or(Value::Null),
-                )
-            }
-            StepStatus::Failed => {
-                let err: Option<String> = r.get(5)?;
-                Memo::Failed(
-                    err.as_deref()
-                        .map(serde_json::from_str)
-                        .transpose()?
-                        .unwrap_or_else(|| ErrorBody::new("Error", "unknown error")),
-                )
-            }
+            StepStatus::Completed => Memo::Completed(
+                output
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()?
+                    .unwrap_or(Value::Null),
+            ),
+            StepStatus::Failed => Memo::Failed(
+                error
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()?
+                    .unwrap_or_else(|| ErrorBody::new("Error", "unknown error")),
+            ),
             // Executes again when the body reaches it (an interrupted attempt is not
             // counted: it did not fail, the process stopped under it).
             StepStatus::Retrying | StepStatus::Running | StepStatus::Interrupted => {

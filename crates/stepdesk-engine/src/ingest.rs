@@ -4,13 +4,13 @@
 
 use std::cell::RefCell;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::event::{lookup, Event, NewEvent};
 use crate::function::{Function, Registry};
 use crate::model::{RunStatus, StepStatus, TriggerKind};
-use crate::store::{events, runs, StoreResult};
+use crate::store::{events, pauses, runs, singletons, steps, StoreResult};
 
 /// A run to (re)consider at a time (ms): handed to the dispatcher after commit.
 pub(crate) type Wake = (String, i64);
@@ -91,20 +91,7 @@ fn claim_run_key(
     run_id: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO run_keys (function_id, key, run_id, created_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (function_id, key) DO UPDATE
-            SET run_id = excluded.run_id, created_at = excluded.created_at
-            WHERE run_keys.created_at <= ?5",
-    )?;
-    let changed = stmt.execute(params![
-        function_id,
-        key,
-        run_id,
-        now,
-        now - DEDUPE_WINDOW_MS
-    ])?;
-    Ok(changed > 0)
+    singletons::claim_run_key(conn, function_id, key, run_id, now, now - DEDUPE_WINDOW_MS)
 }
 
 /// Takes a singleton function's slot for `run_id`, or queues the run behind the run that
@@ -119,24 +106,15 @@ pub(crate) fn claim_singleton(
         return Ok(true);
     };
     let key = lookup(event, path).map_or_else(|| "null".to_string(), Value::to_string);
-    let holder: Option<String> = conn
-        .prepare_cached("SELECT run_id FROM singletons WHERE function_id = ?1 AND key = ?2")?
-        .query_row(params![function.id, key], |r| r.get(0))
-        .optional()?;
+    let holder = singletons::holder(conn, &function.id, &key)?;
     if let Some(holder) = holder {
         if runs::status(conn, &holder)? == Some(RunStatus::Running) {
-            conn.prepare_cached(
-                "INSERT INTO singleton_queue (function_id, key, run_id) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![function.id, key, run_id])?;
+            singletons::enqueue(conn, &function.id, &key, run_id)?;
             tracing::debug!(function = %function.id, %key, running = %holder, "singleton busy; run queued");
             return Ok(false);
         }
     }
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO singletons (function_id, key, run_id) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![function.id, key, run_id])?;
+    singletons::take(conn, &function.id, &key, run_id)?;
     Ok(true)
 }
 
@@ -148,33 +126,17 @@ pub(crate) fn release_singleton(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM singleton_queue WHERE run_id = ?1")?
-        .execute([run_id])?;
-    let slot: Option<(String, String)> = conn
-        .prepare_cached("SELECT function_id, key FROM singletons WHERE run_id = ?1")?
-        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((function_id, key)) = slot else {
+    singletons::dequeue(conn, run_id)?;
+    let Some((function_id, key)) = singletons::slot_of(conn, run_id)? else {
         return Ok(());
     };
-    let next: Option<String> = conn
-        .prepare_cached("SELECT run_id FROM singleton_queue WHERE function_id = ?1 AND key = ?2 ORDER BY seq LIMIT 1")?
-        .query_row(params![function_id, key], |r| r.get(0))
-        .optional()?;
-    match next {
+    match singletons::next_queued(conn, &function_id, &key)? {
         Some(next) => {
-            conn.prepare_cached("DELETE FROM singleton_queue WHERE run_id = ?1")?
-                .execute([&next])?;
-            conn.prepare_cached(
-                "UPDATE singletons SET run_id = ?3 WHERE function_id = ?1 AND key = ?2",
-            )?
-            .execute(params![function_id, key, next])?;
+            singletons::dequeue(conn, &next)?;
+            singletons::take(conn, &function_id, &key, &next)?;
             wake_run(conn, &next, now, wakes)?;
         }
-        None => {
-            conn.prepare_cached("DELETE FROM singletons WHERE function_id = ?1 AND key = ?2")?
-                .execute(params![function_id, key])?;
-        }
+        None => singletons::free(conn, &function_id, &key)?,
     }
     Ok(())
 }
@@ -226,16 +188,7 @@ fn resolve_waits(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    let candidates: Vec<(String, String, Option<String>, Option<String>)> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT run_id, hash, match_field, match_value FROM pauses
-             WHERE event_name = ?1 AND kind = 'wait' AND expires_at > ?2",
-        )?;
-        let rows = stmt.query_map(params![name, now], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let candidates = pauses::waits_for(conn, name, now)?;
     for (run_id, hash, field, want) in candidates {
         if let Some(field) = field {
             let want: Value = want
@@ -264,9 +217,7 @@ fn resolve_waits(
 }
 
 pub(crate) fn delete_pause(conn: &Connection, run_id: &str, hash: &str) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1 AND hash = ?2")?
-        .execute(params![run_id, hash])?;
-    Ok(())
+    pauses::delete(conn, run_id, hash)
 }
 
 /// Gives a suspended step its final state.
@@ -279,12 +230,7 @@ pub(crate) fn settle_step(
     error: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE steps SET status = ?3, output = ?4, error = ?5, ended_at = ?6
-         WHERE run_id = ?1 AND hash = ?2",
-    )?
-    .execute(params![run_id, hash, status, output, error, now])?;
-    Ok(())
+    steps::settle(conn, run_id, hash, status, output, error, now)
 }
 
 /// Makes a running run due at `at`.

@@ -300,14 +300,7 @@ impl EngineBuilder {
         let boot = store
             .write(move |c| {
                 let now = time::now_ms();
-                let mut stmt = c.prepare_cached(
-                    "INSERT INTO functions (id, name, config, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, config = excluded.config,
-                        updated_at = excluded.updated_at",
-                )?;
-                for (id, name, config) in configs {
-                    stmt.execute(rusqlite::params![id, name, config, now])?;
-                }
+                store::functions::upsert_all(c, &configs, now)?;
                 progress::record_boot(c, now)
             })
             .await?;

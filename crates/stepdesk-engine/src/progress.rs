@@ -2,7 +2,7 @@
 //! Each function here runs inside one writer transaction and first checks that the run is
 //! still `Running`, so a run cancelled meanwhile is left alone.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::error::ErrorBody;
@@ -13,7 +13,7 @@ use crate::ingest::{
     NewRun, Wake,
 };
 use crate::model::{RunStatus, StepKind, StepStatus, TriggerKind};
-use crate::store::{runs, StoreResult};
+use crate::store::{boots, pauses, runs, steps, StoreResult};
 
 /// A step row to insert or replace.
 #[derive(Debug, Clone)]
@@ -158,49 +158,22 @@ pub(crate) fn apply(
             &mut out.wakes,
         )?;
         let pause = p.pause.as_ref().expect("an invoke always writes its pause");
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO pauses (run_id, hash, kind, child_run_id, expires_at, created_at)
-             VALUES (?1, ?2, 'invoke', ?3, ?4, ?5)",
-        )?
-        .execute(params![p.run_id, pause.hash, child_run_id, pause.expires_at, now])?;
-    } else if let Some(pause) = &p.pause {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO pauses (run_id, hash, kind, event_name, match_field, match_value, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            p.run_id,
-            pause.hash,
-            pause.kind,
-            pause.event_name,
-            pause.match_field,
-            pause.match_value,
+        pauses::insert_invoke(
+            conn,
+            &p.run_id,
+            &pause.hash,
+            &child_run_id,
             pause.expires_at,
-            now
-        ])?;
+            now,
+        )?;
+    } else if let Some(pause) = &p.pause {
+        pauses::insert_wait(conn, &p.run_id, pause, now)?;
     }
     if let Some(s) = &step {
-        conn.prepare_cached(
-            "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts, started_at, ended_at, wake_at, input, output, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM steps WHERE run_id = ?1), ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (run_id, hash) DO UPDATE SET
-                status = excluded.status, attempts = excluded.attempts,
-                started_at = coalesce(steps.started_at, excluded.started_at),
-                ended_at = excluded.ended_at, wake_at = excluded.wake_at,
-                input = coalesce(excluded.input, steps.input),
-                output = excluded.output, error = excluded.error, running_since = NULL",
-        )?
-        .execute(params![
-            p.run_id, s.hash, s.step_id, s.kind, s.status, s.attempts, s.started_at, s.ended_at, s.wake_at, s.input,
-            s.output, s.error
-        ])?;
+        steps::upsert(conn, &p.run_id, s)?;
     }
     if let Some(a) = &p.attempt {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO step_attempts (run_id, hash, attempt, started_at, ended_at, error, retry_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![p.run_id, a.hash, a.attempt, a.started_at, a.ended_at, a.error, a.retry_at])?;
+        steps::insert_attempt(conn, &p.run_id, a)?;
     }
     if let Some(n) = p.function_attempts {
         runs::set_attempt(conn, &p.run_id, n)?;
@@ -239,8 +212,7 @@ fn finish_run(
         error.as_deref(),
         now,
     )?;
-    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
-        .execute([run_id])?;
+    pauses::delete_all(conn, run_id)?;
     release_singleton(conn, run_id, now, wakes)?;
     let links = runs::links(conn, run_id)?;
     if let Some((parent_run, parent_hash)) = &links.parent {
@@ -279,10 +251,8 @@ fn resolve_invoke(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    let removed = conn
-        .prepare_cached("DELETE FROM pauses WHERE run_id = ?1 AND hash = ?2 AND child_run_id = ?3")?
-        .execute(params![parent_run, parent_hash, child_run])?;
-    if removed == 0 {
+    let removed = pauses::delete_invoke(conn, parent_run, parent_hash, child_run)?;
+    if !removed {
         return Ok(()); // timed out already, or the parent was cancelled
     }
     match finish {
@@ -319,31 +289,10 @@ pub(crate) struct Boot {
 /// Records an engine start, and marks the `run` steps that were executing when the previous
 /// one stopped as interrupted (with both boots): they run again when their runs resume.
 pub(crate) fn record_boot(conn: &Connection, now: i64) -> StoreResult<Boot> {
-    let previous: Option<(i64, Option<i64>)> = conn
-        .query_row(
-            "SELECT id, ended_at FROM boots ORDER BY id DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    conn.execute("INSERT INTO boots (started_at) VALUES (?1)", [now])?;
-    let id = conn.last_insert_rowid();
-    let interrupted = conn
-        .prepare_cached(
-            "INSERT INTO interruptions (run_id, hash, step_id, started_at, boot_id, stopped_at,
-                                        resumed_boot_id, resumed_at)
-             SELECT run_id, hash, step_id, running_since, ?1, ?2, ?3, ?4 FROM steps
-             WHERE status = ?5",
-        )?
-        .execute(params![
-            previous.map(|p| p.0),
-            previous.and_then(|p| p.1),
-            id,
-            now,
-            StepStatus::Running
-        ])?;
-    conn.prepare_cached("UPDATE steps SET status = ?1, running_since = NULL WHERE status = ?2")?
-        .execute(params![StepStatus::Interrupted, StepStatus::Running])?;
+    let previous = boots::last(conn)?;
+    let id = boots::start(conn, now)?;
+    let interrupted = boots::record_interruptions(conn, previous, id, now)?;
+    steps::interrupt_running(conn)?;
     Ok(Boot {
         id,
         previous: previous.map(|p| p.0),
@@ -353,9 +302,7 @@ pub(crate) fn record_boot(conn: &Connection, now: i64) -> StoreResult<Boot> {
 
 /// Records a clean shutdown of this boot.
 pub(crate) fn record_shutdown(conn: &Connection, boot_id: i64, now: i64) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE boots SET ended_at = ?2 WHERE id = ?1")?
-        .execute(params![boot_id, now])?;
-    Ok(())
+    boots::end(conn, boot_id, now)
 }
 
 /// Records that a `run` step's code started executing (unless the run ended meanwhile).
@@ -371,47 +318,13 @@ pub(crate) fn step_started(
     if runs::status(conn, run_id)? != Some(RunStatus::Running) {
         return Ok(());
     }
-    conn.prepare_cached(
-        "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts, started_at, input, running_since)
-         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM steps WHERE run_id = ?1), 0, ?6, ?7, ?6)
-         ON CONFLICT (run_id, hash) DO UPDATE SET
-            status = excluded.status, wake_at = NULL, running_since = excluded.running_since,
-            input = coalesce(excluded.input, steps.input)",
-    )?
-    .execute(params![
-        run_id,
-        hash,
-        step_id,
-        StepKind::Run,
-        StepStatus::Running,
-        at,
-        input
-    ])?;
-    Ok(())
+    steps::started(conn, run_id, hash, step_id, input, at)
 }
 
 /// Settles steps whose sleep has ended or whose wait or invoke has timed out.
 pub(crate) fn resolve_due(conn: &Connection, run_id: &str, now: i64) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE steps SET status = ?3, ended_at = wake_at
-         WHERE run_id = ?1 AND status = ?4 AND wake_at <= ?2",
-    )?
-    .execute(params![
-        run_id,
-        now,
-        StepStatus::Completed,
-        StepStatus::Sleeping
-    ])?;
-    let expired: Vec<(String, StepStatus)> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT hash, status FROM steps WHERE run_id = ?1 AND status IN (?3, ?4) AND wake_at <= ?2",
-        )?;
-        let rows = stmt.query_map(
-            params![run_id, now, StepStatus::Waiting, StepStatus::Invoking],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        rows.collect::<Result<_, _>>()?
-    };
+    steps::complete_sleeps(conn, run_id, now)?;
+    let expired = steps::expired(conn, run_id, now)?;
     for (hash, status) in expired {
         delete_pause(conn, run_id, &hash)?;
         if status == StepStatus::Waiting {
@@ -455,17 +368,15 @@ pub(crate) fn cancel_run(
         return Ok(false);
     }
     let err = ErrorBody::new("RunCancelled", "the run was cancelled");
-    conn.prepare_cached(
-        "UPDATE runs SET status = ?4, ended_at = ?2, wake_at = NULL, error = ?3 WHERE id = ?1",
-    )?
-    .execute(params![
+    runs::finish(
+        conn,
         run_id,
+        RunStatus::Cancelled,
+        None,
+        Some(&serde_json::to_string(&err)?),
         now,
-        serde_json::to_string(&err)?,
-        RunStatus::Cancelled
-    ])?;
-    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
-        .execute([run_id])?;
+    )?;
+    pauses::delete_all(conn, run_id)?;
     release_singleton(conn, run_id, now, wakes)?;
     let links = runs::links(conn, run_id)?;
     if let Some((parent_run, parent_hash)) = &links.parent {

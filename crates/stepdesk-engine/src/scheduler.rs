@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -20,7 +20,7 @@ use crate::event::{internal, NewEvent};
 use crate::function::BoxFuture;
 use crate::ingest::{insert_event, new_id, NewRun, Wake};
 use crate::model::TriggerKind;
-use crate::store::StoreResult;
+use crate::store::{crons, StoreResult};
 use crate::time::{now_ms, to_rfc3339};
 use crate::EngineInner;
 
@@ -87,29 +87,14 @@ fn startup_state(
     spec: &CronSpec,
     now: i64,
 ) -> StoreResult<i64> {
-    let stored: Option<(String, i64)> = conn
-        .query_row(
-            "SELECT cron, anchor FROM cron_state WHERE function_id = ?1",
-            [function_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let anchor = match stored {
+    let anchor = match crons::state(conn, function_id)? {
         Some((cron, anchor)) if cron == spec.text() => anchor,
         _ => {
-            conn.execute(
-                "INSERT INTO cron_state (function_id, cron, anchor) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (function_id) DO UPDATE SET cron = excluded.cron, anchor = excluded.anchor",
-                params![function_id, spec.text(), now],
-            )?;
+            crons::set_state(conn, function_id, spec.text(), now)?;
             now
         }
     };
-    let last_fire: Option<i64> = conn.query_row(
-        "SELECT max(scheduled_at) FROM cron_fires WHERE function_id = ?1",
-        [function_id],
-        |r| r.get(0),
-    )?;
+    let last_fire = crons::last_fire(conn, function_id)?;
     Ok(last_fire.map_or(anchor, |f| f.max(anchor)))
 }
 
@@ -124,13 +109,8 @@ pub(crate) fn fire(
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<Option<String>> {
     let run_id = new_id();
-    let inserted = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO cron_fires (function_id, scheduled_at, run_id, fired_at, late)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![function_id, scheduled_at, run_id, now, late])?;
-    if inserted == 0 {
+    let inserted = crons::record_fire(conn, function_id, scheduled_at, &run_id, now, late)?;
+    if !inserted {
         return Ok(None);
     }
     let event_id = format!("{function_id}@{}", to_rfc3339(scheduled_at));

@@ -6,11 +6,20 @@
 //! that holds it has committed. Reads use their own connections from a small pool and never
 //! wait for the writer.
 
+//! Each table's SQL is in its own module: [`runs`], [`steps`] (with `step_attempts`),
+//! [`events`], [`pauses`], [`singletons`] (with `run_keys`), [`crons`], [`boots`] (with
+//! `interruptions`), [`functions`], [`search`] (the search index).
+pub(crate) mod boots;
 pub(crate) mod changes;
+pub(crate) mod crons;
 pub(crate) mod events;
+pub(crate) mod functions;
 mod migrate;
+pub(crate) mod pauses;
 pub(crate) mod runs;
 pub(crate) mod search;
+pub(crate) mod singletons;
+pub(crate) mod steps;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
