@@ -69,13 +69,15 @@ pub(crate) fn record_manual(
     Ok(())
 }
 
-/// A function's latest fires, newest first: (scheduled at, fired at, late, run id, kind:
-/// `schedule`, `run_now` or `replay`).
+/// A fire: (scheduled at, fired at, late, run id, kind: `schedule`, `run_now` or `replay`).
+pub(crate) type FireRow = (i64, i64, bool, String, String);
+
+/// A function's latest fires, newest first.
 pub(crate) fn latest(
     conn: &Connection,
     function_id: &str,
     limit: u32,
-) -> StoreResult<Vec<(i64, i64, bool, String, String)>> {
+) -> StoreResult<Vec<FireRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT scheduled_at, fired_at, late, run_id, 'schedule' FROM
             (SELECT * FROM cron_fires WHERE function_id = ?1

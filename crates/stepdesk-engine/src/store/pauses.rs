@@ -73,12 +73,15 @@ pub(crate) fn delete_invoke(
         > 0)
 }
 
-/// Unexpired waits for an event name: (run id, hash, match field, match value JSON).
+/// A wait: (run id, hash, match field, match value JSON).
+pub(crate) type WaitRow = (String, String, Option<String>, Option<String>);
+
+/// Unexpired waits for an event name.
 pub(crate) fn waits_for(
     conn: &Connection,
     event_name: &str,
     now: i64,
-) -> StoreResult<Vec<(String, String, Option<String>, Option<String>)>> {
+) -> StoreResult<Vec<WaitRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT run_id, hash, match_field, match_value FROM pauses
          WHERE event_name = ?1 AND kind = 'wait' AND expires_at > ?2",

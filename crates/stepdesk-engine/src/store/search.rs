@@ -28,7 +28,8 @@ pub(crate) fn pending(conn: &Connection) -> StoreResult<u64> {
 /// A run's rowid and the texts it is found by, in order: its event, output and error, then
 /// each step's output and error. `None` if the run is gone.
 pub(crate) fn texts(conn: &Connection, run_id: &str) -> StoreResult<Option<(i64, Vec<String>)>> {
-    let run: Option<(i64, Option<String>, Option<String>, Option<String>)> = conn
+    type RunTexts = (i64, Option<String>, Option<String>, Option<String>);
+    let run: Option<RunTexts> = conn
         .prepare_cached(
             "SELECT r.rowid, e.payload, r.output, r.error
              FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",

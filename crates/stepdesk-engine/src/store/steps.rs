@@ -171,12 +171,10 @@ pub(crate) fn of_run(conn: &Connection, run_id: &str) -> StoreResult<Vec<StepRow
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// A step's place in its run, id, kind and input.
-pub(crate) fn find(
-    conn: &Connection,
-    run_id: &str,
-    hash: &str,
-) -> StoreResult<Option<(i64, String, StepKind, Option<String>)>> {
+/// A step's place in its run (`seq`), id, kind and input.
+pub(crate) type StepPlace = (i64, String, StepKind, Option<String>);
+
+pub(crate) fn find(conn: &Connection, run_id: &str, hash: &str) -> StoreResult<Option<StepPlace>> {
     Ok(conn
         .prepare_cached(
             "SELECT seq, step_id, kind, input FROM steps WHERE run_id = ?1 AND hash = ?2",
