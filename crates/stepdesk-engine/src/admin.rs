@@ -178,6 +178,7 @@ pub struct Boot {
 /// Which runs to list. Every filter is optional; empty text counts as absent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 #[ts(optional_fields)]
+#[serde(deny_unknown_fields)]
 pub struct RunQuery {
     pub function_id: Option<String>,
     /// Runs with any of these statuses (none: every status). Accepts one status, several
@@ -191,9 +192,11 @@ pub struct RunQuery {
     pub trigger_kind: Option<TriggerKind>,
     /// The triggering event's name, exactly (`inngest/scheduled.timer` for cron runs).
     pub event_name: Option<String>,
-    /// Queued at or after (ms since the epoch).
+    /// Queued at or after (ms since the epoch, or an RFC 3339 time).
+    #[serde(default, deserialize_with = "crate::time::de_opt_time")]
     pub from: Option<i64>,
-    /// Queued before (ms since the epoch).
+    /// Queued before (ms since the epoch, or an RFC 3339 time).
+    #[serde(default, deserialize_with = "crate::time::de_opt_time")]
     pub to: Option<i64>,
     /// The `next_cursor` of the previous page; none (or empty) for the first page.
     pub cursor: Option<String>,
@@ -266,12 +269,15 @@ pub struct StoredEvent {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 #[ts(optional_fields)]
+#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// The event name, exactly.
     pub name: Option<String>,
-    /// Received at or after (ms since the epoch).
+    /// Received at or after (ms since the epoch, or an RFC 3339 time).
+    #[serde(default, deserialize_with = "crate::time::de_opt_time")]
     pub from: Option<i64>,
-    /// Received before (ms since the epoch).
+    /// Received before (ms since the epoch, or an RFC 3339 time).
+    #[serde(default, deserialize_with = "crate::time::de_opt_time")]
     pub to: Option<i64>,
     /// Also list Stepdesk's own `inngest/*` events (cron timers, invokes, failures). A
     /// `name` filter shows the events of that name either way.
