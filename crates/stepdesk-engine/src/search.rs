@@ -6,8 +6,9 @@
 //! JSON in the writer's transaction would slow every event and step. Instead a trigger
 //! notes the changed run in `search_queue` (one small row, in the same transaction, so
 //! nothing is missed even across a crash), and the indexer takes the queue in batches once
-//! those writes have committed. A run is searchable a moment (at most [`POLL`]) after it
-//! changed; [`SearchResult::pending`] says how many runs wait to be indexed.
+//! those writes have committed, yielding to other writes while they queue up. A run is
+//! searchable a moment after it changed (at most [`POLL`] when the writer is idle, longer
+//! during a burst); [`SearchResult::pending`] says how many runs wait to be indexed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +74,10 @@ pub(crate) async fn run(engine: Arc<EngineInner>, mut shutdown: watch::Receiver<
     loop {
         let took = engine.store.write(index_batch).await;
         let wait = match took {
-            Ok(n) if n == BATCH => Duration::ZERO,
+            // More to index: go on at once if the writer is idle, else yield to the writes
+            // waiting (a burst of events or steps) and take one batch per POLL meanwhile.
+            Ok(n) if n == BATCH && engine.store.backlog() == 0 => Duration::ZERO,
+            Ok(n) if n == BATCH => POLL,
             Ok(_) => POLL,
             Err(e) => {
                 tracing::warn!(error = %e, "search indexing failed; will retry");

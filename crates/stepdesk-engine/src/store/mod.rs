@@ -22,6 +22,7 @@ pub(crate) mod singletons;
 pub(crate) mod steps;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -106,6 +107,8 @@ struct StoreInner {
     /// For the change feed: SQL that reads the id of a changed row of a component's table
     /// from its rowid (see [`Store::name_changed_rows`]).
     change_ids: Mutex<std::collections::HashMap<String, String>>,
+    /// Writes queued and not yet taken by the writer.
+    backlog: Arc<AtomicUsize>,
 }
 
 /// Largest number of queued writes folded into one transaction.
@@ -218,9 +221,11 @@ impl Store {
         tap.install(&conn);
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let writer_tap = tap.clone();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let writer_backlog = backlog.clone();
         let handle = thread::Builder::new()
             .name("stepdesk-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_tap))
+            .spawn(move || writer_loop(conn, rx, &writer_tap, &writer_backlog))
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
 
         Ok(Store {
@@ -231,12 +236,18 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 changes: tap,
                 change_ids: Mutex::new(Default::default()),
+                backlog,
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Writes waiting for the writer: background work (the search indexer) yields to them.
+    pub(crate) fn backlog(&self) -> usize {
+        self.inner.backlog.load(Ordering::SeqCst)
     }
 
     pub(crate) fn change_tap(&self) -> &Arc<changes::ChangeTap> {
@@ -295,7 +306,11 @@ impl Store {
         });
         let guard = self.inner.writer.lock().expect("writer lock poisoned");
         let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)?;
+        self.inner.backlog.fetch_add(1, Ordering::SeqCst);
+        if sender.send(job).is_err() {
+            self.inner.backlog.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Closed);
+        }
         Ok(rx)
     }
 
@@ -463,9 +478,15 @@ fn rollback(conn: &Connection) {
 /// - a job whose savepoint cannot be closed, or after which the transaction has ended
 ///   (SQLite rolls back by itself on some errors, e.g. a full disk), rolls back the whole
 ///   group, and every job in it is told it failed; jobs not yet run go to the next group.
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, tap: &changes::ChangeTap) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<WriteJob>,
+    tap: &changes::ChangeTap,
+    backlog: &AtomicUsize,
+) {
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = rx.recv() {
+        backlog.fetch_sub(1, Ordering::SeqCst);
         // A failed COMMIT whose ROLLBACK failed too may have left a transaction open: a
         // BEGIN inside it would fail forever.
         rollback(&conn);
@@ -491,6 +512,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>, tap: &changes::Ch
             }
             if replies.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
+                if next.is_some() {
+                    backlog.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         }
         let committed = if poisoned {
@@ -772,6 +796,35 @@ mod tests {
         let store = Store::open(&path, Durability::Normal).unwrap();
         assert_eq!(mode(&path), 0o600);
         assert_eq!(stored_ids(&store), ["f"]);
+        store.close();
+    }
+
+    #[test]
+    fn the_backlog_counts_writes_the_writer_has_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), Durability::Normal).unwrap();
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        // The first write holds the writer until the test lets it go.
+        let first = store
+            .enqueue(move |_c| {
+                held.recv().ok();
+                Ok(())
+            })
+            .unwrap();
+        let started = Instant::now();
+        while store.backlog() != 0 && started.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let queued: Vec<_> = (0..3)
+            .map(|i| store.enqueue(move |c| insert(c, &format!("f{i}"))).unwrap())
+            .collect();
+        assert_eq!(store.backlog(), 3);
+        hold.send(()).unwrap();
+        first.blocking_recv().unwrap().unwrap();
+        for q in queued {
+            q.blocking_recv().unwrap().unwrap();
+        }
+        assert_eq!(store.backlog(), 0);
         store.close();
     }
 
