@@ -343,12 +343,16 @@ impl RunFilter {
         }
     }
 
-    /// The statuses to query one by one (`None`: any status).
+    /// The statuses to query one by one (`None`: any status). Filtered by event name or
+    /// trigger kind, every status is one query: their indexes are ordered by id within
+    /// each status, so each walks newest first and counts from the index alone.
     pub(crate) fn each_status(&self) -> Vec<Option<RunStatus>> {
-        if self.statuses.is_empty() {
-            vec![None]
-        } else {
+        if !self.statuses.is_empty() {
             self.statuses.iter().copied().map(Some).collect()
+        } else if self.event_name.is_some() || self.trigger_kind.is_some() {
+            RunStatus::ALL.iter().copied().map(Some).collect()
+        } else {
+            vec![None]
         }
     }
 
