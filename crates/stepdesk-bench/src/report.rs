@@ -407,6 +407,10 @@ impl Report {
                 &r.function_stats,
             ),
             (
+                "`admin.function_stats`: first call per function (whole week from the index)",
+                &r.function_stats_cold,
+            ),
+            (
                 "`admin.run`: detail (run, event, steps, attempts)",
                 &r.detail,
             ),

@@ -1,6 +1,9 @@
 //! What the console asks of the engine beyond the lists: function statistics, cron fires
 //! ("Run now", "Replay").
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +27,13 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
+    fn merge(&mut self, other: &StatusCounts) {
+        self.running += other.running;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+    }
+
     fn add(&mut self, status: RunStatus) {
         match status {
             RunStatus::Running => self.running += 1,
@@ -93,65 +103,128 @@ pub struct CronFire {
 /// Most cron fires [`AdminApi::cron_fires`] returns.
 pub const CRON_FIRES_MAX: u32 = 500;
 
-/// The `p`-th percentile (0..=100) of sorted values, nearest rank.
-fn percentile(sorted: &[i64], p: u32) -> Option<i64> {
-    if sorted.is_empty() {
+/// The `p`-th percentile (0..=100) of the values, nearest rank (reorders them).
+fn percentile(values: &mut [i64], p: u32) -> Option<i64> {
+    if values.is_empty() {
         return None;
     }
-    let rank = (sorted.len() * p as usize).div_ceil(100).max(1);
-    Some(sorted[rank - 1])
+    let rank = (values.len() * p as usize).div_ceil(100).max(1);
+    Some(*values.select_nth_unstable(rank - 1).1)
 }
 
-/// Reads a function's runs since `from` once, and cuts them into both windows.
-fn read_stats(c: &Connection, function_id: &str, now: i64) -> Result<FunctionStats, StoreError> {
-    let day_from = now - 24 * HOUR_MS;
-    let week_from = now - 7 * 24 * HOUR_MS;
-    let finished = runs::ended_between(c, function_id, week_from, now)?;
-    // Running runs by the time they were queued.
-    let running = runs::running_queued_since(c, function_id, week_from)?;
-    let window = |from: i64, bucket_ms: i64| {
-        let buckets = ((now - from) / bucket_ms) as usize;
-        let mut series: Vec<(StatusCounts, Vec<i64>)> = vec![Default::default(); buckets];
-        let mut counts = StatusCounts::default();
-        let mut durations = Vec::new();
-        let slot = |at: i64| (((at - from) / bucket_ms) as usize).min(buckets - 1);
-        for &(ended, status, duration) in finished.iter().filter(|f| f.0 >= from) {
-            counts.add(status);
-            durations.push(duration);
-            let (c, d) = &mut series[slot(ended)];
-            c.add(status);
-            d.push(duration);
+/// A function's runs that ended in one hour: counts by status and the durations.
+#[derive(Debug, Default)]
+struct HourStats {
+    counts: StatusCounts,
+    durations: Vec<i64>,
+}
+
+/// Hours that are over stay as they were: a run's `ended_at` is the time it ended, so no
+/// run ends in a past hour later. Their statistics are kept here (per function, for the
+/// last week), and [`AdminApi::function_stats`] reads from the index only the hours it
+/// does not have yet, which after the first call is the current hour or two. Without it,
+/// a week of a function with tens of thousands of runs is 20+ ms of index reading on every
+/// refresh of its page.
+#[derive(Default)]
+pub(crate) struct StatsCache {
+    hours: Mutex<HashMap<String, BTreeMap<i64, Arc<HourStats>>>>,
+}
+
+/// An hour counts as over this long after its end (a run that ended in it may still be
+/// committing).
+const SETTLED_MS: i64 = 60_000;
+
+fn floor_to(t: i64, unit: i64) -> i64 {
+    t.div_euclid(unit) * unit
+}
+
+/// A function's statistics: past hours from `cache`, the others read from the index.
+fn read_stats(
+    c: &Connection,
+    cache: &StatsCache,
+    function_id: &str,
+    now: i64,
+) -> Result<FunctionStats, StoreError> {
+    const SIX_HOURS: i64 = 6 * HOUR_MS;
+    // Windows aligned to whole buckets: the last of each is the current, partial one.
+    let day_from = floor_to(now, HOUR_MS) - 23 * HOUR_MS;
+    let week_from = floor_to(now, SIX_HOURS) - 27 * SIX_HOURS;
+    let first_hour = week_from.min(day_from);
+    let current_hour = floor_to(now, HOUR_MS);
+    let mut hours: BTreeMap<i64, Arc<HourStats>> = BTreeMap::new();
+    {
+        let mut cached = cache.hours.lock().expect("stats cache lock");
+        let kept = cached.entry(function_id.to_string()).or_default();
+        kept.retain(|&h, _| h >= first_hour);
+        hours.extend(kept.iter().map(|(h, s)| (*h, s.clone())));
+    }
+    // Read from the first hour missing on.
+    let mut scan_from = first_hour;
+    while scan_from <= current_hour && hours.contains_key(&scan_from) {
+        scan_from += HOUR_MS;
+    }
+    let mut fresh: BTreeMap<i64, HourStats> = BTreeMap::new();
+    for (ended, status, duration) in runs::ended_between(c, function_id, scan_from, now)? {
+        let h = fresh.entry(floor_to(ended, HOUR_MS)).or_default();
+        h.counts.add(status);
+        h.durations.push(duration);
+    }
+    {
+        let mut cached = cache.hours.lock().expect("stats cache lock");
+        let kept = cached.entry(function_id.to_string()).or_default();
+        let mut hour = scan_from;
+        while hour <= current_hour {
+            let stats = Arc::new(fresh.remove(&hour).unwrap_or_default());
+            if hour + HOUR_MS + SETTLED_MS <= now {
+                kept.insert(hour, stats.clone());
+            }
+            hours.insert(hour, stats);
+            hour += HOUR_MS;
         }
+    }
+    // Running runs by the time they were queued.
+    let running = runs::running_queued_since(c, function_id, first_hour)?;
+    let window = |from: i64, bucket_ms: i64| {
+        let buckets = ((now - from) / bucket_ms + 1) as usize;
+        let mut counts = StatusCounts::default();
+        let mut all = Vec::new();
+        let mut series: Vec<StatsBucket> = (0..buckets)
+            .map(|i| StatsBucket {
+                start: from + i as i64 * bucket_ms,
+                counts: StatusCounts::default(),
+                p95_ms: None,
+            })
+            .collect();
+        for (i, bucket) in series.iter_mut().enumerate() {
+            let start = from + i as i64 * bucket_ms;
+            let mut durations = Vec::new();
+            for (_, h) in hours.range(start..start + bucket_ms) {
+                bucket.counts.merge(&h.counts);
+                durations.extend_from_slice(&h.durations);
+            }
+            counts.merge(&bucket.counts);
+            bucket.p95_ms = percentile(&mut durations, 95);
+            all.extend(durations);
+        }
+        let slot = |at: i64| (((at - from) / bucket_ms) as usize).min(buckets - 1);
         for &queued in running.iter().filter(|&&q| q >= from && q <= now) {
             counts.running += 1;
-            series[slot(queued)].0.running += 1;
+            series[slot(queued)].counts.running += 1;
         }
-        durations.sort_unstable();
         StatsWindow {
             from,
             to: now,
             counts,
-            p50_ms: percentile(&durations, 50),
-            p95_ms: percentile(&durations, 95),
+            p50_ms: percentile(&mut all, 50),
+            p95_ms: percentile(&mut all, 95),
             bucket_ms,
-            series: series
-                .into_iter()
-                .enumerate()
-                .map(|(i, (counts, mut d))| {
-                    d.sort_unstable();
-                    StatsBucket {
-                        start: from + i as i64 * bucket_ms,
-                        counts,
-                        p95_ms: percentile(&d, 95),
-                    }
-                })
-                .collect(),
+            series,
         }
     };
     Ok(FunctionStats {
         function_id: function_id.to_string(),
         day: window(day_from, HOUR_MS),
-        week: window(week_from, 6 * HOUR_MS),
+        week: window(week_from, SIX_HOURS),
     })
 }
 
@@ -161,11 +234,12 @@ impl AdminApi {
     pub async fn function_stats(&self, function_id: &str) -> AdminResult<FunctionStats> {
         self.known_function(function_id)?;
         let id = function_id.to_string();
+        let engine = self.engine.clone();
         Ok(self
             .engine
             .inner
             .store
-            .read(move |c| read_stats(c, &id, now_ms()))
+            .read(move |c| read_stats(c, &engine.inner.stats, &id, now_ms()))
             .await?)
     }
 
@@ -294,11 +368,11 @@ mod tests {
 
     #[test]
     fn percentiles_take_the_nearest_rank() {
-        assert_eq!(percentile(&[], 50), None);
-        assert_eq!(percentile(&[7], 95), Some(7));
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50), Some(50));
-        assert_eq!(percentile(&v, 95), Some(95));
-        assert_eq!(percentile(&[1, 2, 3], 50), Some(2));
+        assert_eq!(percentile(&mut [], 50), None);
+        assert_eq!(percentile(&mut [7], 95), Some(7));
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(percentile(&mut v, 50), Some(50));
+        assert_eq!(percentile(&mut v, 95), Some(95));
+        assert_eq!(percentile(&mut [3, 1, 2], 50), Some(2));
     }
 }

@@ -231,6 +231,7 @@ pub(crate) struct EngineInner {
     /// This start's row in `boots`.
     pub(crate) boot_id: i64,
     pub(crate) feed: feed::Feed,
+    pub(crate) stats: console::StatsCache,
     shutdown: watch::Sender<bool>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -330,6 +331,7 @@ impl EngineBuilder {
             gates,
             boot_id: boot.id,
             feed: Default::default(),
+            stats: Default::default(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });

@@ -410,6 +410,7 @@ mod tests {
                 gates: Vec::new(),
                 boot_id: 0,
                 feed: Default::default(),
+                stats: Default::default(),
                 shutdown,
                 tasks: Mutex::new(Vec::new()),
             });
