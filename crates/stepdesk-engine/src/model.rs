@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! stored_enum {
     (
         $(#[$meta:meta])*
-        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $db:literal ),+ $(,)? }
+        pub enum $name:ident ($what:literal) { $( $(#[$vmeta:meta])* $variant:ident = $db:literal ),+ $(,)? }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
@@ -57,7 +57,7 @@ macro_rules! stored_enum {
             fn from_str(s: &str) -> Result<$name, String> {
                 $name::parse(s).ok_or_else(|| {
                     let all: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
-                    format!("unknown {} `{s}`; expected one of {}", stringify!($name), all.join(", "))
+                    format!("unknown {} `{s}`; expected one of {}", $what, all.join(", "))
                 })
             }
         }
@@ -86,7 +86,7 @@ macro_rules! stored_enum {
                 let text = value.as_str()?;
                 $name::from_db(text).ok_or_else(|| {
                     FromSqlError::Other(
-                        format!("unknown {} `{text}` in the database", stringify!($name)).into(),
+                        format!("unknown {} `{text}` in the database", $what).into(),
                     )
                 })
             }
@@ -96,7 +96,7 @@ macro_rules! stored_enum {
 
 stored_enum! {
     /// A run's status.
-    pub enum RunStatus {
+    pub enum RunStatus ("status") {
         Running = "Running",
         Completed = "Completed",
         Failed = "Failed",
@@ -106,7 +106,7 @@ stored_enum! {
 
 stored_enum! {
     /// A step's status.
-    pub enum StepStatus {
+    pub enum StepStatus ("step status") {
         /// A `run` step whose code is executing now.
         Running = "running",
         Completed = "completed",
@@ -124,7 +124,7 @@ stored_enum! {
 
 stored_enum! {
     /// What a step does.
-    pub enum StepKind {
+    pub enum StepKind ("step kind") {
         Run = "run",
         Sleep = "sleep",
         WaitForEvent = "wait_for_event",
@@ -135,7 +135,7 @@ stored_enum! {
 
 stored_enum! {
     /// What started a run (and, for a function, what can start it: `Event` or `Cron`).
-    pub enum TriggerKind {
+    pub enum TriggerKind ("trigger kind") {
         Event = "event",
         Cron = "cron",
         /// `step.invoke` from another run, or the admin's "Test function".
