@@ -235,7 +235,7 @@ async fn sleeping_and_waiting_runs_survive_a_kill_and_wake_on_time() {
     let before = &steps[0];
     let nap = &steps[1];
     let after = &steps[2];
-    assert_eq!(nap["kind"], "sleep");
+    assert_eq!(nap["kind"], "Sleep");
     let slept_ms = after["started_at"].as_i64().unwrap() - before["ended_at"].as_i64().unwrap();
     assert!(
         slept_ms >= 2500,

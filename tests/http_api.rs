@@ -235,7 +235,7 @@ async fn admin_api_lists_invokes_cancels_and_reruns_with_the_token() {
         .iter()
         .find(|f| f["id"] == "fixture-cron")
         .unwrap();
-    assert_eq!(cron["triggers"][0]["kind"], "cron");
+    assert_eq!(cron["triggers"][0]["kind"], "Cron");
     assert!(cron["triggers"][0]["next_fire_at"].as_i64().unwrap() > 0);
 
     // Mutations need the admin token.
@@ -279,7 +279,7 @@ async fn admin_api_lists_invokes_cancels_and_reruns_with_the_token() {
         (d["status"] == "Completed").then_some(d)
     })
     .await;
-    assert_eq!(detail["trigger_kind"], "invoke");
+    assert_eq!(detail["trigger_kind"], "Invoke");
     assert_eq!(detail["event"]["name"], "inngest/function.invoked");
     assert_eq!(detail["event"]["data"]["x"], 1);
     let steps: Vec<&str> = detail["steps"]
@@ -301,7 +301,7 @@ async fn admin_api_lists_invokes_cancels_and_reruns_with_the_token() {
         d["steps"]
             .as_array()?
             .iter()
-            .any(|s| s["status"] == "sleeping")
+            .any(|s| s["status"] == "Sleeping")
             .then_some(run_id)
     })
     .await;

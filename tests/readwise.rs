@@ -554,7 +554,7 @@ async fn seed_route_syncs_fully_then_incrementally_and_falls_back_when_books_van
         ]
     );
     for s in detail["steps"].as_array().unwrap() {
-        assert_eq!(s["status"], "completed", "{s}");
+        assert_eq!(s["status"], "Completed", "{s}");
     }
     assert_eq!(step(&detail, "fetch-page-3")["output"]["books"], 500);
     assert_eq!(w.fake.requests(token, FakeEndpoint::Books), 3);
@@ -1124,7 +1124,7 @@ async fn readwise_faults_fail_or_retry_runs_as_they_should() {
     let detail = run_detail(&server, run["run_id"].as_str().unwrap()).await;
     assert_eq!(step(&detail, "fetch-page-1")["failed_attempts"], json!([]));
     let page2 = step(&detail, "fetch-page-2");
-    assert_eq!(page2["status"], "completed");
+    assert_eq!(page2["status"], "Completed");
     let failed = page2["failed_attempts"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{page2}");
     assert!(

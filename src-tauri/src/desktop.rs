@@ -81,6 +81,33 @@ impl stepdesk_api::WindowControl for MainWindow {
     }
 }
 
+/// The live change feed, as Tauri events: `stepdesk://changes` with a
+/// [`stepdesk_api::ChangeNotice`] after each committed transaction, `stepdesk://changes-lagged`
+/// when the window fell behind (it then refetches everything it shows).
+fn forward_changes(
+    app: tauri::AppHandle,
+    mut rx: tokio::sync::broadcast::Receiver<stepdesk_engine::feed::Changes>,
+) {
+    use tauri::Emitter;
+    use tokio::sync::broadcast::error::RecvError;
+    tauri::async_runtime::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(changes) => {
+                    let notice = stepdesk_api::ChangeNotice::from(&changes);
+                    if let Err(e) = app.emit("stepdesk://changes", notice) {
+                        tracing::debug!(error = %e, "cannot send a change notice to the window");
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let _ = app.emit("stepdesk://changes-lagged", ());
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
 /// The console's pages, as the View menu opens them.
 const PAGES: [(&str, &str, &str); 6] = [
     ("view-runs", "Runs", "#/runs"),
@@ -237,6 +264,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build(tauri::generate_context!())
         .context("cannot start the window")?;
     api.attach_window(std::sync::Arc::new(MainWindow(app.handle().clone())));
+    forward_changes(app.handle().clone(), engine.subscribe());
     let handle = app.handle().clone();
     tauri::async_runtime::spawn(async move {
         signals.await;

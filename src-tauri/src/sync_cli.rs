@@ -58,7 +58,7 @@ fn describe_run(user: &str, run: &Value) -> String {
     let pages: Vec<&Value> = steps
         .iter()
         .filter(|s| {
-            s["status"] == "completed" && s["id"].as_str().is_some_and(|id| id.contains("page"))
+            s["status"] == "Completed" && s["id"].as_str().is_some_and(|id| id.contains("page"))
         })
         .collect();
     let mut line = format!("{user}: {}", status.to_lowercase());
@@ -78,7 +78,7 @@ fn describe_run(user: &str, run: &Value) -> String {
             if pages.len() == 1 { "" } else { "s" }
         ));
     }
-    if let Some(retrying) = steps.iter().find(|s| s["status"] == "retrying") {
+    if let Some(retrying) = steps.iter().find(|s| s["status"] == "Retrying") {
         line.push_str(&format!(
             ", retrying {} after attempt {}: {}",
             retrying["id"].as_str().unwrap_or("a step"),
@@ -210,9 +210,9 @@ mod tests {
             "u1: queued (another sync of u1 runs first)"
         );
         let running = json!({"status": "Running", "started_at": 1, "steps": [
-            {"id": "load-user", "status": "completed", "output": {}},
-            {"id": "fetch-page-1", "status": "completed", "output": {"books": 1000, "count": 1500}},
-            {"id": "fetch-page-2", "status": "retrying", "attempts": 1, "error": {"message": "HTTP 503"}},
+            {"id": "load-user", "status": "Completed", "output": {}},
+            {"id": "fetch-page-1", "status": "Completed", "output": {"books": 1000, "count": 1500}},
+            {"id": "fetch-page-2", "status": "Retrying", "attempts": 1, "error": {"message": "HTTP 503"}},
         ]});
         assert_eq!(
             describe_run("u1", &running),

@@ -6,10 +6,12 @@
 
 use serde_json::{json, Map, Value};
 use stepdesk_engine::admin::{
-    EventPage, EventQuery, FunctionView, RunDetail, RunPage, RunQuery, RunSummary, Started,
+    Boot, EventPage, EventQuery, FunctionView, RunDetail, RunPage, RunQuery, RunSummary, Started,
     StoredEvent,
 };
+use stepdesk_engine::console::{CronFire, FunctionStats};
 use stepdesk_engine::event::parse_events;
+use stepdesk_engine::search::SearchResult;
 use stepdesk_engine::SendError;
 use stepdesk_readwise_sync::admin::{SyncRequested, TokenCheck};
 use stepdesk_readwise_sync::users::{DailySyncDetail, DailySyncProgress, User};
@@ -85,6 +87,8 @@ macro_rules! commands {
         pub fn typescript() -> String {
             let cfg = ts_rs::Config::new().with_large_int("number");
             let mut collect = crate::commands::Collect::new(&cfg);
+            // Not a command's: what the change feed sends.
+            ts_rs::TypeVisitor::visit::<crate::ChangeNotice>(&mut collect);
             $(
                 ts_rs::TypeVisitor::visit::<$params>(&mut collect);
                 ts_rs::TypeVisitor::visit::<$result>(&mut collect);
@@ -205,6 +209,34 @@ commands! {
     /// Starts a new run of the same function with the same event.
     rerun(ById) -> Started, Write "POST" "/api/admin/runs/{id}/rerun" status 202
         => |api, p| Ok(api.inner.admin.rerun(&p.id).await?);
+
+    /// Starts a new run of the same function and event that reuses the results of the steps
+    /// before `step` (its hash) and executes from there, optionally with an edited input for
+    /// that step (one declared with `step.run_with`).
+    rerun_from(RerunFromParams) -> Started, Write "POST" "/api/admin/runs/{id}/rerun-from" status 202
+        => |api, p| Ok(api.inner.admin.rerun_from(&p.id, &p.step, p.input).await?);
+
+    /// Runs whose event, output, error or step outputs and errors contain the words.
+    search_runs(SearchParams) -> SearchResult, Read "GET" "/api/admin/search"
+        => |api, p| Ok(api.inner.admin.search_runs(&p.q, p.limit.unwrap_or(50)).await?);
+
+    /// A function's counts by status and p50/p95 durations over 24 h and 7 days, with a
+    /// series for a chart.
+    function_stats(ById) -> FunctionStats, Read "GET" "/api/admin/functions/{id}/stats"
+        => |api, p| Ok(api.inner.admin.function_stats(&p.id).await?);
+
+    /// A cron function's last fires: scheduled and fired times, late flag, run, source.
+    cron_fires(CronFiresParams) -> Vec<CronFire>, Read "GET" "/api/admin/functions/{id}/cron-fires"
+        => |api, p| Ok(api.inner.admin.cron_fires(&p.id, p.limit.unwrap_or(20)).await?);
+
+    /// A cron function now ("Run now"), or again for a past scheduled time ("Replay").
+    run_cron(RunCronParams) -> Started, Write "POST" "/api/admin/functions/{id}/run-cron" status 202,
+        audit user = |_p| None
+        => |api, p| Ok(api.inner.admin.run_cron(&p.id, p.scheduled_at).await?);
+
+    /// The engine's starts and clean stops, newest first (restarts explain interrupted steps).
+    boots(LimitParams) -> Vec<Boot>, Read "GET" "/api/admin/boots"
+        => |api, p| Ok(api.inner.admin.boots(p.limit.unwrap_or(20)).await?);
 
     /// Events, newest first, filtered and paged.
     events(EventQuery) -> EventPage, Read "GET" "/api/admin/events"

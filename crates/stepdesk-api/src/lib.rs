@@ -364,6 +364,28 @@ pub(crate) fn params_from_query<T: DeserializeOwned + Serialize>(
     serde_json::to_value(parsed).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// A notice of the live change feed, as the transports send it (Server-Sent Events over
+/// HTTP, Tauri events in the window): what committed transactions changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct ChangeNotice {
+    /// When it was published (ms since the epoch).
+    pub at: i64,
+    /// The tables that changed (`runs`, `steps`, `events`, `readwise_users`, ...).
+    pub tables: Vec<String>,
+    /// Per table, the ids of the changed rows where known.
+    pub changes: Vec<stepdesk_engine::feed::Change>,
+}
+
+impl From<&stepdesk_engine::feed::Changes> for ChangeNotice {
+    fn from(c: &stepdesk_engine::feed::Changes) -> Self {
+        ChangeNotice {
+            at: c.at,
+            tables: c.changes.iter().map(|c| c.table.clone()).collect(),
+            changes: c.changes.clone(),
+        }
+    }
+}
+
 /// Params of commands that take none.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]

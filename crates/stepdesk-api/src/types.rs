@@ -164,3 +164,51 @@ pub struct ReplayDailySyncParams {
     #[ts(optional)]
     pub only_failed: Option<bool>,
 }
+
+/// `rerun_from`.
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct RerunFromParams {
+    /// The run to rerun.
+    pub id: String,
+    /// The step to execute from (its `hash`): the steps before it are reused.
+    pub step: String,
+    /// A new input for that step (steps declared with `step.run_with` take one).
+    #[serde(default)]
+    #[ts(optional)]
+    pub input: Option<Value>,
+}
+
+/// `search_runs`.
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Words to find (the last one may be the start of a word).
+    pub q: String,
+    #[serde(default)]
+    #[ts(optional)]
+    pub limit: Option<u32>,
+}
+
+/// `cron_fires`.
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct CronFiresParams {
+    /// The cron function's id.
+    pub id: String,
+    #[serde(default)]
+    #[ts(optional)]
+    pub limit: Option<u32>,
+}
+
+/// `run_cron`.
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct RunCronParams {
+    /// The cron function's id.
+    pub id: String,
+    /// A past scheduled time to replay (ms since the epoch or RFC 3339); none: run now.
+    #[serde(default, deserialize_with = "stepdesk_engine::time::de_opt_time")]
+    #[ts(optional)]
+    pub scheduled_at: Option<i64>,
+}

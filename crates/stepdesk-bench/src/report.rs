@@ -399,6 +399,18 @@ impl Report {
             ),
             ("`admin.runs`: status only, limit 50", &r.status_only),
             (
+                "`admin.runs`: two statuses + event name, limit 50 (with its total)",
+                &r.multi_status,
+            ),
+            (
+                "`admin.function_stats`: 24 h and 7 d counts, p50/p95, series",
+                &r.function_stats,
+            ),
+            (
+                "`admin.function_stats`: first call per function (whole week from the index)",
+                &r.function_stats_cold,
+            ),
+            (
                 "`admin.run`: detail (run, event, steps, attempts)",
                 &r.detail,
             ),

@@ -14,15 +14,16 @@
 //!   ("bad cursor"), never answered with the first page.
 //! - every page carries `next_cursor`, the cursor of the page after it, `null` on the last.
 
-use rusqlite::{params_from_iter, types::Value as SqlValue, Connection, OptionalExtension, Row};
+use rusqlite::{Connection, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::{internal, NewEvent};
 use crate::ingest::{insert_event, new_id, start_run, NewRun};
+use crate::model::{RunStatus, StepKind, StepStatus, TriggerKind};
 use crate::progress;
 use crate::scheduler::next_fire;
-use crate::store::StoreError;
+use crate::store::{boots, events, runs, steps, StoreError};
 use crate::time::now_ms;
 use crate::{Engine, Trigger};
 
@@ -49,14 +50,16 @@ pub type AdminResult<T> = Result<T, AdminError>;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct TriggerView {
-    /// `event` or `cron`.
-    pub kind: String,
+    /// `Event` or `Cron`.
+    pub kind: TriggerKind,
     /// The event name or the cron expression.
     pub value: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub condition: Option<String>,
     /// For crons: the next fire time (ms since the epoch).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub next_fire_at: Option<i64>,
 }
 
@@ -68,6 +71,7 @@ pub struct FunctionView {
     pub retries: u32,
     pub has_failure_handler: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub failure_handler_of: Option<String>,
 }
 
@@ -76,10 +80,8 @@ pub struct RunSummary {
     pub id: String,
     pub function_id: String,
     pub function_name: String,
-    /// Running | Completed | Failed | Cancelled
-    pub status: String,
-    /// event | cron | invoke | rerun
-    pub trigger_kind: String,
+    pub status: RunStatus,
+    pub trigger_kind: TriggerKind,
     pub event_id: Option<String>,
     pub event_name: Option<String>,
     pub queued_at: i64,
@@ -106,10 +108,8 @@ pub struct AttemptView {
 pub struct StepView {
     pub id: String,
     pub hash: String,
-    /// run | sleep | wait_for_event | invoke | send_event
-    pub kind: String,
-    /// completed | failed | retrying | sleeping | waiting | invoking
-    pub status: String,
+    pub kind: StepKind,
+    pub status: StepStatus,
     pub attempts: u32,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -121,6 +121,9 @@ pub struct StepView {
     pub error: Option<Value>,
     /// Failed attempts, oldest first.
     pub failed_attempts: Vec<AttemptView>,
+    /// For a step of a "Rerun from step" before the step it started from: the run whose
+    /// result it reuses (it did not execute in this run).
+    pub reused_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
@@ -135,14 +138,60 @@ pub struct RunDetail {
     pub steps: Vec<StepView>,
     pub parent_run_id: Option<String>,
     pub rerun_of: Option<String>,
+    /// For a "Rerun from step": the hash of the step it started from.
+    pub rerun_from_step: Option<String>,
+    /// For a "Rerun from step" with an edited input: that input.
+    pub rerun_step_input: Option<Value>,
+    /// Step attempts that were executing when Stepdesk stopped (they ran again after the
+    /// restart), oldest first.
+    pub interruptions: Vec<Interruption>,
 }
 
+/// A step attempt cut short by Stepdesk stopping (a crash, a kill, or a shutdown that did
+/// not wait for it). The step then ran again when the run resumed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
+pub struct Interruption {
+    pub step_id: String,
+    pub hash: String,
+    /// When the interrupted attempt began executing.
+    pub started_at: Option<i64>,
+    /// The engine start (boot) it was executing in.
+    pub boot_id: Option<i64>,
+    /// When that boot shut down cleanly; `None` if it crashed or was killed.
+    pub stopped_at: Option<i64>,
+    /// The start that found it, and when.
+    pub resumed_boot_id: i64,
+    pub resumed_at: i64,
+}
+
+/// One start of the engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
+pub struct Boot {
+    pub id: i64,
+    pub started_at: i64,
+    /// Set by a clean shutdown; `None` for the running engine and for one that crashed.
+    pub ended_at: Option<i64>,
+    /// This is the engine answering.
+    pub current: bool,
+}
+
+/// Which runs to list. Every filter is optional; empty text counts as absent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 #[ts(optional_fields)]
 #[serde(deny_unknown_fields)]
 pub struct RunQuery {
     pub function_id: Option<String>,
-    pub status: Option<String>,
+    /// Runs with any of these statuses (none: every status). Accepts one status, several
+    /// separated by commas (`"Failed,Cancelled"`, as a query string carries them) or an array.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub status: Vec<RunStatus>,
+    pub trigger_kind: Option<TriggerKind>,
+    /// The triggering event's name, exactly (`inngest/scheduled.timer` for cron runs).
+    pub event_name: Option<String>,
     /// Queued at or after (ms since the epoch, or an RFC 3339 time).
     #[serde(default, deserialize_with = "crate::time::de_opt_time")]
     pub from: Option<i64>,
@@ -155,11 +204,54 @@ pub struct RunQuery {
     pub limit: Option<u32>,
 }
 
+/// Reads a list of statuses given as one string (possibly comma-separated) or an array.
+fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String> + Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        Text(String),
+    }
+    match Option::<OneOrMany<T>>::deserialize(d)? {
+        None => Ok(Vec::new()),
+        Some(OneOrMany::Many(v)) => Ok(v),
+        Some(OneOrMany::Text(t)) => t
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(serde::de::Error::custom))
+            .collect(),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct RunPage {
     pub runs: Vec<RunSummary>,
     pub next_cursor: Option<String>,
+    /// How many runs match the filters (on every page; the cursor does not count).
+    /// Counted exactly up to [`COUNT_EXACT_UP_TO`] matches, which an index answers in a
+    /// few milliseconds even among a million runs. Past that `total_exact` is false and
+    /// `total` is an estimate: for a list filtered by time at most, the number of runs
+    /// stored in that time range (read from the table's row ids: exact unless runs were
+    /// deleted); with other filters, a lower bound ([`COUNT_EXACT_UP_TO`], shown as
+    /// "10,000+"). Counting a million index entries exactly takes tens of milliseconds,
+    /// too slow for a list that refreshes live.
+    pub total: u64,
+    pub total_exact: bool,
 }
+
+impl runs::RunId for RunSummary {
+    fn run_id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// See [`RunPage::total`].
+pub const COUNT_EXACT_UP_TO: u64 = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
 pub struct StoredEvent {
@@ -170,6 +262,7 @@ pub struct StoredEvent {
     pub user: Value,
     pub ts: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub v: Option<String>,
     pub received_at: i64,
 }
@@ -178,7 +271,18 @@ pub struct StoredEvent {
 #[ts(optional_fields)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
+    /// The event name, exactly.
     pub name: Option<String>,
+    /// Received at or after (ms since the epoch, or an RFC 3339 time).
+    #[serde(default, deserialize_with = "crate::time::de_opt_time")]
+    pub from: Option<i64>,
+    /// Received before (ms since the epoch, or an RFC 3339 time).
+    #[serde(default, deserialize_with = "crate::time::de_opt_time")]
+    pub to: Option<i64>,
+    /// Also list Stepdesk's own `inngest/*` events (cron timers, invokes, failures). A
+    /// `name` filter shows the events of that name either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_internal: bool,
     /// The `next_cursor` of the previous page; none (or empty) for the first page.
     pub cursor: Option<String>,
     /// Page size: 1 to [`EVENTS_PAGE`]`.max`, default [`EVENTS_PAGE`]`.default`.
@@ -196,8 +300,6 @@ pub struct Started {
     pub run_id: String,
     pub event_id: String,
 }
-
-pub const RUN_STATUSES: [&str; 4] = ["Running", "Completed", "Failed", "Cancelled"];
 
 /// A paged list's page size when none is asked for, and the largest allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,15 +358,7 @@ pub fn page_cursor(cursor: Option<String>) -> AdminResult<Option<String>> {
 /// Admin operations over an engine.
 #[derive(Clone)]
 pub struct AdminApi {
-    engine: Engine,
-}
-
-const RUN_COLUMNS: &str =
-    "r.id, r.function_id, r.status, r.trigger_kind, r.event_id, e.name, r.queued_at,
-     r.started_at, r.ended_at, r.cron_scheduled_at, r.late";
-
-fn ulid_floor(ms: i64) -> String {
-    ulid::Ulid::from_parts(ms.max(0) as u64, 0).to_string()
+    pub(crate) engine: Engine,
 }
 
 fn parse_json(text: Option<String>) -> Option<Value> {
@@ -285,7 +379,7 @@ impl AdminApi {
             .unwrap_or_else(|| id.to_string())
     }
 
-    fn summary(&self, r: &Row<'_>) -> rusqlite::Result<RunSummary> {
+    pub(crate) fn summary(&self, r: &Row<'_>) -> rusqlite::Result<RunSummary> {
         let function_id: String = r.get(1)?;
         let started_at: Option<i64> = r.get(7)?;
         let ended_at: Option<i64> = r.get(8)?;
@@ -321,13 +415,13 @@ impl AdminApi {
                     .iter()
                     .map(|t| match t {
                         Trigger::Event { name, condition } => TriggerView {
-                            kind: "event".into(),
+                            kind: TriggerKind::Event,
                             value: name.clone(),
                             condition: condition.as_ref().map(|(p, v)| format!("event.{p} == {v}")),
                             next_fire_at: None,
                         },
                         Trigger::Cron(spec) => TriggerView {
-                            kind: "cron".into(),
+                            kind: TriggerKind::Cron,
                             value: spec.text().to_string(),
                             condition: None,
                             next_fire_at: next_fire(spec),
@@ -341,63 +435,28 @@ impl AdminApi {
             .collect()
     }
 
-    /// Runs, newest first, filtered and paginated by cursor.
+    /// Runs, newest first, filtered and paginated by cursor, with the number of runs that
+    /// match the filters (see [`RunPage::total`]).
     pub async fn runs(&self, q: RunQuery) -> AdminResult<RunPage> {
         let limit = RUNS_PAGE.limit(q.limit)? as usize;
-        let cursor = page_cursor(q.cursor)?;
-        if let Some(s) = &q.status {
-            if !RUN_STATUSES.contains(&s.as_str()) {
-                return Err(AdminError::BadRequest(format!(
-                    "unknown status `{s}`; expected one of {}",
-                    RUN_STATUSES.join(", ")
-                )));
-            }
-        }
+        let cursor = page_cursor(q.cursor.clone())?;
         if let (Some(from), Some(to)) = (q.from, q.to) {
             if from > to {
                 return Err(AdminError::BadRequest("`from` is after `to`".into()));
             }
         }
-        // With a function, a status and a time range, SQLite's planner (without statistics)
-        // picks `runs_by_status` and filters the function row by row: tens of milliseconds
-        // for a rare function among a million runs. Name the index that covers all three.
-        let index = if q.function_id.is_some() && q.status.is_some() {
-            " INDEXED BY runs_by_function_status"
-        } else {
-            ""
-        };
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs r{index} LEFT JOIN events e ON e.internal_id = r.event_id WHERE 1=1");
-        let mut args: Vec<SqlValue> = Vec::new();
-        if let Some(f) = q.function_id {
-            sql.push_str(" AND r.function_id = ?");
-            args.push(f.into());
-        }
-        if let Some(s) = q.status {
-            sql.push_str(" AND r.status = ?");
-            args.push(s.into());
-        }
-        if let Some(from) = q.from {
-            sql.push_str(" AND r.id >= ?");
-            args.push(ulid_floor(from).into());
-        }
-        if let Some(to) = q.to {
-            sql.push_str(" AND r.id < ?");
-            args.push(ulid_floor(to).into());
-        }
-        if let Some(c) = cursor {
-            sql.push_str(" AND r.id < ?");
-            args.push(c.into());
-        }
-        sql.push_str(&format!(" ORDER BY r.id DESC LIMIT {}", limit + 1));
+        let filter = runs::RunFilter::new(q);
         let this = self.clone();
-        let mut runs = self
+        let (mut runs, total, total_exact) = self
             .engine
             .inner
             .store
             .read(move |c| {
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args), |r| this.summary(r))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                let runs = runs::list(c, &filter, cursor.as_deref(), limit + 1, |r| {
+                    this.summary(r)
+                })?;
+                let (total, exact) = filter.count(c)?;
+                Ok((runs, total, exact))
             })
             .await?;
         let next_cursor = if runs.len() > limit {
@@ -406,7 +465,12 @@ impl AdminApi {
         } else {
             None
         };
-        Ok(RunPage { runs, next_cursor })
+        Ok(RunPage {
+            runs,
+            next_cursor,
+            total,
+            total_exact,
+        })
     }
 
     /// One run with its event, output, error and every step's attempts.
@@ -423,85 +487,71 @@ impl AdminApi {
     }
 
     fn read_run(&self, c: &Connection, id: &str) -> Result<Option<RunDetail>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS}, e.payload, r.output, r.error, r.parent_run_id, r.rerun_of
-             FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1"
-        );
-        let head = c
-            .prepare_cached(&sql)?
-            .query_row([id], |r| {
-                Ok((
-                    self.summary(r)?,
-                    r.get::<_, Option<String>>(11)?,
-                    r.get::<_, Option<String>>(12)?,
-                    r.get::<_, Option<String>>(13)?,
-                    r.get::<_, Option<String>>(14)?,
-                    r.get::<_, Option<String>>(15)?,
-                ))
-            })
-            .optional()?;
-        let Some((summary, event, output, error, parent_run_id, rerun_of)) = head else {
+        let head = runs::detail(c, id, |r| {
+            Ok((
+                self.summary(r)?,
+                r.get::<_, Option<String>>(11)?,
+                r.get::<_, Option<String>>(12)?,
+                r.get::<_, Option<String>>(13)?,
+                r.get::<_, Option<String>>(14)?,
+                r.get::<_, Option<String>>(15)?,
+                r.get::<_, Option<String>>(16)?,
+                r.get::<_, Option<String>>(17)?,
+            ))
+        })?;
+        let Some((
+            summary,
+            event,
+            output,
+            error,
+            parent_run_id,
+            rerun_of,
+            rerun_from_step,
+            rerun_step_input,
+        )) = head
+        else {
             return Ok(None);
         };
-        let mut attempts: Vec<(String, AttemptView)> = Vec::new();
-        {
-            let mut stmt = c.prepare_cached(
-                "SELECT hash, attempt, started_at, ended_at, error, retry_at FROM step_attempts
-                 WHERE run_id = ?1 ORDER BY hash, attempt",
-            )?;
-            let rows = stmt.query_map([id], |r| {
-                let started_at: i64 = r.get(2)?;
-                let ended_at: i64 = r.get(3)?;
-                Ok((
-                    r.get::<_, String>(0)?,
+        let attempts: Vec<(String, AttemptView)> = steps::attempts(c, id)?
+            .into_iter()
+            .map(|(hash, attempt, started_at, ended_at, error, retry_at)| {
+                (
+                    hash,
                     AttemptView {
-                        attempt: r.get(1)?,
+                        attempt,
                         started_at,
                         ended_at,
                         duration_ms: ended_at - started_at,
-                        error: parse_json(r.get(4)?).unwrap_or(Value::Null),
-                        retry_at: r.get(5)?,
+                        error: parse_json(error).unwrap_or(Value::Null),
+                        retry_at,
                     },
-                ))
-            })?;
-            for row in rows {
-                attempts.push(row?);
-            }
-        }
-        let mut steps = Vec::new();
-        {
-            let mut stmt = c.prepare_cached(
-                "SELECT step_id, hash, kind, status, attempts, started_at, ended_at, wake_at, input, output, error
-                 FROM steps WHERE run_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([id], |r| {
-                let started_at: Option<i64> = r.get(5)?;
-                let ended_at: Option<i64> = r.get(6)?;
-                let hash: String = r.get(1)?;
-                Ok(StepView {
-                    id: r.get(0)?,
-                    failed_attempts: attempts
-                        .iter()
-                        .filter(|(h, _)| *h == hash)
-                        .map(|(_, a)| a.clone())
-                        .collect(),
-                    hash,
-                    kind: r.get(2)?,
-                    status: r.get(3)?,
-                    attempts: r.get(4)?,
-                    started_at,
-                    ended_at,
-                    duration_ms: started_at.zip(ended_at).map(|(s, e)| e - s),
-                    wake_at: r.get(7)?,
-                    input: parse_json(r.get(8)?),
-                    output: parse_json(r.get(9)?),
-                    error: parse_json(r.get(10)?),
-                })
-            })?;
-            for row in rows {
-                steps.push(row?);
-            }
-        }
+                )
+            })
+            .collect();
+        let steps = steps::of_run(c, id)?
+            .into_iter()
+            .map(|s| StepView {
+                failed_attempts: attempts
+                    .iter()
+                    .filter(|(h, _)| *h == s.hash)
+                    .map(|(_, a)| a.clone())
+                    .collect(),
+                id: s.step_id,
+                hash: s.hash,
+                kind: s.kind,
+                status: s.status,
+                attempts: s.attempts,
+                started_at: s.started_at,
+                ended_at: s.ended_at,
+                duration_ms: s.started_at.zip(s.ended_at).map(|(s, e)| e - s),
+                wake_at: s.wake_at,
+                input: parse_json(s.input),
+                output: parse_json(s.output),
+                error: parse_json(s.error),
+                reused_from: s.reused_from,
+            })
+            .collect();
+        let interruptions = boots::interruptions(c, id)?;
         let function_attempts = attempts
             .iter()
             .filter(|(h, _)| h == progress::FUNCTION_ATTEMPT_HASH)
@@ -516,7 +566,26 @@ impl AdminApi {
             steps,
             parent_run_id,
             rerun_of,
+            rerun_from_step,
+            rerun_step_input: parse_json(rerun_step_input),
+            interruptions,
         }))
+    }
+
+    /// The engine's latest starts, newest first (at most `limit`, 1 to 500).
+    pub async fn boots(&self, limit: u32) -> AdminResult<Vec<Boot>> {
+        if !(1..=500).contains(&limit) {
+            return Err(AdminError::BadRequest(format!(
+                "`limit` must be between 1 and 500, not {limit}"
+            )));
+        }
+        let current = self.engine.inner.boot_id;
+        Ok(self
+            .engine
+            .inner
+            .store
+            .read(move |c| boots::latest(c, limit, current))
+            .await?)
     }
 
     /// Starts a function now with this payload ("Test function"). The run receives an
@@ -560,8 +629,9 @@ impl AdminApi {
                 let run_id = new_id();
                 let run = NewRun {
                     function_id: &function.id,
-                    trigger_kind: "invoke",
+                    trigger_kind: TriggerKind::Invoke,
                     event_internal_id: &event_id,
+                    event_name: internal::FUNCTION_INVOKED,
                     now,
                     cron_scheduled_at: None,
                     late: false,
@@ -588,7 +658,7 @@ impl AdminApi {
         let (found, cancelled) = self
             .engine
             .write_and_wake(move |c| {
-                let found = crate::ingest::run_status(c, &id)?.is_some();
+                let found = runs::status(c, &id)?.is_some();
                 let mut wakes = Vec::new();
                 let cancelled = progress::cancel_run(c, &registry, &id, now_ms(), &mut wakes)?;
                 Ok(((found, cancelled), wakes))
@@ -609,28 +679,40 @@ impl AdminApi {
 
     /// Starts a new run of the same function with the same event.
     pub async fn rerun(&self, run_id: &str) -> AdminResult<Started> {
+        self.start_rerun(run_id, None).await
+    }
+
+    /// "Rerun from step": a new run of the same function with the same event, whose steps
+    /// before `step_hash` (in the order the run reached them) reuse the original run's
+    /// results without executing again; that step and everything after it execute. With
+    /// `step_input`, that step (a `step.run_with`) receives this input instead of its own.
+    pub async fn rerun_from(
+        &self,
+        run_id: &str,
+        step_hash: &str,
+        step_input: Option<Value>,
+    ) -> AdminResult<Started> {
+        self.start_rerun(
+            run_id,
+            Some(RerunFrom {
+                hash: step_hash.to_string(),
+                input: step_input,
+            }),
+        )
+        .await
+    }
+
+    async fn start_rerun(&self, run_id: &str, from: Option<RerunFrom>) -> AdminResult<Started> {
         let id = run_id.to_string();
         let original = self
             .engine
             .inner
             .store
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT function_id, event_id FROM runs WHERE id = ?1",
-                    [&id],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
-                )
-                .optional()?)
-            })
+            .read(move |c| runs::origin(c, &id))
             .await?;
         let Some((function_id, Some(event_id))) = original else {
             return Err(AdminError::NotFound(format!("no run `{run_id}`")));
         };
-        if self.engine.inner.registry.get(&function_id).is_none() {
-            return Err(AdminError::Conflict(format!(
-                "function `{function_id}` is no longer registered"
-            )));
-        }
         let Some(function) = self.engine.inner.registry.get(&function_id).cloned() else {
             return Err(AdminError::Conflict(format!(
                 "function `{function_id}` is no longer registered"
@@ -642,16 +724,21 @@ impl AdminApi {
             .write_and_wake(move |c| {
                 let now = now_ms();
                 let new_run = new_id();
-                let payload: String = c.query_row(
-                    "SELECT payload FROM events WHERE internal_id = ?1",
-                    [&event_id],
-                    |r| r.get(0),
-                )?;
+                // Checked inside the write, so the steps copied are the ones checked.
+                let reuse = match &from {
+                    Some(from) => Some(steps_before(c, &original_id, from)?),
+                    None => None,
+                };
+                let payload = events::payload(c, &event_id)?.ok_or_else(|| {
+                    StoreError::Other(format!("the run's event `{event_id}` is gone"))
+                })?;
                 let json: Value = serde_json::from_str(&payload)?;
+                let event_name = json["name"].as_str().unwrap_or_default().to_string();
                 let run = NewRun {
                     function_id: &function.id,
-                    trigger_kind: "rerun",
+                    trigger_kind: TriggerKind::Rerun,
                     event_internal_id: &event_id,
+                    event_name: &event_name,
                     now,
                     cron_scheduled_at: None,
                     late: false,
@@ -661,6 +748,15 @@ impl AdminApi {
                 };
                 let mut wakes = Vec::new();
                 start_run(c, &function, &json, run, &new_run, &mut wakes)?;
+                if let (Some(from), Some(seq)) = (&from, reuse) {
+                    runs::mark_rerun_from(
+                        c,
+                        &new_run,
+                        &from.hash,
+                        from.input.as_ref().map(Value::to_string).as_deref(),
+                    )?;
+                    steps::copy_finished_before(c, &original_id, &new_run, seq)?;
+                }
                 Ok((
                     Started {
                         run_id: new_run,
@@ -669,7 +765,13 @@ impl AdminApi {
                     wakes,
                 ))
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StoreError::Other(m) if m.starts_with(REFUSED) => {
+                    AdminError::BadRequest(m[REFUSED.len()..].to_string())
+                }
+                e => e.into(),
+            })?;
         Ok(started)
     }
 
@@ -677,37 +779,28 @@ impl AdminApi {
     pub async fn events(&self, q: EventQuery) -> AdminResult<EventPage> {
         let limit = EVENTS_PAGE.limit(q.limit)? as usize;
         let cursor = page_cursor(q.cursor)?;
-        let mut sql =
-            String::from("SELECT internal_id, payload, received_at FROM events WHERE 1=1");
-        let mut args: Vec<SqlValue> = Vec::new();
-        if let Some(n) = q.name {
-            sql.push_str(" AND name = ?");
-            args.push(n.into());
+        if let (Some(from), Some(to)) = (q.from, q.to) {
+            if from > to {
+                return Err(AdminError::BadRequest("`from` is after `to`".into()));
+            }
         }
-        if let Some(c) = cursor {
-            sql.push_str(" AND internal_id < ?");
-            args.push(c.into());
-        }
-        sql.push_str(&format!(" ORDER BY internal_id DESC LIMIT {}", limit + 1));
+        let filter = events::EventFilter {
+            name: q.name,
+            include_internal: q.include_internal,
+            from: q.from,
+            to: q.to,
+            cursor,
+            rows: limit + 1,
+        };
         let mut events = self
             .engine
             .inner
             .store
             .read(move |c| {
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (internal_id, payload, received_at) = row?;
-                    out.push(stored_event(internal_id, &payload, received_at)?);
-                }
-                Ok(out)
+                events::list(c, &filter)?
+                    .into_iter()
+                    .map(|(id, payload, received_at)| stored_event(id, &payload, received_at))
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await?;
         let next_cursor = if events.len() > limit {
@@ -730,14 +823,9 @@ impl AdminApi {
             .inner
             .store
             .read(move |c| {
-                let row = c
-                    .query_row(
-                        "SELECT internal_id, payload, received_at FROM events WHERE internal_id = ?1",
-                        [&id],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
-                    )
-                    .optional()?;
-                row.map(|(i, p, r)| stored_event(i, &p, r)).transpose()
+                events::get(c, &id)?
+                    .map(|(i, p, r)| stored_event(i, &p, r))
+                    .transpose()
             })
             .await?;
         found.ok_or_else(|| AdminError::NotFound(format!("no event `{internal_id}`")))
@@ -752,17 +840,36 @@ impl AdminApi {
             .engine
             .inner
             .store
-            .read(move |c| {
-                let sql = format!(
-                    "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id
-                     WHERE r.event_id = ?1 ORDER BY r.id"
-                );
-                let mut stmt = c.prepare_cached(&sql)?;
-                let rows = stmt.query_map([&id], |r| this.summary(r))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
+            .read(move |c| runs::by_event(c, &id, |r| this.summary(r)))
             .await?)
     }
+}
+
+/// Where a "Rerun from step" starts.
+struct RerunFrom {
+    hash: String,
+    input: Option<Value>,
+}
+
+/// Marks a write refused for a reason the caller gave (a `400`), not a store failure.
+const REFUSED: &str = "refused: ";
+
+/// The `seq` of the step a rerun starts from, after checking it can start there.
+fn steps_before(c: &Connection, run_id: &str, from: &RerunFrom) -> Result<i64, StoreError> {
+    let step = steps::find(c, run_id, &from.hash)?;
+    let refuse = |m: String| Err(StoreError::Other(format!("{REFUSED}{m}")));
+    let Some((seq, step_id, kind, input)) = step else {
+        return refuse(format!(
+            "run `{run_id}` has no step with hash `{}`",
+            from.hash
+        ));
+    };
+    if from.input.is_some() && (kind != StepKind::Run || input.is_none()) {
+        return refuse(format!(
+            "step `{step_id}` takes no input: only a `step.run_with` step's input can be edited"
+        ));
+    }
+    Ok(seq)
 }
 
 fn stored_event(

@@ -7,7 +7,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
-use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
@@ -16,11 +15,12 @@ use crate::backoff::clamp_retry_at;
 use crate::error::{Error, ErrorBody};
 use crate::event::Event;
 use crate::ingest::Wake;
+use crate::model::{RunStatus, StepKind, StepStatus};
 use crate::progress::{
     self, AttemptWrite, ChildRun, Finish, PauseWrite, Progress, StepWrite, FUNCTION_ATTEMPT_HASH,
 };
 use crate::step::{Ctx, Memo, Outcome, Step};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{runs, steps, StoreError, StoreResult};
 use crate::time::now_ms;
 use crate::EngineInner;
 
@@ -153,7 +153,7 @@ impl Dispatcher {
 /// What the executor knows about a run when it picks it up.
 struct LoadedRun {
     function_id: String,
-    status: String,
+    status: RunStatus,
     wake_at: Option<i64>,
     attempt: u32,
     started_at: Option<i64>,
@@ -165,27 +165,27 @@ struct LoadedRun {
     has_due: bool,
     /// Earliest time a pending step is due.
     pending_wake: Option<i64>,
+    /// "Rerun from step" with an edited input: (step hash, input).
+    input_override: Option<(String, Value)>,
 }
 
 fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<Option<LoadedRun>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT r.function_id, r.status, r.wake_at, r.attempt, r.started_at, e.payload
-             FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
-        )?
-        .query_row([run_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<i64>>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
-        })
-        .optional()?;
-    let Some((function_id, status, wake_at, attempt, started_at, payload)) = row else {
+    let Some(head) = runs::head(conn, run_id)? else {
         return Ok(None);
+    };
+    let runs::RunHead {
+        function_id,
+        status,
+        wake_at,
+        attempt,
+        started_at,
+        event_payload: payload,
+        rerun_from_step: from_step,
+        rerun_step_input: input,
+    } = head;
+    let input_override = match (from_step, input) {
+        (Some(hash), Some(input)) => Some((hash, serde_json::from_str(&input)?)),
+        _ => None,
     };
     let event = match payload {
         Some(p) => serde_json::from_str(&p)?,
@@ -202,40 +202,39 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
         step_attempts: HashMap::new(),
         has_due: false,
         pending_wake: None,
+        input_override,
     };
-    let mut stmt = conn.prepare_cached(
-        "SELECT hash, status, attempts, wake_at, output, error FROM steps WHERE run_id = ?1",
-    )?;
-    let mut rows = stmt.query([run_id])?;
-    while let Some(r) = rows.next()? {
-        let hash: String = r.get(0)?;
-        let status: String = r.get(1)?;
-        let attempts: u32 = r.get(2)?;
-        let step_wake: Option<i64> = r.get(3)?;
-        let memo = match status.as_str() {
-            "completed" => {
-                let out: Option<String> = r.get(4)?;
-                Memo::Completed(
-                    out.as_deref()
-                        .map(serde_json::from_str)
-                        .transpose()?
-                        .unwrap_or(Value::Null),
-                )
-            }
-            "failed" => {
-                let err: Option<String> = r.get(5)?;
-                Memo::Failed(
-                    err.as_deref()
-                        .map(serde_json::from_str)
-                        .transpose()?
-                        .unwrap_or_else(|| ErrorBody::new("Error", "unknown error")),
-                )
-            }
-            "retrying" => {
+    for row in steps::memo_rows(conn, run_id)? {
+        let steps::MemoRow {
+            hash,
+            status,
+            attempts,
+            wake_at: step_wake,
+            output,
+            error,
+        } = row;
+        let memo = match status {
+            StepStatus::Completed => Memo::Completed(
+                output
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()?
+                    .unwrap_or(Value::Null),
+            ),
+            StepStatus::Failed => Memo::Failed(
+                error
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()?
+                    .unwrap_or_else(|| ErrorBody::new("Error", "unknown error")),
+            ),
+            // Executes again when the body reaches it (an interrupted attempt is not
+            // counted: it did not fail, the process stopped under it).
+            StepStatus::Retrying | StepStatus::Running | StepStatus::Interrupted => {
                 loaded.step_attempts.insert(hash.clone(), attempts);
                 Memo::Retrying
             }
-            _ => {
+            StepStatus::Sleeping | StepStatus::Waiting | StepStatus::Invoking => {
                 let at = step_wake.unwrap_or(i64::MAX);
                 if at <= now {
                     loaded.has_due = true;
@@ -286,19 +285,356 @@ async fn execute_run(engine: &Arc<EngineInner>, run_id: &str) -> Option<i64> {
     }
 }
 
-async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResult<Option<i64>> {
+/// What executing a run's body once left to do after its progress is written.
+#[derive(Debug, PartialEq)]
+enum After {
+    /// Write the progress, then replay the body (a step finished: the next one may run).
+    Continue,
+    /// Write the progress and stop; look at the run again at this time.
+    Stop(Option<i64>),
+    /// Write the progress (a `send_event` step, whose events are stored with it), memoize
+    /// the sent ids as the step's result, and replay.
+    Send { hash: String },
+    /// The body reached a step still suspended: write only a first start, and look again
+    /// when the earliest pending step is due.
+    Pending(Option<i64>),
+}
+
+/// The progress one execution of the body makes, and what follows it.
+#[derive(Debug)]
+struct Planned {
+    progress: Progress,
+    after: After,
+}
+
+/// What the planning of a body's outcome needs besides the outcome.
+struct PlanEnv<'a> {
+    run_id: &'a str,
+    registry: &'a crate::Registry,
+    max_attempts: u32,
+    backoff: crate::backoff::Backoff,
+    /// When the body started executing, and when it returned.
+    body_started: i64,
+    now: i64,
+    /// Set `runs.started_at` (the run's first execution).
+    first_start: Option<i64>,
+}
+
+/// How the body returned: its value, its error, or a panic's message.
+type BodyResult = Result<Result<Value, Error>, String>;
+
+/// Runs a function's body once: at most one new step executes (its outcome is returned),
+/// and a panic in the body is caught and returned as its message.
+async fn run_body(
+    function: &crate::Function,
+    event: &Event,
+    run: &LoadedRun,
+    run_id: &str,
+    hook: crate::step::StartHook,
+) -> (Option<Outcome>, BodyResult) {
+    let step = Step::with_input_override(
+        run.memo.clone(),
+        run.event.clone(),
+        run_id.to_string(),
+        run.input_override.clone(),
+    )
+    .on_start(hook);
+    let ctx = Ctx {
+        event: event.clone(),
+        run_id: run_id.to_string(),
+        function_id: function.id.clone(),
+        attempt: run.attempt,
+        step: step.clone(),
+    };
+    // The handler is called inside the future, so a panic in its synchronous part is
+    // caught like one in its body.
+    let handler = function.handler.clone();
+    let result = AssertUnwindSafe(async move { handler(ctx).await })
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into())
+        });
+    (step.take_outcome(), result)
+}
+
+/// Decides what an execution of the body amounts to: the rows to write and what follows.
+/// Updates the in-memory state of the run (memo, step attempts) as the replay will see it.
+/// No I/O: every decision of the executor about steps, retries and the run's end is here.
+fn plan(
+    outcome: Option<Outcome>,
+    body: BodyResult,
+    run: &mut LoadedRun,
+    env: &PlanEnv<'_>,
+) -> Planned {
+    let now = env.now;
+    let mut p = Progress {
+        run_id: env.run_id.to_string(),
+        started_at: env.first_start,
+        ..Default::default()
+    };
+    let after = match outcome {
+        Some(Outcome::Ran {
+            hash,
+            step_id,
+            input,
+            result,
+            started_at: s,
+            ended_at: e,
+        }) => {
+            let attempts = run.step_attempts.get(&hash).copied().unwrap_or(0) + 1;
+            let mut write = StepWrite {
+                hash: hash.clone(),
+                step_id,
+                kind: StepKind::Run,
+                status: StepStatus::Completed,
+                attempts,
+                started_at: Some(s),
+                ended_at: Some(e),
+                wake_at: None,
+                input: input.map(|v| v.to_string()),
+                output: None,
+                error: None,
+            };
+            let after = match result {
+                Ok(v) => {
+                    write.output = Some(v.to_string());
+                    run.memo.insert(hash.clone(), Memo::Completed(v));
+                    After::Continue
+                }
+                Err(err) => {
+                    let (body, retry_at) =
+                        retry_decision(&err, attempts, env.max_attempts, now, &env.backoff);
+                    p.attempt = Some(AttemptWrite {
+                        hash: hash.clone(),
+                        attempt: attempts - 1,
+                        started_at: s,
+                        ended_at: e,
+                        error: error_json(&body),
+                        retry_at,
+                    });
+                    write.error = Some(error_json(&body));
+                    match retry_at {
+                        Some(at) => {
+                            tracing::info!(step = %write.step_id, attempt = attempts, error = %body, "step failed; retrying");
+                            write.status = StepStatus::Retrying;
+                            write.wake_at = Some(at);
+                            run.step_attempts.insert(hash.clone(), attempts);
+                            p.wake_at = Some(Some(at));
+                            After::Stop(Some(at))
+                        }
+                        None => {
+                            tracing::warn!(step = %write.step_id, attempt = attempts, error = %body, "step failed for good");
+                            write.status = StepStatus::Failed;
+                            run.memo.insert(hash.clone(), Memo::Failed(body));
+                            After::Continue
+                        }
+                    }
+                }
+            };
+            p.step = Some(write);
+            after
+        }
+        Some(Outcome::Sleep {
+            hash,
+            step_id,
+            until,
+        }) => {
+            p.step = Some(suspended(
+                hash,
+                step_id,
+                StepKind::Sleep,
+                StepStatus::Sleeping,
+                now,
+                until,
+                Some(format!("{{\"until\":{until}}}")),
+            ));
+            p.wake_at = Some(Some(until));
+            After::Stop(Some(until))
+        }
+        Some(Outcome::Wait {
+            hash,
+            step_id,
+            event,
+            match_field,
+            match_value,
+            expires_at,
+        }) => {
+            let input =
+                serde_json::json!({"event": event, "match": match_field, "timeout_at": expires_at});
+            p.step = Some(suspended(
+                hash.clone(),
+                step_id,
+                StepKind::WaitForEvent,
+                StepStatus::Waiting,
+                now,
+                expires_at,
+                Some(input.to_string()),
+            ));
+            p.pause = Some(PauseWrite {
+                hash,
+                kind: "wait",
+                event_name: Some(event),
+                match_field,
+                match_value: match_value.map(|v| v.to_string()),
+                expires_at,
+            });
+            p.wake_at = Some(Some(expires_at));
+            After::Stop(Some(expires_at))
+        }
+        Some(Outcome::Invoke {
+            hash,
+            step_id,
+            function_id,
+            data,
+            expires_at,
+        }) => {
+            if env.registry.get(&function_id).is_none() {
+                let err = ErrorBody::new(
+                    "FunctionNotFound",
+                    format!("cannot invoke `{function_id}`: no such function"),
+                );
+                p.step = Some(StepWrite {
+                    hash: hash.clone(),
+                    step_id,
+                    kind: StepKind::Invoke,
+                    status: StepStatus::Failed,
+                    attempts: 1,
+                    started_at: Some(now),
+                    ended_at: Some(now),
+                    wake_at: None,
+                    input: Some(serde_json::json!({"function_id": function_id}).to_string()),
+                    output: None,
+                    error: Some(error_json(&err)),
+                });
+                run.memo.insert(hash, Memo::Failed(err));
+                After::Continue
+            } else {
+                let input = serde_json::json!({"function_id": function_id, "data": data, "timeout_at": expires_at});
+                p.step = Some(suspended(
+                    hash.clone(),
+                    step_id,
+                    StepKind::Invoke,
+                    StepStatus::Invoking,
+                    now,
+                    expires_at,
+                    Some(input.to_string()),
+                ));
+                p.pause = Some(PauseWrite {
+                    hash,
+                    kind: "invoke",
+                    event_name: None,
+                    match_field: None,
+                    match_value: None,
+                    expires_at,
+                });
+                p.child = Some(ChildRun { function_id, data });
+                p.wake_at = Some(Some(expires_at));
+                After::Stop(Some(expires_at))
+            }
+        }
+        Some(Outcome::Send {
+            hash,
+            step_id,
+            events,
+        }) => {
+            let input = serde_json::json!({"events": events.len()});
+            p.step = Some(StepWrite {
+                hash: hash.clone(),
+                step_id,
+                kind: StepKind::SendEvent,
+                status: StepStatus::Completed,
+                attempts: 1,
+                started_at: Some(now),
+                ended_at: Some(now),
+                wake_at: None,
+                input: Some(input.to_string()),
+                output: None,
+                error: None,
+            });
+            p.send = Some(events);
+            After::Send { hash }
+        }
+        Some(Outcome::Pending) => After::Pending(run.pending_wake),
+        None => {
+            let attempts = run.attempt + 1;
+            let failure = match body {
+                Ok(Ok(output)) => {
+                    p.finish = Some(Finish::Completed(output));
+                    None
+                }
+                Ok(Err(Error::Interrupt)) => Some(Error::non_retriable(
+                    "the function swallowed a step interrupt: propagate step results with `?`",
+                )),
+                Ok(Err(e)) => Some(e),
+                Err(panic) => Some(Error::Retriable(ErrorBody::new(
+                    "Panic",
+                    format!("the function panicked: {panic}"),
+                ))),
+            };
+            match failure {
+                None => After::Stop(None),
+                Some(err) => {
+                    let (body, retry_at) =
+                        retry_decision(&err, attempts, env.max_attempts, now, &env.backoff);
+                    p.attempt = Some(AttemptWrite {
+                        hash: FUNCTION_ATTEMPT_HASH.into(),
+                        attempt: run.attempt,
+                        started_at: env.body_started,
+                        ended_at: now,
+                        error: error_json(&body),
+                        retry_at,
+                    });
+                    p.function_attempts = Some(attempts);
+                    match retry_at {
+                        Some(at) => {
+                            tracing::info!(attempt = attempts, error = %body, "function failed; retrying");
+                            p.wake_at = Some(Some(at));
+                            After::Stop(Some(at))
+                        }
+                        None => {
+                            tracing::warn!(attempt = attempts, error = %body, "run failed");
+                            p.finish = Some(Finish::Failed(body));
+                            After::Stop(None)
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Planned { progress: p, after }
+}
+
+/// A run ready to execute: its state, function and event.
+struct Ready {
+    run: LoadedRun,
+    function: Arc<crate::Function>,
+    event: Event,
+}
+
+/// Loads a run and decides whether it executes now: `Err(next)` if not (not running, not
+/// due yet, or failed for good because its function or event is gone: that is written).
+/// Settles suspended steps that came due first.
+async fn prepare(
+    engine: &Arc<EngineInner>,
+    run_id: &str,
+    now: i64,
+) -> StoreResult<Result<Ready, Option<i64>>> {
     let store = &engine.store;
     let id = run_id.to_string();
-    let now = now_ms();
     let Some(mut run) = store.read(move |c| load_run(c, &id, now)).await? else {
-        return Ok(None);
+        return Ok(Err(None));
     };
-    if run.status != "Running" {
-        return Ok(None);
+    if run.status != RunStatus::Running {
+        return Ok(Err(None));
     }
     match run.wake_at {
-        None => return Ok(None),
-        Some(at) if at > now => return Ok(Some(at)),
+        None => return Ok(Err(None)),
+        Some(at) if at > now => return Ok(Err(Some(at))),
         _ => {}
     }
     if run.has_due {
@@ -310,22 +646,21 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
         let now = now_ms();
         match store.read(move |c| load_run(c, &id, now)).await? {
             Some(r) => run = r,
-            None => return Ok(None),
+            None => return Ok(Err(None)),
         }
     }
-    let registry = engine.registry.clone();
-    let Some(function) = registry.get(&run.function_id).cloned() else {
+    let fail = |err: ErrorBody| Progress {
+        run_id: run_id.into(),
+        finish: Some(Finish::Failed(err)),
+        ..Default::default()
+    };
+    let Some(function) = engine.registry.get(&run.function_id).cloned() else {
         let err = ErrorBody::new(
             "FunctionNotFound",
             format!("function `{}` is no longer registered", run.function_id),
         );
-        let p = Progress {
-            run_id: run_id.into(),
-            finish: Some(Finish::Failed(err)),
-            ..Default::default()
-        };
-        commit(engine, p).await?;
-        return Ok(None);
+        commit(engine, fail(err)).await?;
+        return Ok(Err(None));
     };
     let event: Event = match serde_json::from_value(run.event.clone()) {
         Ok(e) => e,
@@ -334,222 +669,56 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                 "InvalidEvent",
                 format!("the run's event cannot be read: {e}"),
             );
-            let p = Progress {
-                run_id: run_id.into(),
-                finish: Some(Finish::Failed(err)),
-                ..Default::default()
-            };
-            commit(engine, p).await?;
-            return Ok(None);
+            commit(engine, fail(err)).await?;
+            return Ok(Err(None));
         }
     };
-    let max_attempts = function.max_attempts();
-    let mut started_at = Some(run.started_at.unwrap_or(now));
-    let backoff = engine.config.backoff;
+    Ok(Ok(Ready {
+        run,
+        function,
+        event,
+    }))
+}
 
+/// Executes a run: replays its body, writing each step's progress, until it finishes or
+/// suspends. Returns when to look at it again.
+async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResult<Option<i64>> {
+    let now = now_ms();
+    let Ready {
+        mut run,
+        function,
+        event,
+    } = match prepare(engine, run_id, now).await? {
+        Ok(ready) => ready,
+        Err(next) => return Ok(next),
+    };
+    let mut first_start = Some(run.started_at.unwrap_or(now));
     loop {
-        let step = Step::new(run.memo.clone(), run.event.clone(), run_id.to_string());
-        let ctx = Ctx {
-            event: event.clone(),
-            run_id: run_id.to_string(),
-            function_id: function.id.clone(),
-            attempt: run.attempt,
-            step: step.clone(),
-        };
         let body_started = now_ms();
-        // The handler is called inside the future, so a panic in its synchronous part is
-        // caught like one in its body.
-        let handler = function.handler.clone();
-        let result = AssertUnwindSafe(async move { handler(ctx).await })
-            .catch_unwind()
-            .await;
-        let outcome = step.take_outcome();
-        let now = now_ms();
-        let mut p = Progress {
-            run_id: run_id.to_string(),
-            started_at: started_at.take(),
-            ..Default::default()
+        let hook = start_hook(engine, run_id);
+        let (outcome, body) = run_body(&function, &event, &run, run_id, hook).await;
+        let env = PlanEnv {
+            run_id,
+            registry: &engine.registry,
+            max_attempts: function.max_attempts(),
+            backoff: engine.config.backoff,
+            body_started,
+            now: now_ms(),
+            first_start: first_start.take(),
         };
-        let mut next_wake = None;
-        let mut keep_going = false;
-        match outcome {
-            Some(Outcome::Ran {
-                hash,
-                step_id,
-                result,
-                started_at: s,
-                ended_at: e,
-            }) => {
-                let attempts = run.step_attempts.get(&hash).copied().unwrap_or(0) + 1;
-                let mut write = StepWrite {
-                    hash: hash.clone(),
-                    step_id,
-                    kind: "run",
-                    status: "completed",
-                    attempts,
-                    started_at: Some(s),
-                    ended_at: Some(e),
-                    wake_at: None,
-                    input: None,
-                    output: None,
-                    error: None,
-                };
-                match result {
-                    Ok(v) => {
-                        write.output = Some(v.to_string());
-                        run.memo.insert(hash.clone(), Memo::Completed(v));
-                        keep_going = true;
-                    }
-                    Err(err) => {
-                        let (body, retry_at) =
-                            retry_decision(&err, attempts, max_attempts, now, &backoff);
-                        p.attempt = Some(AttemptWrite {
-                            hash: hash.clone(),
-                            attempt: attempts - 1,
-                            started_at: s,
-                            ended_at: e,
-                            error: error_json(&body),
-                            retry_at,
-                        });
-                        write.error = Some(error_json(&body));
-                        match retry_at {
-                            Some(at) => {
-                                tracing::info!(step = %write.step_id, attempt = attempts, error = %body, "step failed; retrying");
-                                write.status = "retrying";
-                                write.wake_at = Some(at);
-                                run.step_attempts.insert(hash.clone(), attempts);
-                                p.wake_at = Some(Some(at));
-                                next_wake = Some(at);
-                            }
-                            None => {
-                                tracing::warn!(step = %write.step_id, attempt = attempts, error = %body, "step failed for good");
-                                write.status = "failed";
-                                run.memo.insert(hash.clone(), Memo::Failed(body));
-                                keep_going = true;
-                            }
-                        }
-                    }
-                }
-                p.step = Some(write);
-            }
-            Some(Outcome::Sleep {
-                hash,
-                step_id,
-                until,
-            }) => {
-                p.step = Some(suspended(
-                    hash,
-                    step_id,
-                    "sleep",
-                    "sleeping",
-                    now,
-                    until,
-                    Some(format!("{{\"until\":{until}}}")),
-                ));
-                p.wake_at = Some(Some(until));
-                next_wake = Some(until);
-            }
-            Some(Outcome::Wait {
-                hash,
-                step_id,
-                event,
-                match_field,
-                match_value,
-                expires_at,
-            }) => {
-                let input = serde_json::json!({"event": event, "match": match_field, "timeout_at": expires_at});
-                p.step = Some(suspended(
-                    hash.clone(),
-                    step_id,
-                    "wait_for_event",
-                    "waiting",
-                    now,
-                    expires_at,
-                    Some(input.to_string()),
-                ));
-                p.pause = Some(PauseWrite {
-                    hash,
-                    kind: "wait",
-                    event_name: Some(event),
-                    match_field,
-                    match_value: match_value.map(|v| v.to_string()),
-                    expires_at,
-                });
-                p.wake_at = Some(Some(expires_at));
-                next_wake = Some(expires_at);
-            }
-            Some(Outcome::Invoke {
-                hash,
-                step_id,
-                function_id,
-                data,
-                expires_at,
-            }) => {
-                if registry.get(&function_id).is_none() {
-                    let err = ErrorBody::new(
-                        "FunctionNotFound",
-                        format!("cannot invoke `{function_id}`: no such function"),
-                    );
-                    p.step = Some(StepWrite {
-                        hash: hash.clone(),
-                        step_id,
-                        kind: "invoke",
-                        status: "failed",
-                        attempts: 1,
-                        started_at: Some(now),
-                        ended_at: Some(now),
-                        wake_at: None,
-                        input: Some(serde_json::json!({"function_id": function_id}).to_string()),
-                        output: None,
-                        error: Some(error_json(&err)),
-                    });
-                    run.memo.insert(hash, Memo::Failed(err));
-                    keep_going = true;
-                } else {
-                    let input = serde_json::json!({"function_id": function_id, "data": data, "timeout_at": expires_at});
-                    p.step = Some(suspended(
-                        hash.clone(),
-                        step_id,
-                        "invoke",
-                        "invoking",
-                        now,
-                        expires_at,
-                        Some(input.to_string()),
-                    ));
-                    p.pause = Some(PauseWrite {
-                        hash,
-                        kind: "invoke",
-                        event_name: None,
-                        match_field: None,
-                        match_value: None,
-                        expires_at,
-                    });
-                    p.child = Some(ChildRun { function_id, data });
-                    p.wake_at = Some(Some(expires_at));
-                    next_wake = Some(expires_at);
+        let Planned { progress, after } = plan(outcome, body, &mut run, &env);
+        match after {
+            After::Continue => {
+                if !commit(engine, progress).await?.applied {
+                    return Ok(None);
                 }
             }
-            Some(Outcome::Send {
-                hash,
-                step_id,
-                events,
-            }) => {
-                let input = serde_json::json!({"events": events.len()});
-                p.step = Some(StepWrite {
-                    hash: hash.clone(),
-                    step_id,
-                    kind: "send_event",
-                    status: "completed",
-                    attempts: 1,
-                    started_at: Some(now),
-                    ended_at: Some(now),
-                    wake_at: None,
-                    input: Some(input.to_string()),
-                    output: None,
-                    error: None,
-                });
-                p.send = Some(events);
-                let applied = commit(engine, p).await?;
+            After::Stop(next) => {
+                commit(engine, progress).await?;
+                return Ok(next);
+            }
+            After::Send { hash } => {
+                let applied = commit(engine, progress).await?;
                 if !applied.applied {
                     return Ok(None);
                 }
@@ -557,76 +726,37 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                     hash,
                     Memo::Completed(serde_json::to_value(&applied.sent_ids).unwrap_or_default()),
                 );
-                continue;
             }
-            Some(Outcome::Pending) => {
-                // Reached a step that is still suspended (woken early): look again when due.
-                if p.started_at.is_some() {
-                    commit(engine, p).await?;
+            After::Pending(next) => {
+                if progress.started_at.is_some() {
+                    commit(engine, progress).await?;
                 }
-                return Ok(run.pending_wake);
+                return Ok(next);
             }
-            None => {
-                let attempts = run.attempt + 1;
-                let failure = match result {
-                    Ok(Ok(output)) => {
-                        p.finish = Some(Finish::Completed(output));
-                        None
-                    }
-                    Ok(Err(Error::Interrupt)) => Some(Error::non_retriable(
-                        "the function swallowed a step interrupt: propagate step results with `?`",
-                    )),
-                    Ok(Err(e)) => Some(e),
-                    Err(panic) => {
-                        let msg = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        Some(Error::Retriable(ErrorBody::new(
-                            "Panic",
-                            format!("the function panicked: {msg}"),
-                        )))
-                    }
-                };
-                if let Some(err) = failure {
-                    let (body, retry_at) =
-                        retry_decision(&err, attempts, max_attempts, now, &backoff);
-                    p.attempt = Some(AttemptWrite {
-                        hash: FUNCTION_ATTEMPT_HASH.into(),
-                        attempt: run.attempt,
-                        started_at: body_started,
-                        ended_at: now,
-                        error: error_json(&body),
-                        retry_at,
-                    });
-                    p.function_attempts = Some(attempts);
-                    match retry_at {
-                        Some(at) => {
-                            tracing::info!(attempt = attempts, error = %body, "function failed; retrying");
-                            p.wake_at = Some(Some(at));
-                            next_wake = Some(at);
-                        }
-                        None => {
-                            tracing::warn!(attempt = attempts, error = %body, "run failed");
-                            p.finish = Some(Finish::Failed(body));
-                        }
-                    }
-                }
-            }
-        }
-        let applied = commit(engine, p).await?;
-        if !applied.applied || !keep_going {
-            return Ok(next_wake);
         }
     }
+}
+
+/// Marks a `run` step as executing, without waiting for the write: if the process dies
+/// before it commits, nothing claimed the step was running, and the step runs again on
+/// resume as it always did. Once committed, a restart finds it and records the interruption.
+fn start_hook(engine: &Arc<EngineInner>, run_id: &str) -> crate::step::StartHook {
+    let store = engine.store.clone();
+    let run_id = run_id.to_string();
+    Arc::new(move |hash, step_id, input, at| {
+        let (run_id, hash, step_id) = (run_id.clone(), hash.to_string(), step_id.to_string());
+        let input = input.map(Value::to_string);
+        store.write_detached(move |c| {
+            progress::step_started(c, &run_id, &hash, &step_id, input.as_deref(), at)
+        });
+    })
 }
 
 fn suspended(
     hash: String,
     step_id: String,
-    kind: &'static str,
-    status: &'static str,
+    kind: StepKind,
+    status: StepStatus,
     now: i64,
     wake: i64,
     input: Option<String>,
@@ -675,13 +805,7 @@ pub(crate) async fn sweep(
         let overdue = now_ms() - SWEEP_EVERY.as_millis() as i64;
         let due = engine
             .store
-            .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND wake_at <= ?1 AND status = 'Running'",
-                )?;
-                let rows = stmt.query_map([overdue], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok(rows.collect::<Result<Vec<Wake>, _>>()?)
-            })
+            .read(move |c| runs::due(c, Some(overdue)))
             .await;
         match due {
             Ok(due) => engine.dispatcher.wake_all(due),
@@ -692,8 +816,176 @@ pub(crate) async fn sweep(
 
 /// Runs that should be executing or are due, as stored: loaded at start-up.
 pub(crate) fn runnable_runs(conn: &rusqlite::Connection) -> StoreResult<Vec<Wake>> {
-    let mut stmt = conn
-        .prepare("SELECT id, wake_at FROM runs WHERE wake_at IS NOT NULL AND status = 'Running'")?;
-    let rows = stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    runs::due(conn, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::backoff::Backoff;
+    use crate::Registry;
+
+    fn run() -> LoadedRun {
+        LoadedRun {
+            function_id: "f".into(),
+            status: RunStatus::Running,
+            wake_at: Some(0),
+            attempt: 0,
+            started_at: None,
+            event: json!({}),
+            memo: HashMap::new(),
+            step_attempts: HashMap::new(),
+            has_due: false,
+            pending_wake: None,
+            input_override: None,
+        }
+    }
+
+    fn env(registry: &Registry) -> PlanEnv<'_> {
+        PlanEnv {
+            run_id: "r",
+            registry,
+            max_attempts: 3,
+            backoff: Backoff::Fixed(Duration::from_millis(100)),
+            body_started: 900,
+            now: 1_000,
+            first_start: Some(900),
+        }
+    }
+
+    fn ran(result: Result<Value, Error>) -> Option<Outcome> {
+        Some(Outcome::Ran {
+            hash: "h".into(),
+            step_id: "s".into(),
+            input: Some(json!({"n": 1})),
+            result,
+            started_at: 950,
+            ended_at: 990,
+        })
+    }
+
+    #[test]
+    fn a_step_that_succeeds_is_memoized_and_the_body_replays() {
+        let registry = Registry::new(vec![]).unwrap();
+        let mut r = run();
+        let p = plan(
+            ran(Ok(json!(7))),
+            Err("unused".into()),
+            &mut r,
+            &env(&registry),
+        );
+        assert_eq!(p.after, After::Continue);
+        let step = p.progress.step.unwrap();
+        assert_eq!((step.status, step.attempts), (StepStatus::Completed, 1));
+        assert_eq!(step.output.as_deref(), Some("7"));
+        assert_eq!(step.input.as_deref(), Some(r#"{"n":1}"#));
+        assert!(matches!(r.memo.get("h"), Some(Memo::Completed(v)) if *v == json!(7)));
+        assert_eq!(p.progress.started_at, Some(900));
+    }
+
+    #[test]
+    fn a_failing_step_retries_until_its_attempts_are_used_then_fails_for_good() {
+        let registry = Registry::new(vec![]).unwrap();
+        let mut r = run();
+        let p = plan(
+            ran(Err(Error::retriable("boom"))),
+            Ok(Ok(json!(null))),
+            &mut r,
+            &env(&registry),
+        );
+        assert_eq!(p.after, After::Stop(Some(1_100)));
+        let step = p.progress.step.unwrap();
+        assert_eq!(
+            (step.status, step.wake_at),
+            (StepStatus::Retrying, Some(1_100))
+        );
+        assert_eq!(p.progress.attempt.unwrap().attempt, 0);
+        assert_eq!(r.step_attempts["h"], 1);
+        // The third failure is the last attempt.
+        r.step_attempts.insert("h".into(), 2);
+        let p = plan(
+            ran(Err(Error::retriable("boom"))),
+            Ok(Ok(json!(null))),
+            &mut r,
+            &env(&registry),
+        );
+        assert_eq!(p.after, After::Continue);
+        assert_eq!(p.progress.step.unwrap().status, StepStatus::Failed);
+        assert!(matches!(r.memo.get("h"), Some(Memo::Failed(b)) if b.message == "boom"));
+        // A non-retriable error fails at once.
+        let mut r = run();
+        let p = plan(
+            ran(Err(Error::non_retriable("no"))),
+            Ok(Ok(json!(null))),
+            &mut r,
+            &env(&registry),
+        );
+        assert_eq!(p.after, After::Continue);
+        assert_eq!(p.progress.step.unwrap().attempts, 1);
+    }
+
+    #[test]
+    fn the_body_finishing_completes_or_fails_the_run() {
+        let registry = Registry::new(vec![]).unwrap();
+        let p = plan(None, Ok(Ok(json!("done"))), &mut run(), &env(&registry));
+        assert_eq!(p.after, After::Stop(None));
+        assert!(matches!(p.progress.finish, Some(Finish::Completed(v)) if v == json!("done")));
+        // A panic is retried as a function-level attempt.
+        let p = plan(None, Err("oops".into()), &mut run(), &env(&registry));
+        assert_eq!(p.after, After::Stop(Some(1_100)));
+        let a = p.progress.attempt.unwrap();
+        assert_eq!(
+            (a.hash.as_str(), a.started_at),
+            (FUNCTION_ATTEMPT_HASH, 900)
+        );
+        assert!(
+            a.error.contains("the function panicked: oops"),
+            "{}",
+            a.error
+        );
+        assert_eq!(p.progress.function_attempts, Some(1));
+        // A swallowed interrupt is a bug in the function: it fails without retries.
+        let p = plan(None, Ok(Err(Error::Interrupt)), &mut run(), &env(&registry));
+        assert_eq!(p.after, After::Stop(None));
+        assert!(
+            matches!(p.progress.finish, Some(Finish::Failed(b)) if b.message.contains("swallowed"))
+        );
+    }
+
+    #[test]
+    fn suspensions_stop_until_their_time_and_a_missing_invoke_target_fails_the_step() {
+        let registry = Registry::new(vec![]).unwrap();
+        let mut r = run();
+        let sleep = Some(Outcome::Sleep {
+            hash: "z".into(),
+            step_id: "nap".into(),
+            until: 5_000,
+        });
+        let p = plan(sleep, Ok(Ok(json!(null))), &mut r, &env(&registry));
+        assert_eq!(p.after, After::Stop(Some(5_000)));
+        assert_eq!(p.progress.step.unwrap().status, StepStatus::Sleeping);
+        let invoke = Some(Outcome::Invoke {
+            hash: "i".into(),
+            step_id: "call".into(),
+            function_id: "nope".into(),
+            data: Default::default(),
+            expires_at: 9_000,
+        });
+        let p = plan(invoke, Ok(Ok(json!(null))), &mut r, &env(&registry));
+        assert_eq!(p.after, After::Continue);
+        assert!(p.progress.child.is_none());
+        assert!(matches!(r.memo.get("i"), Some(Memo::Failed(b)) if b.name == "FunctionNotFound"));
+        r.pending_wake = Some(7_000);
+        let p = plan(
+            Some(Outcome::Pending),
+            Ok(Ok(json!(null))),
+            &mut r,
+            &env(&registry),
+        );
+        assert_eq!(p.after, After::Pending(Some(7_000)));
+    }
 }

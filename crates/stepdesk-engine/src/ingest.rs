@@ -4,12 +4,13 @@
 
 use std::cell::RefCell;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::event::{lookup, Event, NewEvent};
 use crate::function::{Function, Registry};
-use crate::store::StoreResult;
+use crate::model::{RunStatus, StepStatus, TriggerKind};
+use crate::store::{events, pauses, runs, singletons, steps, StoreResult};
 
 /// A run to (re)consider at a time (ms): handed to the dispatcher after commit.
 pub(crate) type Wake = (String, i64);
@@ -32,41 +33,7 @@ pub(crate) fn new_id() -> String {
     })
 }
 
-/// Where a new run comes from.
-pub(crate) struct NewRun<'a> {
-    pub function_id: &'a str,
-    pub trigger_kind: &'a str,
-    pub event_internal_id: &'a str,
-    pub now: i64,
-    pub cron_scheduled_at: Option<i64>,
-    pub late: bool,
-    pub parent: Option<(&'a str, &'a str)>,
-    pub rerun_of: Option<&'a str>,
-    /// False for a run queued behind a singleton: it gets no wake time until its turn.
-    pub runnable: bool,
-}
-
-pub(crate) fn create_run(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> StoreResult<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO runs (id, function_id, status, trigger_kind, event_id, queued_at, wake_at,
-                           cron_scheduled_at, late, parent_run_id, parent_step, rerun_of)
-         VALUES (?1, ?2, 'Running', ?3, ?4, ?5, ?11, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    stmt.execute(params![
-        run_id,
-        run.function_id,
-        run.trigger_kind,
-        run.event_internal_id,
-        run.now,
-        run.cron_scheduled_at,
-        run.late,
-        run.parent.map(|p| p.0),
-        run.parent.map(|p| p.1),
-        run.rerun_of,
-        run.runnable.then_some(run.now),
-    ])?;
-    Ok(())
-}
+pub(crate) use crate::store::runs::NewRun;
 
 /// Creates a run of `function` for the stored event `event`, taking its singleton slot or
 /// queueing it behind the run that holds the slot. Runnable runs are added to `wakes`.
@@ -79,7 +46,7 @@ pub(crate) fn start_run(
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
     run.runnable = claim_singleton(conn, function, event, run_id)?;
-    create_run(conn, &run, run_id)?;
+    runs::insert(conn, &run, run_id)?;
     if run.runnable {
         wakes.push((run_id.to_string(), run.now));
     }
@@ -103,18 +70,15 @@ pub(crate) fn insert_event(
     let mut json = serde_json::to_value(&event)?;
     json["data"] = Value::Object(data);
     json["user"] = Value::Object(user);
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (internal_id, event_id, name, ts, received_at, payload)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    stmt.execute(params![
-        internal_id,
-        event.id,
-        event.name,
+    events::insert(
+        conn,
+        &internal_id,
+        &event.id,
+        &event.name,
         event.ts,
         now,
-        json.to_string()
-    ])?;
+        &json.to_string(),
+    )?;
     Ok((internal_id, event, json))
 }
 
@@ -127,20 +91,7 @@ fn claim_run_key(
     run_id: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO run_keys (function_id, key, run_id, created_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (function_id, key) DO UPDATE
-            SET run_id = excluded.run_id, created_at = excluded.created_at
-            WHERE run_keys.created_at <= ?5",
-    )?;
-    let changed = stmt.execute(params![
-        function_id,
-        key,
-        run_id,
-        now,
-        now - DEDUPE_WINDOW_MS
-    ])?;
-    Ok(changed > 0)
+    singletons::claim_run_key(conn, function_id, key, run_id, now, now - DEDUPE_WINDOW_MS)
 }
 
 /// Takes a singleton function's slot for `run_id`, or queues the run behind the run that
@@ -155,24 +106,15 @@ pub(crate) fn claim_singleton(
         return Ok(true);
     };
     let key = lookup(event, path).map_or_else(|| "null".to_string(), Value::to_string);
-    let holder: Option<String> = conn
-        .prepare_cached("SELECT run_id FROM singletons WHERE function_id = ?1 AND key = ?2")?
-        .query_row(params![function.id, key], |r| r.get(0))
-        .optional()?;
+    let holder = singletons::holder(conn, &function.id, &key)?;
     if let Some(holder) = holder {
-        if run_status(conn, &holder)?.as_deref() == Some("Running") {
-            conn.prepare_cached(
-                "INSERT INTO singleton_queue (function_id, key, run_id) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![function.id, key, run_id])?;
+        if runs::status(conn, &holder)? == Some(RunStatus::Running) {
+            singletons::enqueue(conn, &function.id, &key, run_id)?;
             tracing::debug!(function = %function.id, %key, running = %holder, "singleton busy; run queued");
             return Ok(false);
         }
     }
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO singletons (function_id, key, run_id) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![function.id, key, run_id])?;
+    singletons::take(conn, &function.id, &key, run_id)?;
     Ok(true)
 }
 
@@ -184,33 +126,17 @@ pub(crate) fn release_singleton(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM singleton_queue WHERE run_id = ?1")?
-        .execute([run_id])?;
-    let slot: Option<(String, String)> = conn
-        .prepare_cached("SELECT function_id, key FROM singletons WHERE run_id = ?1")?
-        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((function_id, key)) = slot else {
+    singletons::dequeue(conn, run_id)?;
+    let Some((function_id, key)) = singletons::slot_of(conn, run_id)? else {
         return Ok(());
     };
-    let next: Option<String> = conn
-        .prepare_cached("SELECT run_id FROM singleton_queue WHERE function_id = ?1 AND key = ?2 ORDER BY seq LIMIT 1")?
-        .query_row(params![function_id, key], |r| r.get(0))
-        .optional()?;
-    match next {
+    match singletons::next_queued(conn, &function_id, &key)? {
         Some(next) => {
-            conn.prepare_cached("DELETE FROM singleton_queue WHERE run_id = ?1")?
-                .execute([&next])?;
-            conn.prepare_cached(
-                "UPDATE singletons SET run_id = ?3 WHERE function_id = ?1 AND key = ?2",
-            )?
-            .execute(params![function_id, key, next])?;
+            singletons::dequeue(conn, &next)?;
+            singletons::take(conn, &function_id, &key, &next)?;
             wake_run(conn, &next, now, wakes)?;
         }
-        None => {
-            conn.prepare_cached("DELETE FROM singletons WHERE function_id = ?1 AND key = ?2")?
-                .execute(params![function_id, key])?;
-        }
+        None => singletons::free(conn, &function_id, &key)?,
     }
     Ok(())
 }
@@ -236,8 +162,9 @@ pub(crate) fn ingest(
             }
             let run = NewRun {
                 function_id: &function.id,
-                trigger_kind: "event",
+                trigger_kind: TriggerKind::Event,
                 event_internal_id: &internal_id,
+                event_name: &event.name,
                 now,
                 cron_scheduled_at: None,
                 late: false,
@@ -261,16 +188,7 @@ fn resolve_waits(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    let candidates: Vec<(String, String, Option<String>, Option<String>)> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT run_id, hash, match_field, match_value FROM pauses
-             WHERE event_name = ?1 AND kind = 'wait' AND expires_at > ?2",
-        )?;
-        let rows = stmt.query_map(params![name, now], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let candidates = pauses::waits_for(conn, name, now)?;
     for (run_id, hash, field, want) in candidates {
         if let Some(field) = field {
             let want: Value = want
@@ -288,7 +206,7 @@ fn resolve_waits(
             conn,
             &run_id,
             &hash,
-            "completed",
+            StepStatus::Completed,
             Some(&event.to_string()),
             None,
             now,
@@ -299,9 +217,7 @@ fn resolve_waits(
 }
 
 pub(crate) fn delete_pause(conn: &Connection, run_id: &str, hash: &str) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1 AND hash = ?2")?
-        .execute(params![run_id, hash])?;
-    Ok(())
+    pauses::delete(conn, run_id, hash)
 }
 
 /// Gives a suspended step its final state.
@@ -309,17 +225,12 @@ pub(crate) fn settle_step(
     conn: &Connection,
     run_id: &str,
     hash: &str,
-    status: &str,
+    status: StepStatus,
     output: Option<&str>,
     error: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE steps SET status = ?3, output = ?4, error = ?5, ended_at = ?6
-         WHERE run_id = ?1 AND hash = ?2",
-    )?
-    .execute(params![run_id, hash, status, output, error, now])?;
-    Ok(())
+    steps::settle(conn, run_id, hash, status, output, error, now)
 }
 
 /// Makes a running run due at `at`.
@@ -329,19 +240,8 @@ pub(crate) fn wake_run(
     at: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    let changed = conn
-        .prepare_cached("UPDATE runs SET wake_at = ?2 WHERE id = ?1 AND status = 'Running'")?
-        .execute(params![run_id, at])?;
-    if changed > 0 {
+    if runs::wake_if_running(conn, run_id, at)? {
         wakes.push((run_id.to_string(), at));
     }
     Ok(())
-}
-
-/// The status of a run, if it exists.
-pub(crate) fn run_status(conn: &Connection, run_id: &str) -> StoreResult<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
-        .query_row([run_id], |r| r.get(0))
-        .optional()?)
 }

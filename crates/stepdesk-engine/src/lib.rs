@@ -10,14 +10,18 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod console;
 pub mod cron;
 pub mod error;
 pub mod event;
 mod executor;
+pub mod feed;
 pub mod function;
 mod ingest;
+pub mod model;
 mod progress;
 mod scheduler;
+pub mod search;
 pub mod secrets;
 pub mod step;
 pub mod store;
@@ -35,6 +39,7 @@ pub use backoff::Backoff;
 pub use error::{Error, ErrorBody};
 pub use event::{Event, EventError, NewEvent};
 pub use function::{ConfigError, Function, Registry, Trigger};
+pub use model::{RunStatus, StepKind, StepStatus, TriggerKind};
 pub use step::{Ctx, Invoke, Step, WaitForEvent};
 pub use store::{Durability, Store, StoreError};
 
@@ -223,8 +228,12 @@ pub(crate) struct EngineInner {
     pub(crate) dispatcher: Arc<executor::Dispatcher>,
     pub(crate) config: EngineConfig,
     pub(crate) gates: Vec<Arc<dyn EventGate>>,
+    /// This start's row in `boots`.
+    pub(crate) boot_id: i64,
+    pub(crate) feed: feed::Feed,
+    pub(crate) stats: console::StatsCache,
     shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A running engine. Cheap to clone.
@@ -289,20 +298,20 @@ impl EngineBuilder {
             .iter()
             .map(|f| (f.id.clone(), f.name.clone(), f.config_json().to_string()))
             .collect();
-        store
+        let boot = store
             .write(move |c| {
                 let now = time::now_ms();
-                let mut stmt = c.prepare_cached(
-                    "INSERT INTO functions (id, name, config, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, config = excluded.config,
-                        updated_at = excluded.updated_at",
-                )?;
-                for (id, name, config) in configs {
-                    stmt.execute(rusqlite::params![id, name, config, now])?;
-                }
-                Ok(())
+                store::functions::upsert_all(c, &configs, now)?;
+                progress::record_boot(c, now)
             })
             .await?;
+        if boot.interrupted > 0 {
+            tracing::warn!(
+                steps = boot.interrupted,
+                previous_boot = ?boot.previous,
+                "steps were executing when Stepdesk last stopped; they run again"
+            );
+        }
         let runnable = store.read(executor::runnable_runs).await?;
         tracing::info!(
             database = %store.path().display(),
@@ -320,18 +329,23 @@ impl EngineBuilder {
             dispatcher: dispatcher.clone(),
             config: config.clone(),
             gates,
+            boot_id: boot.id,
+            feed: Default::default(),
+            stats: Default::default(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
         let dispatch_task =
             tokio::spawn(dispatcher.run(inner.clone(), config.max_concurrent_runs.max(1)));
         let cron_task = tokio::spawn(scheduler::run(inner.clone(), shutdown_rx.clone()));
-        let sweep_task = tokio::spawn(executor::sweep(inner.clone(), shutdown_rx));
-        inner
-            .tasks
-            .lock()
-            .expect("tasks lock")
-            .extend([dispatch_task, cron_task, sweep_task]);
+        let sweep_task = tokio::spawn(executor::sweep(inner.clone(), shutdown_rx.clone()));
+        let search_task = tokio::spawn(search::run(inner.clone(), shutdown_rx));
+        inner.tasks.lock().expect("tasks lock").extend([
+            dispatch_task,
+            cron_task,
+            sweep_task,
+            search_task,
+        ]);
         Ok(Engine { inner })
     }
 }
@@ -540,6 +554,16 @@ impl Engine {
             .collect();
         for t in tasks {
             t.abort();
+        }
+        // A clean end: the next start tells a restart from a crash by it.
+        let boot_id = self.inner.boot_id;
+        if let Err(e) = self
+            .inner
+            .store
+            .write(move |c| progress::record_shutdown(c, boot_id, time::now_ms()))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the shutdown");
         }
         let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;

@@ -2,25 +2,26 @@
 //! Each function here runs inside one writer transaction and first checks that the run is
 //! still `Running`, so a run cancelled meanwhile is left alone.
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 
 use crate::error::ErrorBody;
 use crate::event::{internal, NewEvent};
 use crate::function::Registry;
 use crate::ingest::{
-    self, delete_pause, insert_event, new_id, release_singleton, run_status, settle_step,
-    start_run, wake_run, NewRun, Wake,
+    self, delete_pause, insert_event, new_id, release_singleton, settle_step, start_run, wake_run,
+    NewRun, Wake,
 };
-use crate::store::StoreResult;
+use crate::model::{RunStatus, StepKind, StepStatus, TriggerKind};
+use crate::store::{boots, pauses, runs, steps, StoreResult};
 
 /// A step row to insert or replace.
 #[derive(Debug, Clone)]
 pub(crate) struct StepWrite {
     pub hash: String,
     pub step_id: String,
-    pub kind: &'static str,
-    pub status: &'static str,
+    pub kind: StepKind,
+    pub status: StepStatus,
     pub attempts: u32,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -102,15 +103,12 @@ pub(crate) fn apply(
     now: i64,
 ) -> StoreResult<Applied> {
     let mut out = Applied::default();
-    if run_status(conn, &p.run_id)?.as_deref() != Some("Running") {
+    if runs::status(conn, &p.run_id)? != Some(RunStatus::Running) {
         return Ok(out);
     }
     out.applied = true;
     if let Some(started) = p.started_at {
-        conn.prepare_cached(
-            "UPDATE runs SET started_at = ?2 WHERE id = ?1 AND started_at IS NULL",
-        )?
-        .execute(params![p.run_id, started])?;
+        runs::set_started(conn, &p.run_id, started)?;
     }
     let mut step = p.step;
     if let Some(events) = p.send {
@@ -141,8 +139,9 @@ pub(crate) fn apply(
         };
         let run = NewRun {
             function_id: &child.function_id,
-            trigger_kind: "invoke",
+            trigger_kind: TriggerKind::Invoke,
             event_internal_id: &event_internal_id,
+            event_name: internal::FUNCTION_INVOKED,
             now,
             cron_scheduled_at: None,
             late: false,
@@ -159,57 +158,28 @@ pub(crate) fn apply(
             &mut out.wakes,
         )?;
         let pause = p.pause.as_ref().expect("an invoke always writes its pause");
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO pauses (run_id, hash, kind, child_run_id, expires_at, created_at)
-             VALUES (?1, ?2, 'invoke', ?3, ?4, ?5)",
-        )?
-        .execute(params![p.run_id, pause.hash, child_run_id, pause.expires_at, now])?;
-    } else if let Some(pause) = &p.pause {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO pauses (run_id, hash, kind, event_name, match_field, match_value, expires_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            p.run_id,
-            pause.hash,
-            pause.kind,
-            pause.event_name,
-            pause.match_field,
-            pause.match_value,
+        pauses::insert_invoke(
+            conn,
+            &p.run_id,
+            &pause.hash,
+            &child_run_id,
             pause.expires_at,
-            now
-        ])?;
+            now,
+        )?;
+    } else if let Some(pause) = &p.pause {
+        pauses::insert_wait(conn, &p.run_id, pause, now)?;
     }
     if let Some(s) = &step {
-        conn.prepare_cached(
-            "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts, started_at, ended_at, wake_at, input, output, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM steps WHERE run_id = ?1), ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (run_id, hash) DO UPDATE SET
-                status = excluded.status, attempts = excluded.attempts,
-                started_at = coalesce(steps.started_at, excluded.started_at),
-                ended_at = excluded.ended_at, wake_at = excluded.wake_at,
-                input = coalesce(excluded.input, steps.input),
-                output = excluded.output, error = excluded.error",
-        )?
-        .execute(params![
-            p.run_id, s.hash, s.step_id, s.kind, s.status, s.attempts, s.started_at, s.ended_at, s.wake_at, s.input,
-            s.output, s.error
-        ])?;
+        steps::upsert(conn, &p.run_id, s)?;
     }
     if let Some(a) = &p.attempt {
-        conn.prepare_cached(
-            "INSERT OR REPLACE INTO step_attempts (run_id, hash, attempt, started_at, ended_at, error, retry_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![p.run_id, a.hash, a.attempt, a.started_at, a.ended_at, a.error, a.retry_at])?;
+        steps::insert_attempt(conn, &p.run_id, a)?;
     }
     if let Some(n) = p.function_attempts {
-        conn.prepare_cached("UPDATE runs SET attempt = ?2 WHERE id = ?1")?
-            .execute(params![p.run_id, n])?;
+        runs::set_attempt(conn, &p.run_id, n)?;
     }
     if let Some(wake) = p.wake_at {
-        conn.prepare_cached("UPDATE runs SET wake_at = ?2 WHERE id = ?1")?
-            .execute(params![p.run_id, wake])?;
+        runs::set_wake(conn, &p.run_id, wake)?;
         if let Some(at) = wake {
             out.wakes.push((p.run_id.clone(), at));
         }
@@ -218,28 +188,6 @@ pub(crate) fn apply(
         finish_run(conn, registry, &p.run_id, finish, now, &mut out.wakes)?;
     }
     Ok(out)
-}
-
-struct RunLinks {
-    function_id: String,
-    event_payload: Option<String>,
-    parent: Option<(String, String)>,
-}
-
-fn run_links(conn: &Connection, run_id: &str) -> StoreResult<RunLinks> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.function_id, e.payload, r.parent_run_id, r.parent_step
-         FROM runs r LEFT JOIN events e ON e.internal_id = r.event_id WHERE r.id = ?1",
-    )?;
-    Ok(stmt.query_row([run_id], |r| {
-        let parent_run: Option<String> = r.get(2)?;
-        let parent_step: Option<String> = r.get(3)?;
-        Ok(RunLinks {
-            function_id: r.get(0)?,
-            event_payload: r.get(1)?,
-            parent: parent_run.zip(parent_step),
-        })
-    })?)
 }
 
 /// Ends a run: status, output or error, parent invoke resolution, and on failure the
@@ -253,17 +201,20 @@ fn finish_run(
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
     let (status, output, error) = match &finish {
-        Finish::Completed(v) => ("Completed", Some(v.to_string()), None),
-        Finish::Failed(e) => ("Failed", None, Some(serde_json::to_string(e)?)),
+        Finish::Completed(v) => (RunStatus::Completed, Some(v.to_string()), None),
+        Finish::Failed(e) => (RunStatus::Failed, None, Some(serde_json::to_string(e)?)),
     };
-    conn.prepare_cached(
-        "UPDATE runs SET status = ?2, output = ?3, error = ?4, ended_at = ?5, wake_at = NULL WHERE id = ?1",
-    )?
-    .execute(params![run_id, status, output, error, now])?;
-    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
-        .execute([run_id])?;
+    runs::finish(
+        conn,
+        run_id,
+        status,
+        output.as_deref(),
+        error.as_deref(),
+        now,
+    )?;
+    pauses::delete_all(conn, run_id)?;
     release_singleton(conn, run_id, now, wakes)?;
-    let links = run_links(conn, run_id)?;
+    let links = runs::links(conn, run_id)?;
     if let Some((parent_run, parent_hash)) = &links.parent {
         resolve_invoke(conn, parent_run, parent_hash, run_id, &finish, now, wakes)?;
     }
@@ -300,10 +251,8 @@ fn resolve_invoke(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    let removed = conn
-        .prepare_cached("DELETE FROM pauses WHERE run_id = ?1 AND hash = ?2 AND child_run_id = ?3")?
-        .execute(params![parent_run, parent_hash, child_run])?;
-    if removed == 0 {
+    let removed = pauses::delete_invoke(conn, parent_run, parent_hash, child_run)?;
+    if !removed {
         return Ok(()); // timed out already, or the parent was cancelled
     }
     match finish {
@@ -311,7 +260,7 @@ fn resolve_invoke(
             conn,
             parent_run,
             parent_hash,
-            "completed",
+            StepStatus::Completed,
             Some(&v.to_string()),
             None,
             now,
@@ -320,7 +269,7 @@ fn resolve_invoke(
             conn,
             parent_run,
             parent_hash,
-            "failed",
+            StepStatus::Failed,
             None,
             Some(&serde_json::to_string(e)?),
             now,
@@ -329,24 +278,65 @@ fn resolve_invoke(
     wake_run(conn, parent_run, now, wakes)
 }
 
+/// This start of the engine, and what the previous one left executing.
+pub(crate) struct Boot {
+    pub id: i64,
+    pub previous: Option<i64>,
+    /// Step attempts found executing, now marked interrupted.
+    pub interrupted: usize,
+}
+
+/// Records an engine start, and marks the `run` steps that were executing when the previous
+/// one stopped as interrupted (with both boots): they run again when their runs resume.
+pub(crate) fn record_boot(conn: &Connection, now: i64) -> StoreResult<Boot> {
+    let previous = boots::last(conn)?;
+    let id = boots::start(conn, now)?;
+    let interrupted = boots::record_interruptions(conn, previous, id, now)?;
+    steps::interrupt_running(conn)?;
+    Ok(Boot {
+        id,
+        previous: previous.map(|p| p.0),
+        interrupted,
+    })
+}
+
+/// Records a clean shutdown of this boot.
+pub(crate) fn record_shutdown(conn: &Connection, boot_id: i64, now: i64) -> StoreResult<()> {
+    boots::end(conn, boot_id, now)
+}
+
+/// Records that a `run` step's code started executing (unless the run ended meanwhile).
+/// Keeps the step's attempts and first start; a retry's wake time no longer applies.
+pub(crate) fn step_started(
+    conn: &Connection,
+    run_id: &str,
+    hash: &str,
+    step_id: &str,
+    input: Option<&str>,
+    at: i64,
+) -> StoreResult<()> {
+    if runs::status(conn, run_id)? != Some(RunStatus::Running) {
+        return Ok(());
+    }
+    steps::started(conn, run_id, hash, step_id, input, at)
+}
+
 /// Settles steps whose sleep has ended or whose wait or invoke has timed out.
 pub(crate) fn resolve_due(conn: &Connection, run_id: &str, now: i64) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE steps SET status = 'completed', ended_at = wake_at
-         WHERE run_id = ?1 AND status = 'sleeping' AND wake_at <= ?2",
-    )?
-    .execute(params![run_id, now])?;
-    let expired: Vec<(String, String)> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT hash, status FROM steps WHERE run_id = ?1 AND status IN ('waiting', 'invoking') AND wake_at <= ?2",
-        )?;
-        let rows = stmt.query_map(params![run_id, now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    steps::complete_sleeps(conn, run_id, now)?;
+    let expired = steps::expired(conn, run_id, now)?;
     for (hash, status) in expired {
         delete_pause(conn, run_id, &hash)?;
-        if status == "waiting" {
-            settle_step(conn, run_id, &hash, "completed", Some("null"), None, now)?;
+        if status == StepStatus::Waiting {
+            settle_step(
+                conn,
+                run_id,
+                &hash,
+                StepStatus::Completed,
+                Some("null"),
+                None,
+                now,
+            )?;
         } else {
             let err = ErrorBody::new(
                 "InngestInvokeTimeoutError",
@@ -356,7 +346,7 @@ pub(crate) fn resolve_due(conn: &Connection, run_id: &str, now: i64) -> StoreRes
                 conn,
                 run_id,
                 &hash,
-                "failed",
+                StepStatus::Failed,
                 None,
                 Some(&serde_json::to_string(&err)?),
                 now,
@@ -374,18 +364,21 @@ pub(crate) fn cancel_run(
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<bool> {
-    if run_status(conn, run_id)?.as_deref() != Some("Running") {
+    if runs::status(conn, run_id)? != Some(RunStatus::Running) {
         return Ok(false);
     }
     let err = ErrorBody::new("RunCancelled", "the run was cancelled");
-    conn.prepare_cached(
-        "UPDATE runs SET status = 'Cancelled', ended_at = ?2, wake_at = NULL, error = ?3 WHERE id = ?1",
-    )?
-    .execute(params![run_id, now, serde_json::to_string(&err)?])?;
-    conn.prepare_cached("DELETE FROM pauses WHERE run_id = ?1")?
-        .execute([run_id])?;
+    runs::finish(
+        conn,
+        run_id,
+        RunStatus::Cancelled,
+        None,
+        Some(&serde_json::to_string(&err)?),
+        now,
+    )?;
+    pauses::delete_all(conn, run_id)?;
     release_singleton(conn, run_id, now, wakes)?;
-    let links = run_links(conn, run_id)?;
+    let links = runs::links(conn, run_id)?;
     if let Some((parent_run, parent_hash)) = &links.parent {
         resolve_invoke(
             conn,

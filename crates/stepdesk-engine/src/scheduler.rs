@@ -11,15 +11,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::cron::CronSpec;
 use crate::event::{internal, NewEvent};
 use crate::function::BoxFuture;
-use crate::ingest::{create_run, insert_event, new_id, NewRun, Wake};
-use crate::store::StoreResult;
+use crate::ingest::{insert_event, new_id, NewRun, Wake};
+use crate::model::TriggerKind;
+use crate::store::{crons, StoreResult};
 use crate::time::{now_ms, to_rfc3339};
 use crate::EngineInner;
 
@@ -86,29 +87,14 @@ fn startup_state(
     spec: &CronSpec,
     now: i64,
 ) -> StoreResult<i64> {
-    let stored: Option<(String, i64)> = conn
-        .query_row(
-            "SELECT cron, anchor FROM cron_state WHERE function_id = ?1",
-            [function_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let anchor = match stored {
+    let anchor = match crons::state(conn, function_id)? {
         Some((cron, anchor)) if cron == spec.text() => anchor,
         _ => {
-            conn.execute(
-                "INSERT INTO cron_state (function_id, cron, anchor) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (function_id) DO UPDATE SET cron = excluded.cron, anchor = excluded.anchor",
-                params![function_id, spec.text(), now],
-            )?;
+            crons::set_state(conn, function_id, spec.text(), now)?;
             now
         }
     };
-    let last_fire: Option<i64> = conn.query_row(
-        "SELECT max(scheduled_at) FROM cron_fires WHERE function_id = ?1",
-        [function_id],
-        |r| r.get(0),
-    )?;
+    let last_fire = crons::last_fire(conn, function_id)?;
     Ok(last_fire.map_or(anchor, |f| f.max(anchor)))
 }
 
@@ -123,40 +109,67 @@ pub(crate) fn fire(
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<Option<String>> {
     let run_id = new_id();
-    let inserted = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO cron_fires (function_id, scheduled_at, run_id, fired_at, late)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![function_id, scheduled_at, run_id, now, late])?;
-    if inserted == 0 {
+    let inserted = crons::record_fire(conn, function_id, scheduled_at, &run_id, now, late)?;
+    if !inserted {
         return Ok(None);
     }
+    let event_id = format!("{function_id}@{}", to_rfc3339(scheduled_at));
+    let run = CronRun {
+        function_id,
+        spec,
+        scheduled_at,
+        now,
+        late,
+        event_id,
+        manual: None,
+    };
+    create_cron_run(conn, &run, &run_id)?;
+    wakes.push((run_id.clone(), now));
+    Ok(Some(run_id))
+}
+
+/// A cron run to create.
+pub(crate) struct CronRun<'a> {
+    pub function_id: &'a str,
+    pub spec: &'a CronSpec,
+    pub scheduled_at: i64,
+    pub now: i64,
+    pub late: bool,
+    /// The `inngest/scheduled.timer` event's own id.
+    pub event_id: String,
+    /// For a fire asked for by hand: `run_now` or `replay` (in the event's data).
+    pub manual: Option<&'static str>,
+}
+
+/// Stores a cron's `inngest/scheduled.timer` event and creates its run (runnable now).
+pub(crate) fn create_cron_run(conn: &Connection, c: &CronRun<'_>, run_id: &str) -> StoreResult<()> {
     let mut data = Map::new();
-    data.insert("cron".into(), Value::String(spec.text().to_string()));
+    data.insert("cron".into(), Value::String(c.spec.text().to_string()));
     data.insert(
         "scheduledAt".into(),
-        Value::String(to_rfc3339(scheduled_at)),
+        Value::String(to_rfc3339(c.scheduled_at)),
     );
-    data.insert("fireAt".into(), Value::String(to_rfc3339(now)));
-    data.insert("late".into(), Value::Bool(late));
+    data.insert("fireAt".into(), Value::String(to_rfc3339(c.now)));
+    data.insert("late".into(), Value::Bool(c.late));
+    if let Some(manual) = c.manual {
+        data.insert("manual".into(), Value::String(manual.into()));
+    }
     let mut event = NewEvent::internal(internal::SCHEDULED_TIMER, data);
-    event.id = Some(format!("{function_id}@{}", to_rfc3339(scheduled_at)));
-    let (event_internal_id, _, _) = insert_event(conn, event, now)?;
+    event.id = Some(c.event_id.clone());
+    let (event_internal_id, _, _) = insert_event(conn, event, c.now)?;
     let run = NewRun {
-        function_id,
-        trigger_kind: "cron",
+        function_id: c.function_id,
+        trigger_kind: TriggerKind::Cron,
         event_internal_id: &event_internal_id,
-        now,
-        cron_scheduled_at: Some(scheduled_at),
-        late,
+        event_name: internal::SCHEDULED_TIMER,
+        now: c.now,
+        cron_scheduled_at: Some(c.scheduled_at),
+        late: c.late,
         parent: None,
         rerun_of: None,
         runnable: true,
     };
-    create_run(conn, &run, &run_id)?;
-    wakes.push((run_id.clone(), now));
-    Ok(Some(run_id))
+    crate::store::runs::insert(conn, &run, run_id)
 }
 
 /// Fires one scheduled time. `Err` if the fire could not be written (it is to be retried);
@@ -395,6 +408,9 @@ mod tests {
                 dispatcher: Arc::new(Dispatcher::default()),
                 config: EngineConfig::new(dir.path()),
                 gates: Vec::new(),
+                boot_id: 0,
+                feed: Default::default(),
+                stats: Default::default(),
                 shutdown,
                 tasks: Mutex::new(Vec::new()),
             });

@@ -88,6 +88,8 @@ pub(crate) enum Outcome {
     Ran {
         hash: String,
         step_id: String,
+        /// The input of a `run_with` step, as the closure received it.
+        input: Option<Value>,
         result: Result<Value, Error>,
         started_at: i64,
         ended_at: i64,
@@ -127,7 +129,14 @@ pub(crate) struct Replay {
     pub(crate) outcome: Option<Outcome>,
     trigger: Value,
     run_id: String,
+    /// An edited input for one step (by hash), from "Rerun from step".
+    input_override: Option<(String, Value)>,
+    on_start: Option<StartHook>,
 }
+
+/// Told when a new `run` step's code starts executing (hash, step id, input, time), so
+/// that the step shows as running and a restart under it is seen as what it is.
+pub(crate) type StartHook = Arc<dyn Fn(&str, &str, Option<&Value>, i64) + Send + Sync>;
 
 /// The step tools. Cheap to clone; every clone shares the same replay.
 #[derive(Clone)]
@@ -141,7 +150,17 @@ pub fn hash_step_id(step_id: &str) -> String {
 }
 
 impl Step {
+    #[cfg(test)]
     pub(crate) fn new(memo: HashMap<String, Memo>, trigger: Value, run_id: String) -> Step {
+        Step::with_input_override(memo, trigger, run_id, None)
+    }
+
+    pub(crate) fn with_input_override(
+        memo: HashMap<String, Memo>,
+        trigger: Value,
+        run_id: String,
+        input_override: Option<(String, Value)>,
+    ) -> Step {
         Step {
             replay: Arc::new(Mutex::new(Replay {
                 memo,
@@ -149,8 +168,15 @@ impl Step {
                 outcome: None,
                 trigger,
                 run_id,
+                input_override,
+                on_start: None,
             })),
         }
+    }
+
+    pub(crate) fn on_start(self, hook: StartHook) -> Step {
+        self.lock().on_start = Some(hook);
+        self
     }
 
     pub(crate) fn take_outcome(&self) -> Option<Outcome> {
@@ -206,10 +232,80 @@ impl Step {
             Some(Memo::Pending) => return Err(self.suspend(Outcome::Pending)),
             Some(Memo::Retrying) | None => {}
         }
-        let run_id = self.lock().run_id.clone();
+        self.execute(step_id, hash, None, f()).await
+    }
+
+    /// [`Step::run`] for a step that takes an input: the input (JSON) is recorded on the
+    /// step, shown in the console, and handed to `f`. A "Rerun from step" may replace it
+    /// with an edited input, which `f` then receives instead.
+    pub async fn run_with<I, T, F, Fut>(&self, id: &str, input: I, f: F) -> Result<T, Error>
+    where
+        I: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(I) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let (step_id, hash, memo) = self.begin(id)?;
+        match memo {
+            Some(Memo::Completed(v)) => return decode(&step_id, v),
+            Some(Memo::Failed(body)) => return Err(Error::StepFailed(body)),
+            Some(Memo::Pending) => return Err(self.suspend(Outcome::Pending)),
+            Some(Memo::Retrying) | None => {}
+        }
+        let edited = {
+            let r = self.lock();
+            r.input_override
+                .as_ref()
+                .filter(|(h, _)| *h == hash)
+                .map(|(_, v)| v.clone())
+        };
+        let (input, value) = match edited {
+            Some(v) => match serde_json::from_value::<I>(v.clone()) {
+                Ok(i) => (i, v),
+                Err(e) => {
+                    let err = Error::non_retriable(format!(
+                        "the edited input of step `{step_id}` does not fit it: {e}"
+                    ));
+                    return Err(self.suspend(Outcome::Ran {
+                        hash,
+                        step_id,
+                        input: Some(v),
+                        result: Err(err),
+                        started_at: now_ms(),
+                        ended_at: now_ms(),
+                    }));
+                }
+            },
+            None => match serde_json::to_value(&input) {
+                Ok(v) => (input, v),
+                Err(e) => {
+                    return Err(Error::non_retriable(format!(
+                        "the input of step `{step_id}` is not JSON: {e}"
+                    )))
+                }
+            },
+        };
+        self.execute(step_id, hash, Some(value), f(input)).await
+    }
+
+    /// Runs a new step's code and records its outcome.
+    async fn execute<T: Serialize>(
+        &self,
+        step_id: String,
+        hash: String,
+        input: Option<Value>,
+        fut: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let (run_id, hook) = {
+            let r = self.lock();
+            (r.run_id.clone(), r.on_start.clone())
+        };
         let span = tracing::info_span!("step", run_id = %run_id, step = %step_id);
         let started_at = now_ms();
-        let result = f().instrument(span).await;
+        if let Some(hook) = hook {
+            hook(&hash, &step_id, input.as_ref(), started_at);
+        }
+        let result = fut.instrument(span).await;
         let ended_at = now_ms();
         let result = match result {
             Ok(v) => serde_json::to_value(v).map_err(|e| {
@@ -225,6 +321,7 @@ impl Step {
         Err(self.suspend(Outcome::Ran {
             hash,
             step_id,
+            input,
             result,
             started_at,
             ended_at,

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stepdesk_engine::admin::{AdminError, RunQuery, RunSummary};
+use stepdesk_engine::admin::{AdminError, EventQuery, RunQuery, RunSummary};
+use stepdesk_engine::RunStatus;
 use stepdesk_engine::{Engine, Error, Function};
 
 use common::*;
@@ -37,14 +38,25 @@ async fn page_all(engine: &Engine, q: RunQuery) -> (Vec<RunSummary>, usize) {
     let mut out = Vec::new();
     let mut pages = 0;
     let mut q = q;
+    let mut total = None;
     loop {
         let page = engine.admin().runs(q.clone()).await.unwrap();
         pages += 1;
+        // Every page carries the same total, exact at this size.
+        assert!(page.total_exact);
+        assert_eq!(*total.get_or_insert(page.total), page.total);
         assert!(page.runs.len() <= q.limit.unwrap_or(50) as usize);
         out.extend(page.runs);
         match page.next_cursor {
             Some(c) => q.cursor = Some(c),
-            None => return (out, pages),
+            None => {
+                assert_eq!(
+                    total,
+                    Some(out.len() as u64),
+                    "the total counts the runs listed"
+                );
+                return (out, pages);
+            }
         }
         assert!(pages < 1000, "pagination does not end");
     }
@@ -54,7 +66,7 @@ async fn settle(engine: &Engine) {
     // Every run has reached its resting state (sleeping runs stay Running).
     for r in all_runs(engine, None).await {
         if r.function_id == "slow-fn" {
-            wait_step(engine, &r.id, "forever", "sleeping").await;
+            wait_step(engine, &r.id, "forever", StepStatus::Sleeping).await;
         } else if r.function_id == "bad-fn" {
             wait_status(engine, &r.id, "Failed").await;
         } else {
@@ -142,11 +154,14 @@ async fn runs_filter_by_function_status_and_time() {
 
     let q = |f: Option<&str>, s: Option<&str>, from: Option<i64>, to: Option<i64>| RunQuery {
         function_id: f.map(str::to_string),
-        status: s.map(str::to_string),
+        status: s
+            .map(|s| s.parse().expect("a status"))
+            .into_iter()
+            .collect(),
         from,
         to,
         limit: Some(2),
-        cursor: None,
+        ..Default::default()
     };
     let count_of = |runs: &[RunSummary], pred: &dyn Fn(&RunSummary) -> bool| {
         runs.iter().filter(|r| pred(r)).count()
@@ -212,22 +227,16 @@ async fn runs_filter_by_function_status_and_time() {
     let all = all_runs(&engine, None).await;
     assert_eq!(all.len(), 7);
 
-    // Bad queries.
-    for bad in [
-        RunQuery {
-            status: Some("Done".into()),
-            ..Default::default()
-        },
-        RunQuery {
-            status: Some("running".into()),
-            ..Default::default()
-        },
-        RunQuery {
-            from: Some(10),
-            to: Some(5),
-            ..Default::default()
-        },
-    ] {
+    // Bad queries: an unknown status (or another casing) does not deserialize.
+    for bad in ["Done", "running"] {
+        let err = serde_json::from_value::<RunQuery>(json!({ "status": bad })).unwrap_err();
+        assert!(err.to_string().contains("Running"), "{bad}: {err}");
+    }
+    for bad in [RunQuery {
+        from: Some(10),
+        to: Some(5),
+        ..Default::default()
+    }] {
         match engine.admin().runs(bad.clone()).await {
             Err(AdminError::BadRequest(_)) => {}
             other => panic!("{bad:?}: expected a bad request, got {other:?}"),
@@ -270,9 +279,9 @@ async fn functions_are_listed_with_triggers_retries_and_failure_handlers() {
     assert_eq!(
         kinds,
         [
-            ("event", "app/a"),
-            ("event", "app/b.*"),
-            ("cron", "TZ=Europe/Paris 0 9 * * 1")
+            ("Event", "app/a"),
+            ("Event", "app/b.*"),
+            ("Cron", "TZ=Europe/Paris 0 9 * * 1")
         ]
     );
     let next = main.triggers[2].next_fire_at.unwrap();
@@ -331,6 +340,7 @@ async fn every_list_refuses_a_bad_limit_or_cursor_and_pages_the_same_way() {
         name: Some("app/ok".into()),
         limit,
         cursor: cursor.map(str::to_string),
+        ..Default::default()
     };
 
     // limit 0, and over the maximum: refused, naming the range.
@@ -406,4 +416,245 @@ async fn every_list_refuses_a_bad_limit_or_cursor_and_pages_the_same_way() {
         sorted.dedup();
         assert_eq!(&sorted, ids, "newest first, each once");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_filter_by_several_statuses_trigger_kind_and_event_name_with_totals() {
+    let (engine, _dir) = start(fns()).await;
+    send(
+        &engine,
+        json!([{"name": "app/ok"}, {"name": "app/bad"}, {"name": "app/bad"}, {"name": "app/slow"}]),
+    )
+    .await;
+    settle(&engine).await;
+    let invoked = engine
+        .admin()
+        .invoke("ok-fn", Default::default(), Default::default())
+        .await
+        .unwrap();
+    wait_status(&engine, &invoked.run_id, "Completed").await;
+
+    // Several statuses: merged newest first, and each run once.
+    let (ended, _) = page_all(
+        &engine,
+        RunQuery {
+            status: vec![RunStatus::Failed, RunStatus::Completed],
+            limit: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ended.len(), 4);
+    let mut ids: Vec<_> = ended.iter().map(|r| r.id.clone()).collect();
+    let sorted = {
+        let mut s = ids.clone();
+        s.sort_by(|a, b| b.cmp(a));
+        s
+    };
+    assert_eq!(ids, sorted, "newest first across statuses");
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    // The same as the query string carries it.
+    let q: RunQuery =
+        serde_json::from_value(json!({"status": "Failed,Completed", "limit": 1})).unwrap();
+    assert_eq!(page_all(&engine, q).await.0, ended);
+
+    let by_kind = |k| RunQuery {
+        trigger_kind: Some(k),
+        ..Default::default()
+    };
+    let (invokes, _) = page_all(&engine, by_kind(TriggerKind::Invoke)).await;
+    assert_eq!(invokes.len(), 1);
+    assert_eq!(invokes[0].id, invoked.run_id);
+    assert_eq!(
+        invokes[0].event_name.as_deref(),
+        Some("inngest/function.invoked")
+    );
+    assert_eq!(
+        page_all(&engine, by_kind(TriggerKind::Event)).await.0.len(),
+        4
+    );
+    assert!(page_all(&engine, by_kind(TriggerKind::Cron))
+        .await
+        .0
+        .is_empty());
+
+    let (bad, _) = page_all(
+        &engine,
+        RunQuery {
+            event_name: Some("app/bad".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(bad.len(), 2);
+    assert!(bad
+        .iter()
+        .all(|r| r.event_name.as_deref() == Some("app/bad")));
+    // Empty text is no filter (as an empty query-string field arrives).
+    let page = engine
+        .admin()
+        .runs(RunQuery {
+            function_id: Some(String::new()),
+            event_name: Some(String::new()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.total_exact), (5, true));
+    // The total ignores the cursor and the page size.
+    let first = engine
+        .admin()
+        .runs(RunQuery {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let second = engine
+        .admin()
+        .runs(RunQuery {
+            limit: Some(2),
+            cursor: first.next_cursor.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((first.total, second.total), (5, 5));
+    stop(&engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_filter_by_name_and_time_and_hide_internal_ones_unless_asked() {
+    let (engine, _dir) = start(fns()).await;
+    send(&engine, json!([{"name": "app/ok"}, {"name": "app/bad"}])).await;
+    settle(&engine).await;
+    let boundary = now_ms();
+    eventually("time to move on", || async {
+        (now_ms() > boundary + 2).then_some(())
+    })
+    .await;
+    send(&engine, json!({"name": "app/ok"})).await;
+    settle(&engine).await;
+    let list = |q: EventQuery| {
+        let engine = engine.clone();
+        async move {
+            let page = engine.admin().events(q).await.unwrap();
+            page.events.into_iter().map(|e| e.name).collect::<Vec<_>>()
+        }
+    };
+    // The failed run sent `inngest/function.failed`: hidden by default.
+    assert_eq!(
+        list(EventQuery::default()).await,
+        ["app/ok", "app/bad", "app/ok"]
+    );
+    let all = list(EventQuery {
+        include_internal: true,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(all.len(), 4);
+    assert!(all.contains(&"inngest/function.failed".to_string()));
+    // Asking for an internal name shows it.
+    assert_eq!(
+        list(EventQuery {
+            name: Some("inngest/function.failed".into()),
+            ..Default::default()
+        })
+        .await,
+        ["inngest/function.failed"]
+    );
+    assert_eq!(
+        list(EventQuery {
+            from: Some(boundary),
+            ..Default::default()
+        })
+        .await,
+        ["app/ok"]
+    );
+    assert_eq!(
+        list(EventQuery {
+            name: Some("app/ok".into()),
+            to: Some(boundary),
+            ..Default::default()
+        })
+        .await,
+        ["app/ok"]
+    );
+    assert!(matches!(
+        engine
+            .admin()
+            .events(EventQuery {
+                from: Some(10),
+                to: Some(5),
+                ..Default::default()
+            })
+            .await,
+        Err(AdminError::BadRequest(_))
+    ));
+    stop(&engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_ten_thousand_matches_the_total_is_an_estimate_that_says_so() {
+    let (engine, _dir) = start(fns()).await;
+    let n = 10_050u64;
+    let start_ms = now_ms() - 100_000;
+    // Stored straight into the table: the count is what is under test, not ingestion.
+    engine
+        .store()
+        .write(move |c| {
+            let mut stmt = c.prepare(
+                "INSERT INTO runs (id, function_id, status, trigger_kind, queued_at, event_name)
+                 VALUES (?1, 'ok-fn', 'Completed', 'event', ?2, 'app/ok')",
+            )?;
+            for i in 0..n {
+                let at = start_ms + i as i64 * 5;
+                let id = ulid::Ulid::from_parts(at as u64, i as u128).to_string();
+                stmt.execute((&id, at))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let page = engine.admin().runs(RunQuery::default()).await.unwrap();
+    assert_eq!(
+        (page.total, page.total_exact),
+        (n, false),
+        "all runs: from row ids"
+    );
+    // A time range: the runs stored in it.
+    let page = engine
+        .admin()
+        .runs(RunQuery {
+            from: Some(start_ms + 5 * 10),
+            to: Some(start_ms + 5 * 10_040),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.total_exact), (10_030, false));
+    // A narrower range is counted exactly.
+    let page = engine
+        .admin()
+        .runs(RunQuery {
+            from: Some(start_ms + 5 * 100),
+            to: Some(start_ms + 5 * 200),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.total_exact), (100, true));
+    // Other filters past the bound: a lower bound.
+    let page = engine
+        .admin()
+        .runs(RunQuery {
+            status: vec![RunStatus::Completed],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.total_exact), (10_000, false));
+    assert_eq!(page.runs.len(), 50);
+    stop(&engine).await;
 }

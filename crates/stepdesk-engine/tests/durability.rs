@@ -74,7 +74,7 @@ async fn a_sleeping_run_resumes_after_a_restart_without_repeating_steps() {
     let engine = start_in(dir.path(), functions(&c, nap)).await;
     let ids = send(&engine, json!({"name": "app/sleep"})).await;
     let run = wait_runs(&engine, "sleeper", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "nap", "sleeping").await;
+    let d = wait_step(&engine, &run.id, "nap", StepStatus::Sleeping).await;
     let wake_at = step(&d, "nap").wake_at.unwrap();
     stop(&engine).await;
     drop(engine);
@@ -117,7 +117,7 @@ async fn a_sleep_that_ended_while_stopped_resumes_at_start_up() {
     let engine = start_in(dir.path(), functions(&c, nap)).await;
     send(&engine, json!({"name": "app/sleep"})).await;
     let run = wait_runs(&engine, "sleeper", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "nap", "sleeping").await;
+    let d = wait_step(&engine, &run.id, "nap", StepStatus::Sleeping).await;
     let wake_at = step(&d, "nap").wake_at.unwrap();
     stop(&engine).await;
     drop(engine);
@@ -145,7 +145,7 @@ async fn a_wait_survives_a_restart_and_is_resolved_by_the_new_engine() {
     let engine = start_in(dir.path(), functions(&c, nap)).await;
     send(&engine, json!({"name": "app/wait", "data": {"key": "k9"}})).await;
     let run = wait_runs(&engine, "waiter", 1).await.remove(0);
-    wait_step(&engine, &run.id, "resume", "waiting").await;
+    wait_step(&engine, &run.id, "resume", StepStatus::Waiting).await;
     stop(&engine).await;
     drop(engine);
 
@@ -199,7 +199,7 @@ async fn a_retrying_step_keeps_its_attempt_count_across_a_restart() {
     let engine = start_in(dir.path(), vec![make(calls.clone())]).await;
     send(&engine, json!({"name": "app/retry-restart"})).await;
     let run = wait_runs(&engine, "retry-restart", 1).await.remove(0);
-    wait_step(&engine, &run.id, "flaky", "retrying").await;
+    wait_step(&engine, &run.id, "flaky", StepStatus::Retrying).await;
     stop(&engine).await;
     drop(engine);
 
@@ -223,7 +223,7 @@ async fn a_run_of_a_function_no_longer_registered_fails_on_restart() {
     let engine = start_in(dir.path(), functions(&c, Duration::from_millis(300))).await;
     send(&engine, json!({"name": "app/sleep"})).await;
     let run = wait_runs(&engine, "sleeper", 1).await.remove(0);
-    wait_step(&engine, &run.id, "nap", "sleeping").await;
+    wait_step(&engine, &run.id, "nap", StepStatus::Sleeping).await;
     stop(&engine).await;
     drop(engine);
 
@@ -263,7 +263,7 @@ async fn a_wait_that_timed_out_while_stopped_resumes_with_none() {
     let engine = start_in(dir.path(), vec![f()]).await;
     send(&engine, json!({"name": "app/short-wait"})).await;
     let run = wait_runs(&engine, "short-wait", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "w", "waiting").await;
+    let d = wait_step(&engine, &run.id, "w", StepStatus::Waiting).await;
     let expires = step(&d, "w").wake_at.unwrap();
     stop(&engine).await;
     drop(engine);
@@ -320,6 +320,13 @@ async fn a_step_interrupted_by_shutdown_runs_again_after_the_restart() {
         async move { (count(&c) == 1).then_some(()) }
     })
     .await;
+    // While it executes, the step shows as running.
+    let d = wait_step(&engine, &run.id, "slow", StepStatus::Running).await;
+    let running_since = step(&d, "slow").started_at.unwrap();
+    assert!(d.interruptions.is_empty());
+    let first_boot = engine.admin().boots(10).await.unwrap();
+    assert_eq!(first_boot.len(), 1);
+    assert!(first_boot[0].current && first_boot[0].ended_at.is_none());
     within(
         "shutdown with a step in flight",
         engine.shutdown(Duration::from_millis(100)),
@@ -340,10 +347,93 @@ async fn a_step_interrupted_by_shutdown_runs_again_after_the_restart() {
     );
     assert_eq!(step(&d, "first").attempts, 1);
     assert_eq!(step(&d, "slow").attempts, 1);
+    // The cut-short attempt is recorded, with both boots; the old one ended cleanly.
+    let boots = engine.admin().boots(10).await.unwrap();
+    assert_eq!(boots.len(), 2);
+    assert!(boots[0].current && !boots[1].current);
+    assert!(boots[1].ended_at.is_some());
+    assert_eq!(d.interruptions.len(), 1, "{:?}", d.interruptions);
+    let i = &d.interruptions[0];
+    assert_eq!(i.step_id, "slow");
+    assert_eq!(i.started_at, Some(running_since));
+    assert_eq!(i.boot_id, Some(boots[1].id));
+    assert_eq!(i.stopped_at, boots[1].ended_at);
+    assert_eq!(
+        (i.resumed_boot_id, i.resumed_at),
+        (boots[0].id, boots[0].started_at)
+    );
+    assert_eq!(step(&d, "first").status, StepStatus::Completed);
     // Let the orphaned first attempt finish: the old engine's store is closed, so it
     // cannot record anything.
     release.notify_one();
     let d2 = engine.admin().run(&run.id).await.unwrap();
     assert_eq!(d2.output, Some(json!(2)));
+    stop(&engine).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_cut_short_by_a_crash_shows_as_interrupted_until_it_runs_again() {
+    let calls = counter();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let make = |calls: Counter, release: Arc<tokio::sync::Notify>| {
+        Function::builder("crashy")
+            .on_event("app/crashy")
+            .handler(move |ctx| {
+                let (calls, release) = (calls.clone(), release.clone());
+                async move {
+                    let n: usize = ctx
+                        .step
+                        .run("work", || async move {
+                            let n = bump(&calls);
+                            // Every attempt waits for the test.
+                            release.notified().await;
+                            Ok(n)
+                        })
+                        .await?;
+                    Ok(json!(n))
+                }
+            })
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start_in(dir.path(), vec![make(calls.clone(), release.clone())]).await;
+    send(&engine, json!({"name": "app/crashy"})).await;
+    let run = wait_runs(&engine, "crashy", 1).await.remove(0);
+    wait_step(&engine, &run.id, "work", StepStatus::Running).await;
+    within("shutdown", engine.shutdown(Duration::from_millis(50))).await;
+    drop(engine);
+    // As after a kill: the boot has no clean end.
+    let store = stepdesk_engine::Store::open(
+        &stepdesk_engine::database_path(dir.path()),
+        stepdesk_engine::Durability::Normal,
+    )
+    .unwrap();
+    store
+        .write(|c| {
+            c.execute("UPDATE boots SET ended_at = NULL", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .unwrap();
+
+    let engine = start_in(dir.path(), vec![make(calls.clone(), release.clone())]).await;
+    // The step runs again (the second attempt is waiting for the release); the first one
+    // is on record as cut short by a crash.
+    let c = calls.clone();
+    eventually("the step to run again", move || {
+        let c = c.clone();
+        async move { (count(&c) == 2).then_some(()) }
+    })
+    .await;
+    let d = engine.admin().run(&run.id).await.unwrap();
+    assert_eq!(d.interruptions.len(), 1);
+    assert_eq!(d.interruptions[0].stopped_at, None, "no clean end: a crash");
+    release.notify_waiters();
+    let d = wait_status(&engine, &run.id, "Completed").await;
+    assert_eq!(d.output, Some(json!(2)));
+    assert_eq!(step(&d, "work").status, StepStatus::Completed);
     stop(&engine).await;
 }

@@ -38,9 +38,9 @@ async fn wait_for_event_is_resolved_only_by_a_matching_event() {
     let (engine, _dir) = start(vec![waiter("waits", Duration::from_secs(30))]).await;
     send(&engine, json!({"name": "app/waits", "data": {"key": "k1"}})).await;
     let run = wait_runs(&engine, "waits", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "approval", "waiting").await;
+    let d = wait_step(&engine, &run.id, "approval", StepStatus::Waiting).await;
     let s = step(&d, "approval");
-    assert_eq!(s.kind, "wait_for_event");
+    assert_eq!(s.kind, StepKind::WaitForEvent);
     assert_eq!(s.input.as_ref().unwrap()["event"], json!("app/approved"));
     assert_eq!(s.input.as_ref().unwrap()["match"], json!("data.key"));
 
@@ -57,7 +57,7 @@ async fn wait_for_event_is_resolved_only_by_a_matching_event() {
     .await;
     let d = engine.admin().run(&run.id).await.unwrap();
     assert_eq!(d.summary.status, "Running");
-    assert_eq!(step(&d, "approval").status, "waiting");
+    assert_eq!(step(&d, "approval").status, StepStatus::Waiting);
 
     let ids = send(
         &engine,
@@ -72,7 +72,7 @@ async fn wait_for_event_is_resolved_only_by_a_matching_event() {
         )
     );
     let s = step(&d, "approval");
-    assert_eq!(s.status, "completed");
+    assert_eq!(s.status, StepStatus::Completed);
     assert_eq!(s.output.as_ref().unwrap()["id"], json!("approval-1"));
     let stored = engine.admin().event(&ids[0]).await.unwrap();
     assert_eq!(stored.id, "approval-1");
@@ -101,7 +101,7 @@ async fn one_event_resolves_every_matching_wait_and_only_those() {
     .await;
     let runs = wait_runs(&engine, "many-waits", 3).await;
     for r in &runs {
-        wait_step(&engine, &r.id, "approval", "waiting").await;
+        wait_step(&engine, &r.id, "approval", StepStatus::Waiting).await;
     }
     send(
         &engine,
@@ -112,7 +112,7 @@ async fn one_event_resolves_every_matching_wait_and_only_those() {
     wait_status(&engine, &runs[1].id, "Completed").await;
     let b = engine.admin().run(&runs[2].id).await.unwrap();
     assert_eq!(b.summary.status, "Running");
-    assert_eq!(step(&b, "approval").status, "waiting");
+    assert_eq!(step(&b, "approval").status, StepStatus::Waiting);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +126,7 @@ async fn wait_for_event_times_out_with_none() {
     let d = single_run(&engine, "impatient", "Completed").await;
     assert_eq!(d.output, Some(json!({"got": null})));
     let s = step(&d, "approval");
-    assert_eq!(s.status, "completed");
+    assert_eq!(s.status, StepStatus::Completed);
     assert_eq!(s.output, Some(Value::Null));
     assert!(s.ended_at.unwrap() - s.started_at.unwrap() >= 300);
 
@@ -234,13 +234,13 @@ async fn invoke_returns_the_child_output() {
     let s = step(&p, "call-child");
     assert_eq!(
         (s.kind.as_str(), s.status.as_str()),
-        ("invoke", "completed")
+        ("Invoke", "Completed")
     );
     assert_eq!(s.output, Some(json!({"value": 20})));
     assert_eq!(s.input.as_ref().unwrap()["function_id"], json!("child"));
 
     let c = single_run(&engine, "child", "Completed").await;
-    assert_eq!(c.summary.trigger_kind, "invoke");
+    assert_eq!(c.summary.trigger_kind, TriggerKind::Invoke);
     assert_eq!(c.parent_run_id.as_deref(), Some(p.summary.id.as_str()));
     assert_eq!(
         c.summary.event_name.as_deref(),
@@ -280,7 +280,7 @@ async fn a_failed_child_surfaces_as_step_failed_in_the_parent() {
     send(&engine, json!({"name": "app/careful"})).await;
     let p = single_run(&engine, "careful-parent", "Completed").await;
     assert_eq!(p.output, Some(json!({"failed": "child broke"})));
-    assert_eq!(step(&p, "call").status, "failed");
+    assert_eq!(step(&p, "call").status, StepStatus::Failed);
     single_run(&engine, "bad-child", "Failed").await;
 }
 
@@ -345,7 +345,7 @@ async fn invoking_an_unknown_function_fails_the_step() {
     assert_eq!(out["name"], json!("FunctionNotFound"));
     assert!(out["message"].as_str().unwrap().contains("ghost"), "{out}");
     let s = step(&p, "call-ghost");
-    assert_eq!((s.kind.as_str(), s.status.as_str()), ("invoke", "failed"));
+    assert_eq!((s.kind.as_str(), s.status.as_str()), ("Invoke", "Failed"));
     assert_eq!(
         all_runs(&engine, None).await.len(),
         1,
@@ -442,7 +442,7 @@ async fn send_event_triggers_other_functions_once_despite_replays() {
     let notify = step(&s, "notify");
     assert_eq!(
         (notify.kind.as_str(), notify.status.as_str()),
-        ("send_event", "completed")
+        ("SendEvent", "Completed")
     );
     assert_eq!(notify.output, Some(json!(sent)));
 
@@ -589,7 +589,7 @@ async fn cancelling_a_sleeping_run_stops_it_for_good() {
     let (engine, _dir) = start(vec![f]).await;
     send(&engine, json!({"name": "app/cancel-me"})).await;
     let run = wait_runs(&engine, "cancel-me", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "nap", "sleeping").await;
+    let d = wait_step(&engine, &run.id, "nap", StepStatus::Sleeping).await;
     let wake_at = step(&d, "nap").wake_at.unwrap();
 
     let summary = engine.admin().cancel(&run.id).await.unwrap();
@@ -631,7 +631,7 @@ async fn cancelling_a_waiting_run_removes_its_wait() {
     )
     .await;
     let run = wait_runs(&engine, "cancel-wait", 1).await.remove(0);
-    wait_step(&engine, &run.id, "approval", "waiting").await;
+    wait_step(&engine, &run.id, "approval", StepStatus::Waiting).await;
     engine.admin().cancel(&run.id).await.unwrap();
     send(
         &engine,
@@ -640,7 +640,7 @@ async fn cancelling_a_waiting_run_removes_its_wait() {
     .await;
     let d = engine.admin().run(&run.id).await.unwrap();
     assert_eq!(d.summary.status, "Cancelled");
-    assert_eq!(step(&d, "approval").status, "waiting");
+    assert_eq!(step(&d, "approval").status, StepStatus::Waiting);
     assert!(d.output.is_none());
 }
 
@@ -692,7 +692,7 @@ async fn rerun_starts_a_new_run_with_the_same_event() {
     assert_ne!(started.run_id, first.summary.id);
     assert_eq!(started.event_id, ids[0]);
     let second = wait_status(&engine, &started.run_id, "Completed").await;
-    assert_eq!(second.summary.trigger_kind, "rerun");
+    assert_eq!(second.summary.trigger_kind, TriggerKind::Rerun);
     assert_eq!(second.rerun_of.as_deref(), Some(first.summary.id.as_str()));
     assert_eq!(second.summary.event_id.as_deref(), Some(ids[0].as_str()));
     assert_eq!(
@@ -725,7 +725,7 @@ async fn admin_invoke_starts_a_run_with_the_payload() {
     user.insert("email".into(), json!("a@b.c"));
     let started = engine.admin().invoke("manual", data, user).await.unwrap();
     let d = wait_status(&engine, &started.run_id, "Completed").await;
-    assert_eq!(d.summary.trigger_kind, "invoke");
+    assert_eq!(d.summary.trigger_kind, TriggerKind::Invoke);
     assert_eq!(
         d.output,
         Some(json!({"data": 1, "user": {"email": "a@b.c"}}))
@@ -790,9 +790,10 @@ async fn events_are_stored_with_defaults_and_listed_newest_first() {
         let page = engine
             .admin()
             .events(stepdesk_engine::admin::EventQuery {
-                name: None,
                 cursor,
                 limit: Some(4),
+                include_internal: true,
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -80,8 +80,8 @@ async fn a_step_runs_once_per_run_although_the_body_is_replayed() {
         .iter()
         .zip([json!(first), json!(first + 1), json!("repeat")])
     {
-        assert_eq!(s.kind, "run");
-        assert_eq!(s.status, "completed");
+        assert_eq!(s.kind, StepKind::Run);
+        assert_eq!(s.status, StepStatus::Completed);
         assert_eq!(s.hash, hash_step_id(&s.id));
         assert_eq!(s.attempts, 1);
         assert_eq!(s.output, Some(want), "step {}", s.id);
@@ -95,7 +95,7 @@ async fn a_step_runs_once_per_run_although_the_body_is_replayed() {
 
     // The run itself.
     let s = &d.summary;
-    assert_eq!(s.trigger_kind, "event");
+    assert_eq!(s.trigger_kind, TriggerKind::Event);
     assert_eq!(s.event_id.as_deref(), Some(ids[0].as_str()));
     assert_eq!(s.event_name.as_deref(), Some("app/memo"));
     let (started, ended) = (s.started_at.unwrap(), s.ended_at.unwrap());
@@ -138,7 +138,7 @@ async fn a_step_failing_twice_then_succeeding_records_its_attempts() {
     assert_eq!(count(&calls), 3);
     assert_eq!(d.output, Some(json!({"succeeded_on": 3})));
     let s = step(&d, "flaky");
-    assert_eq!((s.status.as_str(), s.attempts), ("completed", 3));
+    assert_eq!((s.status.as_str(), s.attempts), ("Completed", 3));
     assert_eq!(s.output, Some(json!(3)));
     assert_eq!(s.failed_attempts.len(), 2);
     for (i, a) in s.failed_attempts.iter().enumerate() {
@@ -184,7 +184,7 @@ async fn exhausting_retries_fails_the_step_and_then_the_run() {
 
     assert_eq!(count(&calls), 3, "retries(2) means 3 attempts");
     let s = step(&d, "always-fails");
-    assert_eq!((s.status.as_str(), s.attempts), ("failed", 3));
+    assert_eq!((s.status.as_str(), s.attempts), ("Failed", 3));
     assert_eq!(s.failed_attempts.len(), 3);
     assert!(s.failed_attempts[..2].iter().all(|a| a.retry_at.is_some()));
     assert_eq!(
@@ -231,9 +231,9 @@ async fn a_failed_step_that_the_body_handles_does_not_fail_the_run() {
         d.output,
         Some(json!({"caught": "bad step", "after": "recovered"}))
     );
-    assert_eq!(step(&d, "bad").status, "failed");
+    assert_eq!(step(&d, "bad").status, StepStatus::Failed);
     assert_eq!(step(&d, "bad").attempts, 2);
-    assert_eq!(step(&d, "after").status, "completed");
+    assert_eq!(step(&d, "after").status, StepStatus::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +295,7 @@ async fn a_non_retriable_step_error_fails_after_one_attempt() {
     let d = single_run(&engine, "fatal", "Failed").await;
     assert_eq!(count(&calls), 1);
     let s = step(&d, "fatal");
-    assert_eq!((s.status.as_str(), s.attempts), ("failed", 1));
+    assert_eq!((s.status.as_str(), s.attempts), ("Failed", 1));
     assert_eq!(s.failed_attempts.len(), 1);
     assert_eq!(s.failed_attempts[0].retry_at, None);
     let err = d.error.unwrap();
@@ -648,10 +648,10 @@ async fn sleep_suspends_the_run_and_resumes_it_after_the_duration() {
     send(&engine, json!({"name": "app/sleepy"})).await;
     let run = wait_runs(&engine, "sleepy", 1).await.remove(0);
 
-    let d = wait_step(&engine, &run.id, "nap", "sleeping").await;
+    let d = wait_step(&engine, &run.id, "nap", StepStatus::Sleeping).await;
     assert_eq!(d.summary.status, "Running");
     let nap_step = step(&d, "nap");
-    assert_eq!(nap_step.kind, "sleep");
+    assert_eq!(nap_step.kind, StepKind::Sleep);
     let wake_at = nap_step
         .wake_at
         .expect("a sleeping step knows when it wakes");
@@ -668,9 +668,9 @@ async fn sleep_suspends_the_run_and_resumes_it_after_the_duration() {
         .iter()
         .map(|s| (s.id.as_str(), s.kind.as_str()))
         .collect();
-    assert_eq!(ids, [("before", "run"), ("nap", "sleep"), ("after", "run")]);
+    assert_eq!(ids, [("before", "Run"), ("nap", "Sleep"), ("after", "Run")]);
     let nap_step = step(&d, "nap");
-    assert_eq!(nap_step.status, "completed");
+    assert_eq!(nap_step.status, StepStatus::Completed);
     assert_eq!(nap_step.ended_at, Some(wake_at));
     assert!(step(&d, "after").started_at.unwrap() >= wake_at);
     assert!(d.summary.duration_ms.unwrap() >= 700);
@@ -692,7 +692,7 @@ async fn sleep_until_wakes_at_the_given_time() {
     let at = now_ms() + 600;
     send(&engine, json!({"name": "app/until", "data": {"at": at}})).await;
     let run = wait_runs(&engine, "until", 1).await.remove(0);
-    let d = wait_step(&engine, &run.id, "until", "sleeping").await;
+    let d = wait_step(&engine, &run.id, "until", StepStatus::Sleeping).await;
     assert_eq!(step(&d, "until").wake_at, Some(at));
     let d = wait_status(&engine, &run.id, "Completed").await;
     let woke = d.output.unwrap()["woke"].as_i64().unwrap();
@@ -778,7 +778,7 @@ async fn at_most_max_concurrent_runs_execute_and_suspended_runs_hold_no_slot() {
     )
     .await;
     for r in wait_runs(&engine, "long-sleeper", 3).await {
-        wait_step(&engine, &r.id, "long", "sleeping").await;
+        wait_step(&engine, &r.id, "long", StepStatus::Sleeping).await;
     }
     let events: Vec<Value> = (0..6).map(|_| json!({"name": "app/busy"})).collect();
     send(&engine, Value::Array(events)).await;

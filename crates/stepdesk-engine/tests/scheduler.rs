@@ -105,7 +105,7 @@ async fn a_fire_missed_while_stopped_runs_once_late_and_never_again() {
     );
     let listed = engine.admin().functions();
     let daily = listed.iter().find(|f| f.id == "daily").unwrap();
-    assert_eq!(daily.triggers[0].kind, "cron");
+    assert_eq!(daily.triggers[0].kind, TriggerKind::Cron);
     assert_eq!(daily.triggers[0].value, expr);
     let next = daily.triggers[0].next_fire_at.unwrap();
     assert!(next > now_ms() && next <= now_ms() + DAY_MS);
@@ -131,7 +131,7 @@ async fn a_fire_missed_while_stopped_runs_once_late_and_never_again() {
     let expected = spec.last_at_or_before(now_ms()).unwrap();
     assert!(now_ms() - expected > 60_000 && now_ms() - expected <= DAY_MS);
     let run = &runs[0];
-    assert_eq!(run.trigger_kind, "cron");
+    assert_eq!(run.trigger_kind, TriggerKind::Cron);
     assert!(run.late, "a missed fire is marked late");
     assert_eq!(run.cron_scheduled_at, Some(expected));
     assert_eq!(run.event_name.as_deref(), Some("inngest/scheduled.timer"));

@@ -94,6 +94,11 @@ impl ReadwiseSync {
         client: ReadwiseClient,
     ) -> Result<Self, StoreError> {
         store.write(schema::migrate).await?;
+        // The change feed names changed users by id (the console refreshes their rows).
+        store.name_changed_rows(
+            "readwise_users",
+            "SELECT id FROM readwise_users WHERE rowid = ?1",
+        );
         Ok(ReadwiseSync {
             inner: Arc::new(Inner {
                 store,

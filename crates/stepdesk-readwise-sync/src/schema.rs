@@ -1,13 +1,16 @@
-//! The Readwise tables, kept in Stepdesk's database and versioned on their own
-//! (`component_versions`), so the engine's migrations know nothing about Readwise.
+//! The Readwise tables, kept in Stepdesk's database and versioned on their own (as the
+//! `readwise` component, in `component_versions`) by the engine's migration runner, so the
+//! engine's migrations know nothing about Readwise.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use stepdesk_engine::store::{StoreError, StoreResult};
+use stepdesk_engine::store::{migrate_component, Migration, StoreResult};
 
 const COMPONENT: &str = "readwise";
 
-const MIGRATIONS: &[&str] = &[
-    r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "users-books-daily-syncs",
+        sql: r#"
 CREATE TABLE readwise_users (
     id                   TEXT PRIMARY KEY,
     display_name         TEXT NOT NULL,
@@ -46,13 +49,19 @@ CREATE TABLE readwise_daily_syncs (
     total      INTEGER NOT NULL
 );
 "#,
-    r#"
+    },
+    Migration {
+        name: "settings",
+        sql: r#"
 CREATE TABLE readwise_settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 "#,
-    r#"
+    },
+    Migration {
+        name: "daily-sync-users",
+        sql: r#"
 -- Each daily sync's users, and the fetch run that synced each one: progress is read from
 -- those runs' statuses, so failures, cancellations and later manual syncs all count right.
 CREATE TABLE readwise_daily_sync_users (
@@ -62,17 +71,24 @@ CREATE TABLE readwise_daily_sync_users (
     PRIMARY KEY (daily_run_id, user_id)
 ) WITHOUT ROWID;
 "#,
-    r#"
+    },
+    Migration {
+        name: "monotonic-sync-record",
+        sql: r#"
 -- The sync record is monotonic: only a run at least as new as the one that wrote it may
 -- replace it (run ids are ULIDs in queue order). Token statuses gain `unchecked`, and sync
 -- statuses `cancelled`; both columns stay TEXT.
 ALTER TABLE readwise_users ADD COLUMN last_sync_key TEXT;
 UPDATE readwise_users SET last_sync_key = last_sync_run_id;
 "#,
-    r#"
+    },
+    Migration {
+        name: "daily-sync-replays",
+        sql: r#"
 -- A daily sync may replay some users of an earlier one.
 ALTER TABLE readwise_daily_syncs ADD COLUMN replay_of TEXT;
 "#,
+    },
 ];
 
 pub(crate) fn get_setting(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
@@ -99,29 +115,46 @@ pub(crate) fn set_setting(conn: &Connection, key: &str, value: Option<&str>) -> 
 
 /// Creates or upgrades the Readwise tables.
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS component_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-    )?;
-    let current: i64 = conn
-        .query_row(
-            "SELECT version FROM component_versions WHERE component = ?1",
-            [COMPONENT],
-            |r| r.get(0),
+    migrate_component(conn, COMPONENT, MIGRATIONS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that an older build migrated to version 2 (its own runner, the same
+    /// `component_versions` row) is taken up where it stopped.
+    #[test]
+    fn a_database_an_older_build_migrated_goes_on_from_its_version() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE component_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL);
+             INSERT INTO component_versions VALUES ('readwise', 2);",
         )
-        .optional()?
-        .unwrap_or(0);
-    if current > MIGRATIONS.len() as i64 {
-        return Err(StoreError::Other(format!(
-            "the Readwise tables have version {current}, newer than this build understands"
-        )));
+        .unwrap();
+        c.execute_batch(MIGRATIONS[0].sql).unwrap();
+        c.execute_batch(MIGRATIONS[1].sql).unwrap();
+        c.execute(
+            "INSERT INTO readwise_users (id, display_name, token_status, created_at, last_sync_run_id)
+             VALUES ('ada', 'Ada', 'connected', 1, '01RUN')",
+            [],
+        )
+        .unwrap();
+        migrate(&c).unwrap();
+        migrate(&c).unwrap();
+        let (version, key): (i64, String) = c
+            .query_row(
+                "SELECT (SELECT version FROM component_versions WHERE component = 'readwise'),
+                        last_sync_key FROM readwise_users WHERE id = 'ada'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((version, key.as_str()), (MIGRATIONS.len() as i64, "01RUN"));
+        c.execute(
+            "INSERT INTO readwise_daily_sync_users (daily_run_id, user_id) VALUES ('d', 'ada')",
+            [],
+        )
+        .unwrap();
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        conn.execute_batch(sql)?;
-        conn.execute(
-            "INSERT INTO component_versions (component, version) VALUES (?1, ?2)
-             ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-            params![COMPONENT, i as i64 + 1],
-        )?;
-    }
-    Ok(())
 }

@@ -222,7 +222,7 @@ async fn a_rejected_token_fails_the_run_without_retrying_and_marks_the_user() {
         "Readwise rejected the token for user bob"
     );
     let check = run.steps.iter().find(|s| s.id == "check-token").unwrap();
-    assert_eq!(check.status, "failed");
+    assert_eq!(check.status, "Failed");
     assert_eq!(check.attempts, 1, "a rejected token is not retried");
     // The failure handler records the failure on the user.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -4,6 +4,7 @@
 //!   path, params from the path and the query string (reads) or the JSON body (writes).
 //! - `POST /api/rpc/{command}` with the params as a JSON body: the console's transport in a
 //!   browser (the same shape as the window's `admin` command).
+//! - `GET /api/admin/changes`: the live change feed, as Server-Sent Events.
 //!
 //! Writes need the admin token. Reads need it too when Stepdesk listens beyond loopback
 //! (the request guard enforces that for every `/api/` read).
@@ -26,7 +27,9 @@ use crate::{ApiError, AppState};
 
 /// The admin routes, generated from the registry.
 pub(crate) fn routes() -> Router<AppState> {
-    let mut router = Router::new().route("/api/rpc/{command}", post(rpc));
+    let mut router = Router::new()
+        .route("/api/rpc/{command}", post(rpc))
+        .route("/api/admin/changes", axum::routing::get(changes));
     for spec in COMMANDS {
         let filter = match spec.method {
             "GET" => MethodFilter::GET,
@@ -192,4 +195,42 @@ async fn rpc(
         .await
         .map(Json)
         .map_err(call_error)
+}
+
+/// `GET /api/admin/changes`: the live change feed as Server-Sent Events: `event: changes`
+/// with a JSON [`stepdesk_api::ChangeNotice`] after each committed transaction (coalesced),
+/// `event: lagged` when this client fell behind (refetch everything shown), and a keep-alive
+/// comment every 15 s. The stream ends when the server shuts down.
+async fn changes(
+    State(s): State<AppState>,
+    shutting_down: Option<axum::Extension<crate::ShuttingDown>>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+
+    let rx = s.engine.subscribe();
+    let stop = shutting_down.map(|axum::Extension(s)| s.0);
+    let stream = futures::stream::unfold((rx, stop), |(mut rx, mut stop)| async move {
+        let next = match &mut stop {
+            Some(stop) if *stop.borrow() => return None,
+            Some(stop) => tokio::select! {
+                r = rx.recv() => r,
+                _ = stop.changed() => return None,
+            },
+            None => rx.recv().await,
+        };
+        let event = match next {
+            Ok(changes) => {
+                let notice = stepdesk_api::ChangeNotice::from(&changes);
+                let data = serde_json::to_string(&notice).unwrap_or_default();
+                Event::default().event("changes").data(data)
+            }
+            Err(RecvError::Lagged(_)) => Event::default().event("lagged").data("{}"),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(event), (rx, stop)))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response()
 }

@@ -117,6 +117,11 @@ impl Default for Limits {
     }
 }
 
+/// Set in every request's extensions by [`serve`]: flips to `true` when the server starts
+/// shutting down, so that long-lived answers (the change feed's event stream) end.
+#[derive(Clone)]
+pub struct ShuttingDown(pub tokio::sync::watch::Receiver<bool>);
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to
 /// [`Limits::shutdown_grace`]).
 pub async fn serve(
@@ -147,6 +152,7 @@ pub async fn serve_with(
         .half_close(true)
         .max_buf_size(256 * 1024);
     let mut connections = tokio::task::JoinSet::new();
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         // Wait for a free connection slot before accepting: at the cap, new clients wait in
@@ -175,12 +181,15 @@ pub async fn serve_with(
         let info = ConnInfo { peer, local };
         let router = router.clone();
         let body_timeout = limits.body_timeout;
+        let stopping_rx = stopping_rx.clone();
         let service =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let mut req = req.map(|body| {
                     axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body))
                 });
                 req.extensions_mut().insert(info);
+                req.extensions_mut()
+                    .insert(ShuttingDown(stopping_rx.clone()));
                 router.clone().oneshot(req)
             });
         let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -195,6 +204,8 @@ pub async fn serve_with(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    // Streams (the change feed) end; requests in flight finish.
+    let _ = stopping.send(true);
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()

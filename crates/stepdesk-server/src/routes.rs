@@ -226,6 +226,9 @@ async fn v1_events(
             name: q.name,
             cursor: q.cursor,
             limit: Some(limit),
+            // Inngest's /v1 lists every event, its own included.
+            include_internal: true,
+            ..Default::default()
         })
         .await?;
     let mut body = envelope(Value::Array(

@@ -219,3 +219,117 @@ async fn params_come_from_the_path_the_query_and_the_body() {
     assert_eq!(status, 404, "{answer}");
     s.engine.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Reads Server-Sent Events from a response until `pick` returns `Some` or 10 s pass.
+async fn next_event(
+    res: &mut reqwest::Response,
+    buffer: &mut String,
+    pick: impl Fn(&str, &str) -> bool,
+) -> Option<(String, String)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut event = String::from("message");
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim().to_string();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim());
+                }
+            }
+            if pick(&event, &data) {
+                return Some((event, data));
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, res.chunk())
+            .await
+            .ok()?
+            .ok()??;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn the_change_feed_streams_committed_changes_and_ends_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(dir.path());
+    config.durability = Durability::Normal;
+    let noop = Function::builder("noop")
+        .on_event("test/noop")
+        .handler(|_ctx| async { Ok(json!("done")) })
+        .unwrap();
+    let engine = Engine::start(config, vec![noop]).await.unwrap();
+    let api = Api::builder(engine.clone()).build().await.unwrap();
+    let router = stepdesk_server::router(api, ServerConfig::local(ADMIN));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(stepdesk_server::serve(listener, router, async {
+        let _ = stopped.await;
+    }));
+
+    let mut feed = Client::new()
+        .get(format!("{base}/api/admin/changes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    assert!(feed.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut buffer = String::new();
+    let sent = std::time::Instant::now();
+    let ids: Value = Client::new()
+        .post(format!("{base}/e/key"))
+        .json(&json!({"name": "test/noop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event_id = ids["ids"][0].as_str().unwrap().to_string();
+    // The new event and the run it started are announced (together or apart), with ids.
+    let (mut saw_event, mut saw_run) = (false, false);
+    while !(saw_event && saw_run) {
+        let (_, data) = next_event(&mut feed, &mut buffer, |event, _| event == "changes")
+            .await
+            .unwrap_or_else(|| {
+                panic!("the feed stopped before announcing both (event {saw_event}, run {saw_run})")
+            });
+        let notice: Value = serde_json::from_str(&data).unwrap();
+        for change in notice["changes"].as_array().unwrap() {
+            let ids = change["ids"].as_array().unwrap();
+            match change["table"].as_str().unwrap() {
+                "events" if ids.contains(&json!(event_id)) => saw_event = true,
+                "runs" if !ids.is_empty() => saw_run = true,
+                _ => {}
+            }
+        }
+        assert!(
+            notice["tables"].as_array().unwrap().len()
+                == notice["changes"].as_array().unwrap().len()
+        );
+    }
+    assert!(sent.elapsed() < Duration::from_secs(2));
+
+    // Shutting down ends the stream at once rather than after the shutdown grace period.
+    let stopping = std::time::Instant::now();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the server waited {:?} for the stream",
+        stopping.elapsed()
+    );
+    assert!(
+        next_event(&mut feed, &mut buffer, |_, _| true)
+            .await
+            .is_none(),
+        "the stream ended"
+    );
+    engine.shutdown(Duration::from_secs(5)).await;
+}

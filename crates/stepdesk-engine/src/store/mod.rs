@@ -6,9 +6,23 @@
 //! that holds it has committed. Reads use their own connections from a small pool and never
 //! wait for the writer.
 
+//! Each table's SQL is in its own module: [`runs`], [`steps`] (with `step_attempts`),
+//! [`events`], [`pauses`], [`singletons`] (with `run_keys`), [`crons`], [`boots`] (with
+//! `interruptions`), [`functions`], [`search`] (the search index).
+pub(crate) mod boots;
+pub(crate) mod changes;
+pub(crate) mod crons;
+pub(crate) mod events;
+pub(crate) mod functions;
 mod migrate;
+pub(crate) mod pauses;
+pub(crate) mod runs;
+pub(crate) mod search;
+pub(crate) mod singletons;
+pub(crate) mod steps;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -17,7 +31,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-pub use migrate::SCHEMA_VERSION;
+pub use migrate::{migrate_component, Migration, SCHEMA_VERSION};
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +58,12 @@ impl From<serde_json::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The smallest ULID of a millisecond: ids are ULIDs of their creation time, so a time
+/// bound on a table keyed by ULID is a bound on its key.
+pub(crate) fn ulid_floor(ms: i64) -> String {
+    ulid::Ulid::from_parts(ms.max(0) as u64, 0).to_string()
+}
+
 /// How the writer makes commits durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -68,6 +88,8 @@ struct JobDone {
     /// changes that can be neither kept nor reported as failed on their own: the writer
     /// must roll back the whole group.
     poisoned: bool,
+    /// The job failed and its savepoint was rolled back: its changes are not to be published.
+    failed: bool,
 }
 
 /// Handle to the database. Cheap to clone.
@@ -81,6 +103,12 @@ struct StoreInner {
     writer: Mutex<Option<mpsc::Sender<WriteJob>>>,
     writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    changes: Arc<changes::ChangeTap>,
+    /// For the change feed: SQL that reads the id of a changed row of a component's table
+    /// from its rowid (see [`Store::name_changed_rows`]).
+    change_ids: Mutex<std::collections::HashMap<String, String>>,
+    /// Writes queued and not yet taken by the writer.
+    backlog: Arc<AtomicUsize>,
 }
 
 /// Largest number of queued writes folded into one transaction.
@@ -189,10 +217,15 @@ impl Store {
         migrate::migrate(&mut conn)?;
         conn.set_prepared_statement_cache_capacity(64);
 
+        let tap = Arc::new(changes::ChangeTap::default());
+        tap.install(&conn);
         let (tx, rx) = mpsc::channel::<WriteJob>();
+        let writer_tap = tap.clone();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let writer_backlog = backlog.clone();
         let handle = thread::Builder::new()
             .name("stepdesk-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &writer_tap, &writer_backlog))
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
 
         Ok(Store {
@@ -201,12 +234,43 @@ impl Store {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
                 readers: Mutex::new(Vec::new()),
+                changes: tap,
+                change_ids: Mutex::new(Default::default()),
+                backlog,
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Writes waiting for the writer: background work (the search indexer) yields to them.
+    pub(crate) fn backlog(&self) -> usize {
+        self.inner.backlog.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn change_tap(&self) -> &Arc<changes::ChangeTap> {
+        &self.inner.changes
+    }
+
+    /// Names the changed rows of a component's table in the change feed: `sql` reads a
+    /// row's id from its rowid (`?1`), e.g.
+    /// `SELECT id FROM readwise_users WHERE rowid = ?1`. Without it, a change to the table
+    /// is published with no ids.
+    pub fn name_changed_rows(&self, table: &str, sql: &str) {
+        self.inner
+            .change_ids
+            .lock()
+            .expect("change ids lock")
+            .insert(table.to_string(), sql.to_string());
+    }
+
+    pub(crate) fn change_id_sql(&self, table: &str) -> Option<String> {
+        changes::id_sql(
+            table,
+            &self.inner.change_ids.lock().expect("change ids lock"),
+        )
     }
 
     fn enqueue<R: Send + 'static>(
@@ -222,6 +286,7 @@ impl Store {
                 }
                 None => (None, false),
             };
+            let failed = matches!(ran, Some(Err(_)));
             let reply: Reply = Box::new(move |outcome: Result<(), Arc<String>>| {
                 let result = match (outcome, ran) {
                     (Ok(()), Some(result)) => result,
@@ -233,11 +298,19 @@ impl Store {
                 };
                 let _ = tx.send(result);
             });
-            JobDone { reply, poisoned }
+            JobDone {
+                reply,
+                poisoned,
+                failed,
+            }
         });
         let guard = self.inner.writer.lock().expect("writer lock poisoned");
         let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)?;
+        self.inner.backlog.fetch_add(1, Ordering::SeqCst);
+        if sender.send(job).is_err() {
+            self.inner.backlog.fetch_sub(1, Ordering::SeqCst);
+            return Err(StoreError::Closed);
+        }
         Ok(rx)
     }
 
@@ -249,6 +322,18 @@ impl Store {
     ) -> StoreResult<R> {
         let rx = self.enqueue(f)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `f` for the writer's next transaction without waiting for it: for records
+    /// whose loss in a crash is harmless (a step marked as executing). Writes are applied in
+    /// the order they are queued, so a later [`Store::write`] lands after it.
+    pub(crate) fn write_detached(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<()> + Send + 'static,
+    ) {
+        if let Err(e) = self.enqueue(f) {
+            tracing::debug!(error = %e, "a detached write was not queued");
+        }
     }
 
     /// Blocking form of [`Store::write`], for callers outside the async runtime.
@@ -393,9 +478,15 @@ fn rollback(conn: &Connection) {
 /// - a job whose savepoint cannot be closed, or after which the transaction has ended
 ///   (SQLite rolls back by itself on some errors, e.g. a full disk), rolls back the whole
 ///   group, and every job in it is told it failed; jobs not yet run go to the next group.
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<WriteJob>,
+    tap: &changes::ChangeTap,
+    backlog: &AtomicUsize,
+) {
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_GROUP);
     while let Ok(first) = rx.recv() {
+        backlog.fetch_sub(1, Ordering::SeqCst);
         // A failed COMMIT whose ROLLBACK failed too may have left a transaction open: a
         // BEGIN inside it would fail forever.
         rollback(&conn);
@@ -409,7 +500,11 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
         let mut poisoned = false;
         let mut next = Some(first);
         while let Some(job) = next.take() {
+            let mark = tap.mark();
             let done = job(Some(&conn));
+            if done.failed {
+                tap.rollback_to(mark);
+            }
             replies.push(done.reply);
             if done.poisoned || conn.is_autocommit() {
                 poisoned = true;
@@ -417,6 +512,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
             }
             if replies.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
+                if next.is_some() {
+                    backlog.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         }
         let committed = if poisoned {
@@ -440,6 +538,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
                 }
             }
         };
+        tap.end(committed.is_ok());
         for reply in replies.drain(..) {
             reply(committed.clone());
         }
@@ -697,6 +796,35 @@ mod tests {
         let store = Store::open(&path, Durability::Normal).unwrap();
         assert_eq!(mode(&path), 0o600);
         assert_eq!(stored_ids(&store), ["f"]);
+        store.close();
+    }
+
+    #[test]
+    fn the_backlog_counts_writes_the_writer_has_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), Durability::Normal).unwrap();
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        // The first write holds the writer until the test lets it go.
+        let first = store
+            .enqueue(move |_c| {
+                held.recv().ok();
+                Ok(())
+            })
+            .unwrap();
+        let started = Instant::now();
+        while store.backlog() != 0 && started.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let queued: Vec<_> = (0..3)
+            .map(|i| store.enqueue(move |c| insert(c, &format!("f{i}"))).unwrap())
+            .collect();
+        assert_eq!(store.backlog(), 3);
+        hold.send(()).unwrap();
+        first.blocking_recv().unwrap().unwrap();
+        for q in queued {
+            q.blocking_recv().unwrap().unwrap();
+        }
+        assert_eq!(store.backlog(), 0);
         store.close();
     }
 

@@ -1,7 +1,7 @@
 //! Shared helpers for the engine's integration tests: start a real engine in a temporary
 //! data directory, send events, and poll the admin API with a deadline (no test may hang).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::future::Future;
 use std::path::Path;
@@ -14,6 +14,7 @@ use stepdesk_engine::admin::{
     AdminError, EventQuery, RunDetail, RunQuery, RunSummary, StepView, StoredEvent,
 };
 use stepdesk_engine::{Backoff, Durability, Engine, EngineConfig, Function};
+pub use stepdesk_engine::{StepKind, StepStatus, TriggerKind};
 use tempfile::TempDir;
 
 /// Longest any single wait in a test may take.
@@ -118,7 +119,12 @@ pub async fn wait_status(engine: &Engine, run_id: &str, status: &str) -> RunDeta
 }
 
 /// Waits until a step of the run exists with `status`.
-pub async fn wait_step(engine: &Engine, run_id: &str, step_id: &str, status: &str) -> RunDetail {
+pub async fn wait_step(
+    engine: &Engine,
+    run_id: &str,
+    step_id: &str,
+    status: StepStatus,
+) -> RunDetail {
     wait_run(engine, run_id, &format!("step {step_id} {status}"), |d| {
         d.steps
             .iter()

@@ -29,9 +29,64 @@ error: string | null, };
 
 export type AuditParams = { user_id?: string, limit?: number, };
 
+export type Boot = { id: number, started_at: number, 
+/**
+ * Set by a clean shutdown; `None` for the running engine and for one that crashed.
+ */
+ended_at: number | null, 
+/**
+ * This is the engine answering.
+ */
+current: boolean, };
+
 export type ById = { id: string, };
 
+export type Change = { 
+/**
+ * The SQLite table: `runs`, `steps`, `events`, `cron_fires`, a component's
+ * (`readwise_users` ...).
+ */
+table: string, 
+/**
+ * The changed rows' ids (for `steps`, `step_attempts`, `interruptions` and cron
+ * fires: their runs' ids), sorted, without repeats; empty when the table's rows have
+ * no known name or were deleted.
+ */
+ids: Array<string>, 
+/**
+ * More than [`MAX_IDS`] rows changed: `ids` lists some of them.
+ */
+truncated: boolean, };
+
+export type ChangeNotice = { 
+/**
+ * When it was published (ms since the epoch).
+ */
+at: number, 
+/**
+ * The tables that changed (`runs`, `steps`, `events`, `readwise_users`, ...).
+ */
+tables: Array<string>, 
+/**
+ * Per table, the ids of the changed rows where known.
+ */
+changes: Array<Change>, };
+
 export type CheckOutcome = "connected" | "rejected" | "missing" | "unreachable";
+
+export type CronFire = { scheduled_at: number, fired_at: number, 
+/**
+ * Fired more than a minute after its time (missed while Stepdesk was closed).
+ */
+late: boolean, run_id: string, source: CronFireSource, };
+
+export type CronFireSource = "Schedule" | "RunNow" | "Replay";
+
+export type CronFiresParams = { 
+/**
+ * The cron function's id.
+ */
+id: string, limit?: number, };
 
 export type DailySyncDetail = { users: Array<DailySyncUser>, run_id: string, started_at: number, total: number, 
 /**
@@ -79,7 +134,24 @@ keys: JsonValue, readwise_settings: JsonValue | null, };
 
 export type EventPage = { events: Array<StoredEvent>, next_cursor: string | null, };
 
-export type EventQuery = { name?: string, 
+export type EventQuery = { 
+/**
+ * The event name, exactly.
+ */
+name?: string, 
+/**
+ * Received at or after (ms since the epoch, or an RFC 3339 time).
+ */
+from?: number, 
+/**
+ * Received before (ms since the epoch, or an RFC 3339 time).
+ */
+to?: number, 
+/**
+ * Also list Stepdesk's own `inngest/*` events (cron timers, invokes, failures). A
+ * `name` filter shows the events of that name either way.
+ */
+include_internal: boolean, 
 /**
  * The `next_cursor` of the previous page; none (or empty) for the first page.
  */
@@ -89,7 +161,9 @@ cursor?: string,
  */
 limit?: number, };
 
-export type FunctionView = { id: string, name: string, triggers: Array<TriggerView>, retries: number, has_failure_handler: boolean, failure_handler_of: string | null, };
+export type FunctionStats = { function_id: string, day: StatsWindow, week: StatsWindow, };
+
+export type FunctionView = { id: string, name: string, triggers: Array<TriggerView>, retries: number, has_failure_handler: boolean, failure_handler_of?: string, };
 
 export type Info = { name: string, version: string, data_dir: string, 
 /**
@@ -104,6 +178,24 @@ read_only: boolean,
  * When this process started serving (milliseconds since the epoch).
  */
 started_at: number, readwise: boolean, };
+
+export type Interruption = { step_id: string, hash: string, 
+/**
+ * When the interrupted attempt began executing.
+ */
+started_at: number | null, 
+/**
+ * The engine start (boot) it was executing in.
+ */
+boot_id: number | null, 
+/**
+ * When that boot shut down cleanly; `None` if it crashed or was killed.
+ */
+stopped_at: number | null, 
+/**
+ * The start that found it, and when.
+ */
+resumed_boot_id: number, resumed_at: number, };
 
 export type InvokeParams = { 
 /**
@@ -175,19 +267,48 @@ id: string,
  */
 only_failed?: boolean, };
 
+export type RerunFromParams = { 
+/**
+ * The run to rerun.
+ */
+id: string, 
+/**
+ * The step to execute from (its `hash`): the steps before it are reused.
+ */
+step: string, 
+/**
+ * A new input for that step (steps declared with `step.run_with` take one).
+ */
+input?: JsonValue, };
+
+export type RunCronParams = { 
+/**
+ * The cron function's id.
+ */
+id: string, 
+/**
+ * A past scheduled time to replay (ms since the epoch or RFC 3339); none: run now.
+ */
+scheduled_at?: number, };
+
 export type RunDetail = { event: JsonValue | null, output: JsonValue | null, error: JsonValue | null, 
 /**
  * Failed attempts of the function body itself (errors outside steps).
  */
-function_attempts: Array<AttemptView>, steps: Array<StepView>, parent_run_id: string | null, rerun_of: string | null, id: string, function_id: string, function_name: string, 
+function_attempts: Array<AttemptView>, steps: Array<StepView>, parent_run_id: string | null, rerun_of: string | null, 
 /**
- * Running | Completed | Failed | Cancelled
+ * For a "Rerun from step": the hash of the step it started from.
  */
-status: string, 
+rerun_from_step: string | null, 
 /**
- * event | cron | invoke | rerun
+ * For a "Rerun from step" with an edited input: that input.
  */
-trigger_kind: string, event_id: string | null, event_name: string | null, queued_at: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
+rerun_step_input: JsonValue | null, 
+/**
+ * Step attempts that were executing when Stepdesk stopped (they ran again after the
+ * restart), oldest first.
+ */
+interruptions: Array<Interruption>, id: string, function_id: string, function_name: string, status: RunStatus, trigger_kind: TriggerKind, event_id: string | null, event_name: string | null, queued_at: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
 /**
  * For cron runs: the scheduled time.
  */
@@ -197,9 +318,29 @@ cron_scheduled_at: number | null,
  */
 late: boolean, };
 
-export type RunPage = { runs: Array<RunSummary>, next_cursor: string | null, };
+export type RunPage = { runs: Array<RunSummary>, next_cursor: string | null, 
+/**
+ * How many runs match the filters (on every page; the cursor does not count).
+ * Counted exactly up to [`COUNT_EXACT_UP_TO`] matches, which an index answers in a
+ * few milliseconds even among a million runs. Past that `total_exact` is false and
+ * `total` is an estimate: for a list filtered by time at most, the number of runs
+ * stored in that time range (read from the table's row ids: exact unless runs were
+ * deleted); with other filters, a lower bound ([`COUNT_EXACT_UP_TO`], shown as
+ * "10,000+"). Counting a million index entries exactly takes tens of milliseconds,
+ * too slow for a list that refreshes live.
+ */
+total: number, total_exact: boolean, };
 
-export type RunQuery = { function_id?: string, status?: string, 
+export type RunQuery = { function_id?: string, 
+/**
+ * Runs with any of these statuses (none: every status). Accepts one status, several
+ * separated by commas (`"Failed,Cancelled"`, as a query string carries them) or an array.
+ */
+status: Array<RunStatus>, trigger_kind?: TriggerKind, 
+/**
+ * The triggering event's name, exactly (`inngest/scheduled.timer` for cron runs).
+ */
+event_name?: string, 
 /**
  * Queued at or after (ms since the epoch, or an RFC 3339 time).
  */
@@ -217,15 +358,9 @@ cursor?: string,
  */
 limit?: number, };
 
-export type RunSummary = { id: string, function_id: string, function_name: string, 
-/**
- * Running | Completed | Failed | Cancelled
- */
-status: string, 
-/**
- * event | cron | invoke | rerun
- */
-trigger_kind: string, event_id: string | null, event_name: string | null, queued_at: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
+export type RunStatus = "Running" | "Completed" | "Failed" | "Cancelled";
+
+export type RunSummary = { id: string, function_id: string, function_name: string, status: RunStatus, trigger_kind: TriggerKind, event_id: string | null, event_name: string | null, queued_at: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
 /**
  * For cron runs: the scheduled time.
  */
@@ -234,6 +369,18 @@ cron_scheduled_at: number | null,
  * A cron fire that ran late (missed while Stepdesk was closed).
  */
 late: boolean, };
+
+export type SearchParams = { 
+/**
+ * Words to find (the last one may be the start of a word).
+ */
+q: string, limit?: number, };
+
+export type SearchResult = { runs: Array<RunSummary>, 
+/**
+ * Runs changed but not indexed yet (not searchable for a moment).
+ */
+pending: number, };
 
 export type SendEventsParams = { events: JsonValue, };
 
@@ -256,15 +403,38 @@ readwise_api_url: string | null, };
 
 export type Started = { run_id: string, event_id: string, };
 
-export type StepView = { id: string, hash: string, 
+export type StatsBucket = { 
 /**
- * run | sleep | wait_for_event | invoke | send_event
+ * Start of the bucket (ms since the epoch); it lasts [`StatsWindow::bucket_ms`].
  */
-kind: string, 
+start: number, counts: StatusCounts, 
 /**
- * completed | failed | retrying | sleeping | waiting | invoking
+ * 95th percentile duration of the runs that finished in the bucket.
  */
-status: string, attempts: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
+p95_ms: number | null, };
+
+export type StatsWindow = { from: number, to: number, 
+/**
+ * Finished runs by the time they ended; running runs by the time they were queued.
+ */
+counts: StatusCounts, 
+/**
+ * Durations (start to end; queued to end for a run cancelled before it started) of
+ * the runs that finished in the window.
+ */
+p50_ms: number | null, p95_ms: number | null, bucket_ms: number, 
+/**
+ * The window cut into buckets, oldest first.
+ */
+series: Array<StatsBucket>, };
+
+export type StatusCounts = { running: number, completed: number, failed: number, cancelled: number, };
+
+export type StepKind = "Run" | "Sleep" | "WaitForEvent" | "Invoke" | "SendEvent";
+
+export type StepStatus = "Running" | "Completed" | "Failed" | "Retrying" | "Sleeping" | "Waiting" | "Invoking" | "Interrupted";
+
+export type StepView = { id: string, hash: string, kind: StepKind, status: StepStatus, attempts: number, started_at: number | null, ended_at: number | null, duration_ms: number | null, 
 /**
  * When a sleeping step wakes, or a wait/invoke times out, or a retry is due.
  */
@@ -272,9 +442,14 @@ wake_at: number | null, input: JsonValue | null, output: JsonValue | null, error
 /**
  * Failed attempts, oldest first.
  */
-failed_attempts: Array<AttemptView>, };
+failed_attempts: Array<AttemptView>, 
+/**
+ * For a step of a "Rerun from step" before the step it started from: the run whose
+ * result it reuses (it did not execute in this run).
+ */
+reused_from: string | null, };
 
-export type StoredEvent = { internal_id: string, id: string, name: string, data: JsonValue, user: JsonValue, ts: number, v: string | null, received_at: number, };
+export type StoredEvent = { internal_id: string, id: string, name: string, data: JsonValue, user: JsonValue, ts: number, v?: string, received_at: number, };
 
 export type SyncRecord = { at: number | null, status: SyncStatus, book_count: number | null, error: string | null, run_id: string | null, 
 /**
@@ -298,19 +473,21 @@ token_status: TokenStatus, detail: string | null, checked_at: number, };
 
 export type TokenStatus = "unchecked" | "connected" | "missing" | "rejected";
 
+export type TriggerKind = "Event" | "Cron" | "Invoke" | "Rerun";
+
 export type TriggerView = { 
 /**
- * `event` or `cron`.
+ * `Event` or `Cron`.
  */
-kind: string, 
+kind: TriggerKind, 
 /**
  * The event name or the cron expression.
  */
-value: string, condition: string | null, 
+value: string, condition?: string, 
 /**
  * For crons: the next fire time (ms since the epoch).
  */
-next_fire_at: number | null, };
+next_fire_at?: number, };
 
 export type User = { id: string, display_name: string, token_status: TokenStatus, token_checked_at: number | null, created_at: number, last_sync: SyncRecord | null, last_full_sync_at: number | null, 
 /**
@@ -345,6 +522,12 @@ export interface Commands {
   invoke: { params: InvokeParams; result: Started; kind: "write"; method: "POST"; path: "/api/admin/functions/{id}/invoke" };
   cancel: { params: ById; result: RunSummary; kind: "write"; method: "POST"; path: "/api/admin/runs/{id}/cancel" };
   rerun: { params: ById; result: Started; kind: "write"; method: "POST"; path: "/api/admin/runs/{id}/rerun" };
+  rerun_from: { params: RerunFromParams; result: Started; kind: "write"; method: "POST"; path: "/api/admin/runs/{id}/rerun-from" };
+  search_runs: { params: SearchParams; result: SearchResult; kind: "read"; method: "GET"; path: "/api/admin/search" };
+  function_stats: { params: ById; result: FunctionStats; kind: "read"; method: "GET"; path: "/api/admin/functions/{id}/stats" };
+  cron_fires: { params: CronFiresParams; result: Array<CronFire>; kind: "read"; method: "GET"; path: "/api/admin/functions/{id}/cron-fires" };
+  run_cron: { params: RunCronParams; result: Started; kind: "write"; method: "POST"; path: "/api/admin/functions/{id}/run-cron" };
+  boots: { params: LimitParams; result: Array<Boot>; kind: "read"; method: "GET"; path: "/api/admin/boots" };
   events: { params: EventQuery; result: EventPage; kind: "read"; method: "GET"; path: "/api/admin/events" };
   event: { params: ById; result: StoredEvent; kind: "read"; method: "GET"; path: "/api/admin/events/{id}" };
   event_runs: { params: ById; result: Array<RunSummary>; kind: "read"; method: "GET"; path: "/api/admin/events/{id}/runs" };
@@ -382,6 +565,12 @@ export const COMMANDS = {
   invoke: { kind: "write", method: "POST", path: "/api/admin/functions/{id}/invoke" },
   cancel: { kind: "write", method: "POST", path: "/api/admin/runs/{id}/cancel" },
   rerun: { kind: "write", method: "POST", path: "/api/admin/runs/{id}/rerun" },
+  rerun_from: { kind: "write", method: "POST", path: "/api/admin/runs/{id}/rerun-from" },
+  search_runs: { kind: "read", method: "GET", path: "/api/admin/search" },
+  function_stats: { kind: "read", method: "GET", path: "/api/admin/functions/{id}/stats" },
+  cron_fires: { kind: "read", method: "GET", path: "/api/admin/functions/{id}/cron-fires" },
+  run_cron: { kind: "write", method: "POST", path: "/api/admin/functions/{id}/run-cron" },
+  boots: { kind: "read", method: "GET", path: "/api/admin/boots" },
   events: { kind: "read", method: "GET", path: "/api/admin/events" },
   event: { kind: "read", method: "GET", path: "/api/admin/events/{id}" },
   event_runs: { kind: "read", method: "GET", path: "/api/admin/events/{id}/runs" },
