@@ -124,7 +124,9 @@ impl Client {
         let mut req = self
             .http
             .request(method, self.endpoint(segments))
-            .bearer_auth(&self.token);
+            .bearer_auth(&self.token)
+            // The audit trail records support actions as coming from the CLI.
+            .header("x-stepdesk-client", "cli");
         if let Some(b) = body {
             req = req.json(b);
         }

@@ -241,6 +241,18 @@ pub fn lock(data_dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// Whether another process holds the data directory's lock (a Stepdesk runs there). Takes
+/// and releases the lock when free.
+pub fn is_locked(data_dir: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(data_dir.join(LOCK_FILE))
+    else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 // ---- server.json: where the server of this data directory listens ----------------------
 
 pub const SERVER_FILE: &str = "server.json";

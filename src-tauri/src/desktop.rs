@@ -67,11 +67,151 @@ fn shutdown_signals() -> std::io::Result<impl std::future::Future<Output = ()>> 
     })
 }
 
+/// The window, as the admin API sees it.
+struct MainWindow(tauri::AppHandle);
+
+impl stepdesk_api::WindowControl for MainWindow {
+    fn focus(&self) {
+        use tauri::Manager;
+        if let Some(w) = self.0.get_webview_window("main") {
+            let _ = w.unminimize();
+            let _ = w.show();
+            let _ = w.set_focus();
+        }
+    }
+}
+
+/// The console's pages, as the View menu opens them.
+const PAGES: [(&str, &str, &str); 6] = [
+    ("view-runs", "Runs", "#/runs"),
+    ("view-functions", "Functions", "#/functions"),
+    ("view-events", "Events", "#/events"),
+    ("view-users", "Users", "#/users"),
+    ("view-daily-sync", "Daily sync", "#/daily-sync"),
+    ("view-settings", "Settings", "#/settings"),
+];
+
+/// The native menu: File (open the console in a browser, quit), View (the pages, reload),
+/// Help (about).
+fn menu(app: &tauri::AppHandle) -> tauri::Result<tauri::menu::Menu<tauri::Wry>> {
+    use tauri::menu::{AboutMetadata, Menu, MenuItem, PredefinedMenuItem, Submenu};
+    let file = Submenu::with_items(
+        app,
+        "File",
+        true,
+        &[
+            &MenuItem::with_id(app, "open-browser", "Open in browser", true, None::<&str>)?,
+            &PredefinedMenuItem::separator(app)?,
+            &MenuItem::with_id(app, "quit", "Quit", true, Some("CmdOrCtrl+Q"))?,
+        ],
+    )?;
+    let view = Submenu::new(app, "View", true)?;
+    for (i, (id, label, _)) in PAGES.iter().enumerate() {
+        let accel = format!("CmdOrCtrl+{}", i + 1);
+        view.append(&MenuItem::with_id(
+            app,
+            *id,
+            *label,
+            true,
+            Some(accel.as_str()),
+        )?)?;
+    }
+    view.append(&PredefinedMenuItem::separator(app)?)?;
+    view.append(&MenuItem::with_id(
+        app,
+        "reload",
+        "Reload",
+        true,
+        Some("CmdOrCtrl+R"),
+    )?)?;
+    let about = AboutMetadata {
+        name: Some("Stepdesk".into()),
+        version: Some(env!("CARGO_PKG_VERSION").into()),
+        comments: Some("A local, durable, Inngest-compatible engine and console".into()),
+        ..Default::default()
+    };
+    let help = Submenu::with_items(
+        app,
+        "Help",
+        true,
+        &[&PredefinedMenuItem::about(
+            app,
+            Some("About Stepdesk"),
+            Some(about),
+        )?],
+    )?;
+    Menu::with_items(app, &[&file, &view, &help])
+}
+
+fn on_menu(app: &tauri::AppHandle, id: &str, url: &str) {
+    use tauri::Manager;
+    let window = app.get_webview_window("main");
+    match id {
+        "quit" => app.exit(0),
+        "reload" => {
+            if let Some(w) = window {
+                let _ = w.eval("window.location.reload()");
+            }
+        }
+        "open-browser" => {
+            use tauri_plugin_opener::OpenerExt;
+            if let Err(e) = app.opener().open_url(url, None::<&str>) {
+                tracing::warn!(error = %e, "cannot open the console in a browser");
+            }
+        }
+        other => {
+            if let (Some(w), Some((_, _, route))) =
+                (window, PAGES.iter().find(|(page, _, _)| *page == other))
+            {
+                let _ = w.eval(format!(
+                    "window.location.hash = {}",
+                    serde_json::json!(route)
+                ));
+            }
+        }
+    }
+}
+
+/// A second launch on a data directory whose app is running: bring that window to the front
+/// through its admin API, and report whether it worked.
+fn focus_running(data_dir: &std::path::Path) -> anyhow::Result<bool> {
+    let runtime = crate::client::runtime()?;
+    runtime.block_on(async {
+        let Some(client) = crate::client::Client::running(data_dir).await else {
+            return Ok(false);
+        };
+        let focused = client
+            .call(
+                reqwest::Method::POST,
+                &["api", "admin", "window", "focus"],
+                None,
+            )
+            .await?;
+        Ok(focused == serde_json::Value::Bool(true))
+    })
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     webkit_workarounds();
     let (data_dir, _log) = crate::server::prepare(&args)?;
+    // One app per data directory: a second launch brings the first one's window forward.
+    if crate::datadir::is_locked(&data_dir) {
+        if focus_running(&data_dir)? {
+            println!(
+                "Stepdesk is already running on {}; its window was brought to the front",
+                data_dir.display()
+            );
+            return Ok(());
+        }
+        anyhow::bail!(
+            "another Stepdesk is already running on {} without a window (stop it, or use another --data-dir)",
+            data_dir.display()
+        );
+    }
     let started = tauri::async_runtime::block_on(crate::server::start(&args, &data_dir))?;
     let engine = started.engine.clone();
+    let api = started.api.clone();
+    let url = started.url.clone();
     let signals = shutdown_signals().context("cannot listen for Ctrl-C and SIGTERM")?;
     // Where the CLI finds this server; removed when the window closes.
     let server_file = crate::datadir::write_server_file(&data_dir, &started.url)?;
@@ -87,10 +227,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
 
     let app = tauri::Builder::default()
-        .manage(started.api.clone())
+        // Size and position are remembered between launches (in the app's config directory).
+        .plugin(tauri_plugin_window_state::Builder::default().build())
+        .plugin(tauri_plugin_opener::init())
+        .manage(api.clone())
         .invoke_handler(tauri::generate_handler![admin])
+        .menu(menu)
+        .on_menu_event(move |app, event| on_menu(app, event.id().as_ref(), &url))
         .build(tauri::generate_context!())
         .context("cannot start the window")?;
+    api.attach_window(std::sync::Arc::new(MainWindow(app.handle().clone())));
     let handle = app.handle().clone();
     tauri::async_runtime::spawn(async move {
         signals.await;

@@ -316,6 +316,17 @@ commands! {
         audit user = |_p| None
         => |api, p| api.keystore()?.remove(p.name).await;
 
+    /// Brings the desktop window to the front; false when there is none (headless). A second
+    /// launch of Stepdesk on the same data directory calls this and exits.
+    focus_window(NoParams) -> bool, Write "POST" "/api/admin/window/focus"
+        => |api, _p| Ok(match api.inner.window.get() {
+            Some(w) => {
+                w.focus();
+                true
+            }
+            None => false,
+        });
+
     /// Everything a support ticket needs (version, paths, counts, settings), without secrets.
     diagnostics(NoParams) -> Diagnostics, Read "GET" "/api/admin/diagnostics"
         => |api, _p| api.diagnostics().await;

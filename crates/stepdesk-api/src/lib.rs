@@ -21,7 +21,7 @@ mod commands;
 pub mod keys;
 pub mod types;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -174,6 +174,14 @@ pub(crate) struct Inner {
     pub info: AppInfo,
     pub read_only: bool,
     pub started_at: i64,
+    /// The desktop window, once it exists (none when serving headless).
+    pub window: OnceLock<Arc<dyn WindowControl>>,
+}
+
+/// What the admin API may ask of the desktop window.
+pub trait WindowControl: Send + Sync {
+    /// Shows the window, unminimized, in front (a second launch of Stepdesk asks this).
+    fn focus(&self);
 }
 
 /// Assembles an [`Api`].
@@ -229,6 +237,7 @@ impl ApiBuilder {
                 info: self.info,
                 read_only: self.read_only,
                 started_at: stepdesk_engine::time::now_ms(),
+                window: OnceLock::new(),
             }),
         })
     }
@@ -256,6 +265,11 @@ impl Api {
 
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Connects the desktop window (once it is built).
+    pub fn attach_window(&self, window: Arc<dyn WindowControl>) {
+        let _ = self.inner.window.set(window);
     }
 
     pub fn is_read_only(&self) -> bool {

@@ -329,6 +329,7 @@ export interface Commands {
   keys: { params: NoParams; result: KeysStatus; kind: "read"; method: "GET"; path: "/api/admin/keys" };
   set_key: { params: SetKeyParams; result: KeyChange; kind: "write"; method: "PUT"; path: "/api/admin/keys/{name}" };
   remove_key: { params: KeyParams; result: KeyChange; kind: "write"; method: "DELETE"; path: "/api/admin/keys/{name}" };
+  focus_window: { params: NoParams; result: boolean; kind: "write"; method: "POST"; path: "/api/admin/window/focus" };
   diagnostics: { params: NoParams; result: Diagnostics; kind: "read"; method: "GET"; path: "/api/admin/diagnostics" };
 }
 
@@ -363,6 +364,7 @@ export const COMMANDS = {
   keys: { kind: "read", method: "GET", path: "/api/admin/keys" },
   set_key: { kind: "write", method: "PUT", path: "/api/admin/keys/{name}" },
   remove_key: { kind: "write", method: "DELETE", path: "/api/admin/keys/{name}" },
+  focus_window: { kind: "write", method: "POST", path: "/api/admin/window/focus" },
   diagnostics: { kind: "read", method: "GET", path: "/api/admin/diagnostics" },
 } as const;
 
