@@ -89,6 +89,7 @@ export function startShell(): void {
   started = true;
   onUnlockNeeded((reason) => shell.requestUnlock(reason));
   onTokenChange((has) => (shell.hasToken = has));
+  shell.hasToken = !!getToken(); // a `#token=` may have been taken since this module loaded
   void shell.refreshInfo();
   subscribe(
     (tables) => {

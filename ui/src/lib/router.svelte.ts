@@ -19,7 +19,8 @@ class Router {
     window.addEventListener("hashchange", () => this.sync());
   }
 
-  private sync(): void {
+  /** Reads the URL again (after it was changed without a hashchange event). */
+  sync(): void {
     const { path, query } = parse(location.hash);
     this.path = path;
     this.query = query;
