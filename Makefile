@@ -132,8 +132,11 @@ lint: deps-toolchain ui-check
 test-rust:
 	$(CARGO) test --workspace
 
+# The support pages' tests talk to the fake Readwise API (crates/readwise-fake).
 test-ui: build-debug deps-npm
-	STEPDESK_BIN="$(DEBUG_BIN)" $(NODE) --test $(UI_TESTS)/*.test.mjs
+	$(CARGO) build -p readwise-fake --bin readwise-fake
+	STEPDESK_BIN="$(DEBUG_BIN)" READWISE_FAKE_BIN="$(CARGO_TARGET_DIR)/debug/readwise-fake" \
+		$(NODE) --test $(UI_TESTS)/*.test.mjs
 
 test-window: build-debug
 	STEPDESK_BIN="$(DEBUG_BIN)" $(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
