@@ -4,6 +4,7 @@
 #   make test    install what is missing, then fmt + clippy and every test (Rust, browser UI, real window)
 #   make build   release build; the binary's absolute path is the last line printed
 #   make bench   benchmarks (crates/stepdesk-bench, crates/stepdesk-bench-readwise)
+#   make package a .deb of the release build (Tauri bundler); the .deb path is the last line printed
 #   make deps    install missing system and npm packages (Debian 12; idempotent)
 
 SHELL := /bin/bash
@@ -40,10 +41,10 @@ WINDOW_TESTS := tests/window
 XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
 
 .PHONY: help deps deps-apt deps-npm deps-toolchain ui ui-check build build-debug run test test-all \
-	lint test-rust test-ui test-window bench
+	lint test-rust test-ui test-window bench package
 
 help:
-	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---- Dependencies --------------------------------------------------------------------
 
@@ -140,6 +141,23 @@ test-ui: build-debug deps-npm
 
 test-window: build-debug
 	STEPDESK_BIN="$(DEBUG_BIN)" $(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
+
+# ---- Package ----------------------------------------------------------------------------
+
+PACKAGING := packaging
+TAURI_CLI := $(PACKAGING)/node_modules/.bin/tauri
+DEB_DIR := $(CARGO_TARGET_DIR)/release/bundle/deb
+
+$(PACKAGING)/node_modules/.package-lock.json: $(PACKAGING)/package.json $(PACKAGING)/package-lock.json
+	cd $(PACKAGING) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The release binary, bundled by Tauri's own bundler (from npm, offline once installed) into a
+# .deb that installs usr/bin/stepdesk, a .desktop entry and icons.
+package: build $(PACKAGING)/node_modules/.package-lock.json
+	rm -f $(DEB_DIR)/*.deb
+	$(TAURI_CLI) bundle --bundles deb --ci
+	@ls -1 $(DEB_DIR)/*.deb | tail -n 1
 
 # ---- Benchmarks ----------------------------------------------------------------------
 

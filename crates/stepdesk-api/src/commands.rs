@@ -12,7 +12,7 @@ use stepdesk_engine::admin::{
 use stepdesk_engine::event::parse_events;
 use stepdesk_engine::SendError;
 use stepdesk_readwise_sync::admin::{SyncRequested, TokenCheck};
-use stepdesk_readwise_sync::users::{DailySyncProgress, User};
+use stepdesk_readwise_sync::users::{DailySyncDetail, DailySyncProgress, User};
 use stepdesk_readwise_sync::ReadwiseSettings;
 
 use crate::audit::{self, AuditEntry};
@@ -274,6 +274,15 @@ commands! {
     /// Daily syncs, newest first, with their progress.
     daily_syncs(LimitParams) -> Vec<DailySyncProgress>, Read "GET" "/api/admin/daily-syncs"
         => |api, p| Ok(api.readwise()?.daily_syncs(p.limit).await?);
+
+    /// A daily sync with each user's part in it (their fetch run and its status).
+    daily_sync(ById) -> DailySyncDetail, Read "GET" "/api/admin/daily-syncs/{id}"
+        => |api, p| Ok(api.readwise()?.daily_sync(&p.id).await?);
+
+    /// Runs an earlier daily sync again, for its failed users only or for all of them.
+    replay_daily_sync(ReplayDailySyncParams) -> SyncRequested, Write "POST" "/api/admin/daily-syncs/{id}/replay" status 202,
+        audit user = |_p| None
+        => |api, p| Ok(api.readwise()?.replay_daily_sync(&p.id, p.only_failed.unwrap_or(true)).await?);
 
     /// Starts the daily sync now.
     start_daily_sync(NoParams) -> SyncRequested, Write "POST" "/api/admin/daily-syncs" status 202,

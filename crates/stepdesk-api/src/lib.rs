@@ -326,6 +326,13 @@ pub(crate) fn params_from<T: DeserializeOwned>(name: &str, params: Value) -> Api
 /// serde's messages can quote the offending value (`invalid type: string "…"`): keep only
 /// the kind of mistake and what was expected.
 pub(crate) fn redact_serde(msg: &str) -> String {
+    // "missing field `x`" reads better as what to do.
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return format!("`{field}` is required");
+    }
     let quoted = msg.find(['"', '`']);
     match quoted {
         Some(i) if msg.starts_with("invalid type") || msg.starts_with("invalid value") => {

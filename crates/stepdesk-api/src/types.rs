@@ -152,3 +152,15 @@ pub struct SetKeyParams {
 pub struct KeyParams {
     pub name: crate::keys::KeyName,
 }
+
+/// `replay_daily_sync`.
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayDailySyncParams {
+    /// The daily sync's run id.
+    pub id: String,
+    /// Only the users whose sync failed or was cancelled (the default), or all of them.
+    #[serde(default)]
+    #[ts(optional)]
+    pub only_failed: Option<bool>,
+}

@@ -288,6 +288,49 @@ impl ReadwiseAdmin {
         })
     }
 
+    /// A daily sync with each user's part in it.
+    pub async fn daily_sync(&self, run_id: &str) -> AdminResult<users::DailySyncDetail> {
+        let r = run_id.to_string();
+        self.sync
+            .store()
+            .read(move |c| users::daily_sync(c, &r))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AdminError::NotFound(format!("no daily sync `{run_id}`")))
+    }
+
+    /// Runs an earlier daily sync again: for the users whose sync failed or was cancelled
+    /// (`only_failed`), or for all its users. A new daily sync, linked to the old one.
+    pub async fn replay_daily_sync(
+        &self,
+        run_id: &str,
+        only_failed: bool,
+    ) -> AdminResult<SyncRequested> {
+        let detail = self.daily_sync(run_id).await?;
+        let users: Vec<String> = detail
+            .users
+            .into_iter()
+            .filter(|u| !only_failed || matches!(u.status.as_deref(), Some("Failed" | "Cancelled")))
+            .map(|u| u.user_id)
+            .collect();
+        if users.is_empty() {
+            return Err(AdminError::BadRequest(if only_failed {
+                format!("no user's sync failed in daily sync `{run_id}`: nothing to replay")
+            } else {
+                format!("daily sync `{run_id}` had no users")
+            }));
+        }
+        let mut data = Map::new();
+        data.insert("timestamp".into(), json!(to_rfc3339(now_ms())));
+        data.insert("users".into(), json!(users));
+        data.insert("replayOf".into(), json!(run_id));
+        let event_id = self.send(DAILY_SYNC, data).await?;
+        Ok(SyncRequested {
+            event_id,
+            user_id: None,
+        })
+    }
+
     /// Recent daily syncs with their progress (users done / total).
     pub async fn daily_syncs(&self, limit: Option<u32>) -> AdminResult<Vec<DailySyncProgress>> {
         let limit = DAILY_SYNCS_PAGE.limit(limit)?;

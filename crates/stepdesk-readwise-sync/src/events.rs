@@ -148,12 +148,42 @@ pub fn parse_fetch_books(data: &Map<String, Value>) -> Result<FetchBooksRequest,
     Ok(FetchBooksRequest { user_id, api_key })
 }
 
-/// Validates `readwise/daily-sync` data: `timestamp` is an RFC 3339 time.
-pub fn parse_daily_sync(data: &Map<String, Value>) -> Result<(), String> {
+/// `readwise/daily-sync` as a sender may send it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DailySyncRequest {
+    /// Only these users (a replay of some users of an earlier daily sync); all users with a
+    /// usable token otherwise.
+    pub users: Option<Vec<String>>,
+    /// The daily sync this one replays.
+    pub replay_of: Option<String>,
+}
+
+/// Validates `readwise/daily-sync` data: `timestamp` is an RFC 3339 time; `users` (optional)
+/// a list of user ids; `replayOf` (optional) the run id of the daily sync it replays.
+pub fn parse_daily_sync(data: &Map<String, Value>) -> Result<DailySyncRequest, String> {
     let ts = string_field(data, "timestamp", true)?.unwrap_or_default();
-    chrono::DateTime::parse_from_rfc3339(ts)
-        .map(|_| ())
-        .map_err(|_| format!("`data.timestamp` must be an RFC 3339 time such as 2026-01-31T03:00:00Z, not `{ts}`"))
+    chrono::DateTime::parse_from_rfc3339(ts).map_err(|_| {
+        format!(
+            "`data.timestamp` must be an RFC 3339 time such as 2026-01-31T03:00:00Z, not `{ts}`"
+        )
+    })?;
+    let users = match data.get("users") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let mut ids = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let Some(id) = item.as_str() else {
+                    return Err(format!("`data.users[{i}]` must be a string"));
+                };
+                check_user_id(id).map_err(|e| format!("`data.users[{i}]`: {e}"))?;
+                ids.push(id.to_string());
+            }
+            Some(ids)
+        }
+        Some(_) => return Err("`data.users` must be an array of user ids".into()),
+    };
+    let replay_of = string_field(data, "replayOf", false)?.map(str::to_string);
+    Ok(DailySyncRequest { users, replay_of })
 }
 
 /// The events' shapes, for forms and examples in the UI.
@@ -301,7 +331,32 @@ mod tests {
 
     #[test]
     fn daily_sync_needs_a_timestamp() {
-        assert!(parse_daily_sync(&data(json!({"timestamp": "2026-01-31T03:00:00Z"}))).is_ok());
+        assert_eq!(
+            parse_daily_sync(&data(json!({"timestamp": "2026-01-31T03:00:00Z"}))).unwrap(),
+            DailySyncRequest::default()
+        );
+        let replay = parse_daily_sync(&data(
+            json!({"timestamp": "2026-01-31T03:00:00Z", "users": ["a", "b"], "replayOf": "01RUN"}),
+        ))
+        .unwrap();
+        assert_eq!(replay.users, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(replay.replay_of.as_deref(), Some("01RUN"));
+        for (bad, needle) in [
+            (
+                json!({"timestamp": "2026-01-31T03:00:00Z", "users": "a"}),
+                "array",
+            ),
+            (
+                json!({"timestamp": "2026-01-31T03:00:00Z", "users": [1]}),
+                "users[0]",
+            ),
+            (
+                json!({"timestamp": "2026-01-31T03:00:00Z", "users": ["a/b"]}),
+                "users[0]",
+            ),
+        ] {
+            assert!(parse_daily_sync(&data(bad)).unwrap_err().contains(needle));
+        }
         assert!(parse_daily_sync(&data(json!({})))
             .unwrap_err()
             .contains("`data.timestamp` is required"));

@@ -462,14 +462,21 @@ async fn record_cancellation(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Erro
 /// batches, each exactly once.
 async fn daily_sync(sync: ReadwiseSync, ctx: Ctx) -> Result<Value, Error> {
     let run_id = ctx.run_id.clone();
+    // A replay names its users (those of an earlier daily sync); the gate checked the shape.
+    let request = crate::events::parse_daily_sync(&ctx.event.data).unwrap_or_default();
     let user_ids: Vec<String> = ctx
         .step
         .run("list-users", || async {
             let r = run_id.clone();
+            let request = request.clone();
             sync.store()
                 .write(move |c| {
-                    let ids = users::syncable_ids(c)?;
-                    users::start_daily_sync(c, &r, &ids, now_ms())?;
+                    let mut ids = users::syncable_ids(c)?;
+                    if let Some(only) = &request.users {
+                        let only: std::collections::HashSet<&String> = only.iter().collect();
+                        ids.retain(|id| only.contains(id));
+                    }
+                    users::start_daily_sync(c, &r, &ids, now_ms(), request.replay_of.as_deref())?;
                     Ok(ids)
                 })
                 .await

@@ -69,6 +69,10 @@ CREATE TABLE readwise_daily_sync_users (
 ALTER TABLE readwise_users ADD COLUMN last_sync_key TEXT;
 UPDATE readwise_users SET last_sync_key = last_sync_run_id;
 "#,
+    r#"
+-- A daily sync may replay some users of an earlier one.
+ALTER TABLE readwise_daily_syncs ADD COLUMN replay_of TEXT;
+"#,
 ];
 
 pub(crate) fn get_setting(conn: &Connection, key: &str) -> StoreResult<Option<String>> {

@@ -481,6 +481,28 @@ pub struct DailySyncProgress {
     pub done: i64,
     pub ok: i64,
     pub failed: i64,
+    /// The daily sync this one replays (for some or all of its users).
+    pub replay_of: Option<String>,
+}
+
+/// One user's part in a daily sync.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
+pub struct DailySyncUser {
+    pub user_id: String,
+    /// The fetch run that syncs them for this daily sync (none until it is started).
+    pub fetch_run_id: Option<String>,
+    /// That run's status: `Running`, `Completed`, `Failed` or `Cancelled`.
+    pub status: Option<String>,
+    /// Why it failed, in the run's own words.
+    pub error: Option<serde_json::Value>,
+}
+
+/// A daily sync with its users.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
+pub struct DailySyncDetail {
+    #[serde(flatten)]
+    pub progress: DailySyncProgress,
+    pub users: Vec<DailySyncUser>,
 }
 
 /// Records a daily sync and the users it syncs. Safe to repeat (a replayed step).
@@ -489,11 +511,12 @@ pub(crate) fn start_daily_sync(
     run_id: &str,
     user_ids: &[String],
     now: i64,
+    replay_of: Option<&str>,
 ) -> StoreResult<()> {
     conn.execute(
-        "INSERT INTO readwise_daily_syncs (run_id, started_at, total) VALUES (?1, ?2, ?3)
+        "INSERT INTO readwise_daily_syncs (run_id, started_at, total, replay_of) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (run_id) DO UPDATE SET total = excluded.total",
-        params![run_id, now, user_ids.len() as i64],
+        params![run_id, now, user_ids.len() as i64, replay_of],
     )?;
     conn.execute(
         "DELETE FROM readwise_daily_sync_users WHERE daily_run_id = ?1",
@@ -525,17 +548,51 @@ pub(crate) fn attach_daily_run(
 /// Recent daily syncs. A user is done when the fetch run for them has ended: `ok` if it
 /// completed, `failed` if it failed or was cancelled.
 pub(crate) fn daily_syncs(conn: &Connection, limit: u32) -> StoreResult<Vec<DailySyncProgress>> {
+    daily_syncs_where(conn, limit, None)
+}
+
+/// One daily sync with each of its users and their fetch run's status.
+pub(crate) fn daily_sync(conn: &Connection, run_id: &str) -> StoreResult<Option<DailySyncDetail>> {
+    let Some(progress) = daily_syncs_where(conn, 1, Some(run_id))?.into_iter().next() else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.user_id, u.fetch_run_id, r.status, r.error
+         FROM readwise_daily_sync_users u LEFT JOIN runs r ON r.id = u.fetch_run_id
+         WHERE u.daily_run_id = ?1 ORDER BY u.user_id",
+    )?;
+    let rows = stmt.query_map([run_id], |r| {
+        let error: Option<String> = r.get(3)?;
+        Ok(DailySyncUser {
+            user_id: r.get(0)?,
+            fetch_run_id: r.get(1)?,
+            status: r.get(2)?,
+            error: error.and_then(|e| serde_json::from_str(&e).ok()),
+        })
+    })?;
+    Ok(Some(DailySyncDetail {
+        progress,
+        users: rows.collect::<Result<_, _>>()?,
+    }))
+}
+
+fn daily_syncs_where(
+    conn: &Connection,
+    limit: u32,
+    only: Option<&str>,
+) -> StoreResult<Vec<DailySyncProgress>> {
     let mut stmt = conn.prepare(
         "SELECT d.run_id, d.started_at, d.total,
                 coalesce(sum(r.status = 'Completed'), 0),
-                coalesce(sum(r.status IN ('Failed', 'Cancelled')), 0)
+                coalesce(sum(r.status IN ('Failed', 'Cancelled')), 0), d.replay_of
          FROM readwise_daily_syncs d
          LEFT JOIN readwise_daily_sync_users u ON u.daily_run_id = d.run_id
          LEFT JOIN runs r ON r.id = u.fetch_run_id
+         WHERE ?2 IS NULL OR d.run_id = ?2
          GROUP BY d.run_id
          ORDER BY d.started_at DESC, d.run_id DESC LIMIT ?1",
     )?;
-    let rows = stmt.query_map([limit], |r| {
+    let rows = stmt.query_map(rusqlite::params![limit, only], |r| {
         let ok: i64 = r.get(3)?;
         let failed: i64 = r.get(4)?;
         Ok(DailySyncProgress {
@@ -545,6 +602,7 @@ pub(crate) fn daily_syncs(conn: &Connection, limit: u32) -> StoreResult<Vec<Dail
             done: ok + failed,
             ok,
             failed,
+            replay_of: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

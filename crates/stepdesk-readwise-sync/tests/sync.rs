@@ -16,7 +16,7 @@ use stepdesk_readwise_sync::ReadwiseSync;
 use stepdesk_secrets::Secrets;
 
 struct Harness {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     fake: FakeReadwise,
     engine: Engine,
     sync: ReadwiseSync,
@@ -53,7 +53,7 @@ async fn harness_with_keychain(
         .unwrap();
     sync.attach(engine.clone());
     Harness {
-        dir,
+        _dir: dir,
         fake,
         engine,
         sync,
@@ -146,34 +146,6 @@ impl Harness {
             .await
             .unwrap()
             .runs
-    }
-
-    /// One request to the Readwise routes (in process, no server), with the admin token.
-    async fn route(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        use tower::ServiceExt;
-        let app = stepdesk_readwise_sync::routes::routes(self.sync.admin(), "admin-tok".into());
-        let req = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("authorization", "Bearer admin-tok")
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            ))
-            .unwrap();
-        let res = app.oneshot(req).await.unwrap();
-        let status = res.status().as_u16();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.dir.path().join("stepdesk.db")).unwrap()
     }
 }
 
@@ -845,194 +817,109 @@ async fn token_checks_tell_an_unreachable_readwise_from_a_rejected_token() {
     );
 }
 
-/// Usability 7 and Reliability 6: ids are restricted to a safe set everywhere they enter, a
-/// user called `sync-all` is reachable, and the daily sync starts at POST
-/// /api/admin/daily-syncs.
-#[tokio::test]
-async fn user_ids_are_checked_and_sync_all_is_an_ordinary_id() {
-    let h = harness(FakeConfig::unlimited(), |_| {}).await;
-    h.fake.add_user("tok-sa", 3);
-    let rule = "1-128 characters of letters, digits and";
-
-    for bad in ["a/b", "fuzz/../x", "a%FFb", ".x", "-x", "", "a b"] {
-        let (status, body) = h
-            .route("POST", "/api/admin/users", Some(json!({"id": bad})))
-            .await;
-        assert_eq!(status, 400, "{bad}: {body}");
-        assert!(body["error"].as_str().unwrap().contains(rule), "{body}");
-        let e = h.sync.admin().add_user(bad, None, None).await.unwrap_err();
-        assert!(e.to_string().contains(rule), "{e}");
-        match h
-            .send(json!({"name": "readwise/fetch-books", "data": {"userId": bad}}))
-            .await
-        {
-            Err(SendError::Invalid(e)) => {
-                assert!(e.to_string().contains("`data.userId`"), "{e}")
-            }
-            other => panic!("{bad}: expected a refusal: {other:?}"),
+/// Waits until the daily sync `run_id` has all its users done; its progress.
+async fn wait_daily_done(
+    h: &Harness,
+    run_id: &str,
+) -> stepdesk_readwise_sync::users::DailySyncDetail {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let detail = h.sync.admin().daily_sync(run_id).await.unwrap();
+        if detail.progress.done == detail.progress.total {
+            return detail;
         }
+        assert!(
+            Instant::now() < deadline,
+            "daily sync did not finish: {detail:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // A malformed id in a route is a 400 that says what ids look like, not a 404.
-    for path in [
-        "/api/admin/users/a%2Fb",
-        "/api/admin/users/%2Ex",
-        "/api/admin/users/a%20b",
-    ] {
-        let (status, body) = h.route("GET", path, None).await;
-        assert_eq!(status, 400, "{path}: {body}");
-        assert!(body["error"].as_str().unwrap().contains(rule), "{body}");
-        let (status, _) = h.route("DELETE", path, None).await;
-        assert_eq!(status, 400, "{path}");
-        let (status, _) = h.route("POST", &format!("{path}/check"), None).await;
-        assert_eq!(status, 400, "{path}");
-    }
-    let (status, _) = h.route("GET", "/api/admin/users/nobody", None).await;
-    assert_eq!(status, 404);
-    assert!(h.sync.admin().users().await.unwrap().is_empty());
-
-    // `sync-all` is a user like any other.
-    let (status, body) = h
-        .route(
-            "POST",
-            "/api/admin/users",
-            Some(json!({"id": "sync-all", "token": "tok-sa"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = h.route("GET", "/api/admin/users/sync-all", None).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["id"], "sync-all");
-    assert_eq!(body["token_status"], "unchecked");
-    let (status, body) = h
-        .route("POST", "/api/admin/users/sync-all/sync", None)
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let run = h.wait_event_run(body["event_id"].as_str().unwrap()).await;
-    assert_eq!(run.summary.status, "Completed", "{:?}", run.error);
-    // The old route is gone; the daily sync starts at POST /api/admin/daily-syncs.
-    let (status, _) = h.route("POST", "/api/admin/users/sync-all", None).await;
-    assert_eq!(status, 405);
-    let (status, body) = h.route("POST", "/api/admin/daily-syncs", None).await;
-    assert_eq!(status, 202, "{body}");
-    let daily = h.wait_event_run(body["event_id"].as_str().unwrap()).await;
-    assert_eq!(daily.summary.function_id, "readwise-daily-sync");
-    assert_eq!(daily.output.unwrap()["users"], 1);
-    let (status, body) = h.route("DELETE", "/api/admin/users/sync-all", None).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, _) = h.route("GET", "/api/admin/users/sync-all", None).await;
-    assert_eq!(status, 404);
-
-    // A user stored before the rule, with an id outside it, can still be listed, shown and
-    // removed.
-    h.db()
-        .execute(
-            "INSERT INTO readwise_users (id, display_name, token_status, created_at) VALUES ('old/id', 'Old', 'missing', 0)",
-            [],
-        )
-        .unwrap();
-    let ids: Vec<String> = h
-        .sync
-        .admin()
-        .users()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.id)
-        .collect();
-    assert_eq!(ids, ["old/id"]);
-    let (status, body) = h.route("GET", "/api/admin/users/old%2Fid", None).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = h.route("DELETE", "/api/admin/users/old%2Fid", None).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(h.sync.admin().users().await.unwrap().is_empty());
 }
 
-/// Security 4 and Usability 5: the Readwise URL must be https (plain http only to loopback),
-/// wherever it comes from, and `PUT /api/admin/settings` needs the field.
 #[tokio::test]
-async fn the_readwise_url_must_be_https_unless_loopback_and_put_needs_the_field() {
+async fn a_daily_sync_is_replayed_for_its_failed_users_only() {
     let h = harness(FakeConfig::unlimited(), |_| {}).await;
-    let other = FakeReadwise::start(FakeConfig::unlimited()).await.unwrap();
-
-    for bad in [
-        "http://readwise.example/api/v2/",
-        "http://10.0.0.7:8000/api/v2/",
-    ] {
-        match h.sync.set_api_url(Some(bad)).await {
-            Err(stepdesk_readwise_sync::SettingsError::Invalid(e)) => {
-                assert!(e.contains("must use https://"), "{e}")
-            }
-            other => panic!("{bad}: {other:?}"),
-        }
-        let (status, body) = h
-            .route(
-                "PUT",
-                "/api/admin/settings",
-                Some(json!({"readwise_api_url": bad})),
-            )
-            .await;
-        assert_eq!(status, 400, "{body}");
-        let error = body["error"].as_str().unwrap();
-        assert!(error.contains("`readwise_api_url`"), "{error}");
-        assert!(error.contains("unencrypted"), "{error}");
-        assert!(error.contains("localhost"), "{error}");
-    }
-    assert_eq!(h.sync.settings().await.unwrap().source, "default");
-
-    // `{}` changes nothing and says what to send; null resets.
-    let (status, body) = h
-        .route(
-            "PUT",
-            "/api/admin/settings",
-            Some(json!({"readwise_api_url": other.base_url()})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["source"], "settings");
-    let (status, body) = h.route("PUT", "/api/admin/settings", Some(json!({}))).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("`readwise_api_url` is required"),
-        "{body}"
-    );
-    let settings = h.sync.settings().await.unwrap();
-    assert_eq!(settings.source, "settings");
-    assert_eq!(settings.readwise_api_url, other.base_url());
-    let (status, body) = h
-        .route(
-            "PUT",
-            "/api/admin/settings",
-            Some(json!({"readwise_api_url": null})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["source"], "default");
+    h.add("ann", "tok-ann", 3).await;
+    h.add("bob", "tok-bob", 4).await;
+    h.add("cy", "tok-cy", 5).await;
+    // Readwise no longer knows bob's token: his sync fails (rejected).
+    h.fake.remove_token("tok-bob");
+    let requested = h.sync.admin().sync_all().await.unwrap();
+    let daily = h.wait_event_run(&requested.event_id).await;
+    let detail = wait_daily_done(&h, &daily.summary.id).await;
     assert_eq!(
-        body["readwise_api_url"],
-        stepdesk_readwise::DEFAULT_BASE_URL
+        (
+            detail.progress.total,
+            detail.progress.ok,
+            detail.progress.failed
+        ),
+        (3, 2, 1)
     );
+    let statuses: Vec<(String, Option<String>)> = detail
+        .users
+        .iter()
+        .map(|u| (u.user_id.clone(), u.status.clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("ann".to_string(), Some("Completed".to_string())),
+            ("bob".to_string(), Some("Failed".to_string())),
+            ("cy".to_string(), Some("Completed".to_string())),
+        ]
+    );
+    assert!(detail.users[1].error.is_some(), "the failure says why");
 
-    // A plain-http URL stored by an older version is not used: the default is, with a
-    // warning saying why and how to fix it.
-    h.db()
-        .execute(
-            "INSERT INTO readwise_settings (key, value) VALUES ('readwise.api_url', 'http://readwise.example/api/v2/')",
-            [],
-        )
+    // Support fixes bob's token, then replays the failed users only.
+    h.fake.add_user("tok-bob-2", 4);
+    h.sync
+        .admin()
+        .add_user("bob", None, Some("tok-bob-2"))
+        .await
         .unwrap();
-    h.sync.apply_stored_settings().await.unwrap();
-    let settings = h.sync.settings().await.unwrap();
-    assert_eq!(settings.source, "default");
+    let replay = h
+        .sync
+        .admin()
+        .replay_daily_sync(&daily.summary.id, true)
+        .await
+        .unwrap();
+    let replay_run = h.wait_event_run(&replay.event_id).await;
+    let replayed = wait_daily_done(&h, &replay_run.summary.id).await;
     assert_eq!(
-        settings.readwise_api_url,
-        stepdesk_readwise::DEFAULT_BASE_URL
+        replayed.progress.replay_of.as_deref(),
+        Some(daily.summary.id.as_str())
     );
-    let warning = settings.warning.unwrap();
-    assert!(
-        warning.contains("must use https://") && warning.contains("reset-readwise-url"),
-        "{warning}"
+    assert_eq!(
+        (
+            replayed.progress.total,
+            replayed.progress.ok,
+            replayed.progress.failed
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(replayed.users[0].user_id, "bob");
+    assert_eq!(h.user("bob").await.stored_books, 4);
+
+    // Replaying a daily sync with no failure has nothing to do; "all" replays everyone.
+    let err = h
+        .sync
+        .admin()
+        .replay_daily_sync(&replay_run.summary.id, true)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nothing to replay"), "{err}");
+    let all = h
+        .sync
+        .admin()
+        .replay_daily_sync(&daily.summary.id, false)
+        .await
+        .unwrap();
+    let all_run = h.wait_event_run(&all.event_id).await;
+    assert_eq!(
+        wait_daily_done(&h, &all_run.summary.id)
+            .await
+            .progress
+            .total,
+        3
     );
 }

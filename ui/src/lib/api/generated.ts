@@ -33,11 +33,39 @@ export type ById = { id: string, };
 
 export type CheckOutcome = "connected" | "rejected" | "missing" | "unreachable";
 
+export type DailySyncDetail = { users: Array<DailySyncUser>, run_id: string, started_at: number, total: number, 
+/**
+ * Users whose sync for this daily run finished, successfully or not.
+ */
+done: number, ok: number, failed: number, 
+/**
+ * The daily sync this one replays (for some or all of its users).
+ */
+replay_of: string | null, };
+
 export type DailySyncProgress = { run_id: string, started_at: number, total: number, 
 /**
  * Users whose sync for this daily run finished, successfully or not.
  */
-done: number, ok: number, failed: number, };
+done: number, ok: number, failed: number, 
+/**
+ * The daily sync this one replays (for some or all of its users).
+ */
+replay_of: string | null, };
+
+export type DailySyncUser = { user_id: string, 
+/**
+ * The fetch run that syncs them for this daily sync (none until it is started).
+ */
+fetch_run_id: string | null, 
+/**
+ * That run's status: `Running`, `Completed`, `Failed` or `Cancelled`.
+ */
+status: string | null, 
+/**
+ * Why it failed, in the run's own words.
+ */
+error: JsonValue | null, };
 
 export type Diagnostics = { info: Info, log_dir: string | null, os: string, arch: string, 
 /**
@@ -136,6 +164,16 @@ source: string,
 warning?: string | null, };
 
 export type Removed = { removed: string, };
+
+export type ReplayDailySyncParams = { 
+/**
+ * The daily sync's run id.
+ */
+id: string, 
+/**
+ * Only the users whose sync failed or was cancelled (the default), or all of them.
+ */
+only_failed?: boolean, };
 
 export type RunDetail = { event: JsonValue | null, output: JsonValue | null, error: JsonValue | null, 
 /**
@@ -321,6 +359,8 @@ export interface Commands {
   check_user: { params: ById; result: TokenCheck; kind: "write"; method: "POST"; path: "/api/admin/users/{id}/check" };
   sync_user: { params: ById; result: SyncRequested; kind: "write"; method: "POST"; path: "/api/admin/users/{id}/sync" };
   daily_syncs: { params: LimitParams; result: Array<DailySyncProgress>; kind: "read"; method: "GET"; path: "/api/admin/daily-syncs" };
+  daily_sync: { params: ById; result: DailySyncDetail; kind: "read"; method: "GET"; path: "/api/admin/daily-syncs/{id}" };
+  replay_daily_sync: { params: ReplayDailySyncParams; result: SyncRequested; kind: "write"; method: "POST"; path: "/api/admin/daily-syncs/{id}/replay" };
   start_daily_sync: { params: NoParams; result: SyncRequested; kind: "write"; method: "POST"; path: "/api/admin/daily-syncs" };
   event_types: { params: NoParams; result: JsonValue; kind: "read"; method: "GET"; path: "/api/admin/event-types" };
   settings: { params: NoParams; result: ReadwiseSettings; kind: "read"; method: "GET"; path: "/api/admin/settings" };
@@ -356,6 +396,8 @@ export const COMMANDS = {
   check_user: { kind: "write", method: "POST", path: "/api/admin/users/{id}/check" },
   sync_user: { kind: "write", method: "POST", path: "/api/admin/users/{id}/sync" },
   daily_syncs: { kind: "read", method: "GET", path: "/api/admin/daily-syncs" },
+  daily_sync: { kind: "read", method: "GET", path: "/api/admin/daily-syncs/{id}" },
+  replay_daily_sync: { kind: "write", method: "POST", path: "/api/admin/daily-syncs/{id}/replay" },
   start_daily_sync: { kind: "write", method: "POST", path: "/api/admin/daily-syncs" },
   event_types: { kind: "read", method: "GET", path: "/api/admin/event-types" },
   settings: { kind: "read", method: "GET", path: "/api/admin/settings" },
