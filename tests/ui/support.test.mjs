@@ -142,7 +142,26 @@ test("Daily sync: Run now, and the progress reaches done", async () => {
   await first.waitFor({ timeout: 10000 });
   // ada and cy have usable tokens (bob's was rejected): 2 of 2 done.
   await first.getByTestId("daily-sync-counts").filter({ hasText: /2 of 2 users done · 2 ok · 0 failed\s*done/ }).waitFor({ timeout: 30000 });
+  // The per-user breakdown.
+  await first.getByRole("button", { name: "Show users" }).click();
+  const users = first.getByTestId("daily-sync-users");
+  await users.waitFor();
+  const text = await users.textContent();
+  assert.match(text, /ada.*Completed/s);
+  assert.match(text, /cy.*Completed/s);
   await screenshot(page, "daily-sync");
+});
+
+test("Daily sync: Replay all users of a past daily sync reaches done", async () => {
+  const { page } = ui;
+  const before = (await api(server.url, "/api/admin/daily-syncs")).length;
+  const original = page.getByTestId("daily-syncs").locator("li").first();
+  const originalId = await original.getAttribute("data-run-id");
+  await original.getByRole("button", { name: "Replay all users" }).click();
+  await waitFor("a new daily sync", async () => (await page.getByTestId("daily-syncs").locator("li").count()) > before, { timeoutMs: 10000 });
+  const replay = page.getByTestId("daily-syncs").locator("li").first();
+  await replay.getByText(`replay of ${originalId}`).waitFor({ timeout: 10000 });
+  await replay.getByTestId("daily-sync-counts").filter({ hasText: /2 of 2 users done · 2 ok · 0 failed/ }).waitFor({ timeout: 30000 });
 });
 
 test("Settings: the Readwise URL and its source; set and remove a key; diagnostics", async () => {
