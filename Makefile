@@ -35,11 +35,12 @@ APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev librsvg2-dev \
 	xvfb xauth x11-utils imagemagick fonts-dejavu-core webkit2gtk-driver \
 	dbus-daemon gnome-keyring libsecret-tools chromium
 
+UI := ui
 UI_TESTS := tests/ui
 WINDOW_TESTS := tests/window
 XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
 
-.PHONY: help deps deps-apt deps-npm deps-toolchain build build-debug run test test-all \
+.PHONY: help deps deps-apt deps-npm deps-toolchain ui ui-check build build-debug run test test-all \
 	lint test-rust test-ui test-window bench package
 
 help:
@@ -69,20 +70,45 @@ deps-apt:
 deps-toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "deps: cargo not found; install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 
-deps-npm: $(UI_TESTS)/node_modules/.package-lock.json
+deps-npm: $(UI_TESTS)/node_modules/.package-lock.json $(UI)/node_modules/.package-lock.json
 
 # npm ci only when the lock file changed (npm writes node_modules/.package-lock.json).
 $(UI_TESTS)/node_modules/.package-lock.json: $(UI_TESTS)/package.json $(UI_TESTS)/package-lock.json
 	cd $(UI_TESTS) && $(NPM) ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(UI)/node_modules/.package-lock.json: $(UI)/package.json $(UI)/package-lock.json
+	cd $(UI) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# ---- The console (Svelte + Vite, built into ui/dist and embedded in the binary) --------
+
+UI_SOURCES := $(shell find $(UI)/src -type f 2>/dev/null) $(UI)/index.html $(UI)/vite.config.ts \
+	$(UI)/svelte.config.js $(UI)/tsconfig.json
+UI_STAMP := $(UI)/node_modules/.stepdesk-ui-built
+
+# Builds ui/dist when a source changed (npm ci first when the lock file changed). A
+# placeholder page left by a `cargo build` without the console (see
+# crates/stepdesk-server/build.rs) is always replaced.
+ui: $(UI)/node_modules/.package-lock.json
+	@grep -qs 'src="./assets/' $(UI)/dist/index.html || rm -f $(UI_STAMP)
+	@$(MAKE) --no-print-directory $(UI_STAMP)
+
+$(UI_STAMP): $(UI)/node_modules/.package-lock.json $(UI_SOURCES)
+	cd $(UI) && $(NPM) run --silent build
+	touch $@
+
+# Type-checks the console (svelte-check: TypeScript and Svelte, warnings are errors).
+ui-check: $(UI)/node_modules/.package-lock.json
+	cd $(UI) && $(NPM) run --silent check
+
 # ---- Build and run -------------------------------------------------------------------
 
-build: deps-toolchain
+build: deps-toolchain ui
 	$(CARGO) build --release --bin stepdesk
 	@echo "$(RELEASE_BIN)"
 
-build-debug: deps-toolchain
+build-debug: deps-toolchain ui
 	$(CARGO) build --bin stepdesk
 
 # Opens the window when DISPLAY or WAYLAND_DISPLAY is set; otherwise the binary itself falls
@@ -100,15 +126,18 @@ test: deps
 test-all: lint test-rust test-ui test-window
 
 # The standards' checks: formatting and clippy with warnings as errors, on every crate.
-lint: deps-toolchain
+lint: deps-toolchain ui-check
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 test-rust:
 	$(CARGO) test --workspace
 
+# The support pages' tests talk to the fake Readwise API (crates/readwise-fake).
 test-ui: build-debug deps-npm
-	STEPDESK_BIN="$(DEBUG_BIN)" $(NODE) --test $(UI_TESTS)/*.test.mjs
+	$(CARGO) build -p readwise-fake --bin readwise-fake
+	STEPDESK_BIN="$(DEBUG_BIN)" READWISE_FAKE_BIN="$(CARGO_TARGET_DIR)/debug/readwise-fake" \
+		$(NODE) --test $(UI_TESTS)/*.test.mjs
 
 test-window: build-debug
 	STEPDESK_BIN="$(DEBUG_BIN)" $(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs

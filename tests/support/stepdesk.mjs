@@ -24,6 +24,48 @@ export function stepdeskBin() {
   return path.resolve(bin);
 }
 
+/** The fake Readwise API's binary: $READWISE_FAKE_BIN, else the debug build beside stepdesk. */
+export function readwiseFakeBin() {
+  const bin =
+    process.env.READWISE_FAKE_BIN || path.join(path.dirname(stepdeskBin()), "readwise-fake");
+  if (!existsSync(bin)) {
+    throw new Error(`no readwise-fake binary at ${bin}: run \`cargo build -p readwise-fake\` or set READWISE_FAKE_BIN`);
+  }
+  return path.resolve(bin);
+}
+
+/**
+ * A running fake Readwise API (`readwise-fake`) with `users` generated tokens
+ * (`token-00000`, ...) of `books` books each. Call `stop()` when done.
+ */
+export async function startFakeReadwise({ users = 5, books = 30, latencyMs = 0 } = {}) {
+  const child = spawn(
+    readwiseFakeBin(),
+    ["--port", "0", "--users", String(users), "--books", String(books), "--latency-ms", String(latencyMs)],
+    { env: cleanEnv({ RUST_LOG: "warn" }), stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
+  child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+  const stop = () => stopChild(child, { graceMs: 3000 });
+  try {
+    const url = await Promise.race([
+      waitFor("the fake Readwise URL", () => stdout.split("\n").find((l) => l.startsWith("http")), {
+        timeoutMs: 15000,
+        intervalMs: 20,
+      }),
+      exited(child).then((code) => {
+        throw new Error(`readwise-fake exited (${code}):\n${stderr}`);
+      }),
+    ]);
+    return { url: url.trim(), child, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
 /** Where tests leave screenshots for people to look at. */
 export function artifactsDir() {
   const dir = process.env.STEPDESK_TEST_ARTIFACTS || path.join(tmpdir(), "stepdesk-test-artifacts");
@@ -126,13 +168,18 @@ export const EVENT_KEY = "stepdesk-test-key";
  * A running `stepdesk serve --port 0` with the test fixtures registered, in a fresh data
  * directory. Call `stop()` when done.
  */
-export async function startServer({ fixtures = true, args = [] } = {}) {
+export async function startServer({ fixtures = true, args = [], readwiseUrl, env = {} } = {}) {
   const dataDir = tempDir("stepdesk-test-data-");
+  const extra = { ...env };
+  if (fixtures) extra.STEPDESK_TEST_FIXTURES = "1";
+  if (readwiseUrl) extra.READWISE_API_URL = readwiseUrl;
+  // Each server its own keychain entries, so that tests running side by side do not meet.
+  extra.STEPDESK_KEYCHAIN_SERVICE ??= `dev.stepdesk.test.${path.basename(dataDir)}`;
   const child = spawn(
     stepdeskBin(),
     ["serve", "--port", "0", "--data-dir", dataDir, "--event-key", EVENT_KEY, ...args],
     {
-      env: cleanEnv(fixtures ? { STEPDESK_TEST_FIXTURES: "1" } : {}),
+      env: cleanEnv(extra),
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
@@ -155,10 +202,10 @@ export async function startServer({ fixtures = true, args = [] } = {}) {
       }),
     ]);
     const token = execFileSync(stepdeskBin(), ["admin-token", "--data-dir", dataDir], {
-      env: cleanEnv(),
+      env: cleanEnv(extra),
       encoding: "utf8",
     }).trim();
-    return { url, dataDir, token, child, stop, logs: () => stderr };
+    return { url, dataDir, token, child, stop, logs: () => stderr, env: extra };
   } catch (e) {
     await stop();
     throw e;

@@ -58,6 +58,16 @@ function executeAsync(script, args = []) {
   return webdriver("POST", `/session/${sessionId}/execute/async`, { script, args });
 }
 
+/** The runs list's rows (`{id, status}`), read in the window. */
+function readRuns() {
+  return execute(
+    `return [...document.querySelectorAll("[data-testid=runs-list] a.run-row")].map((a) => ({
+       id: a.dataset.runId,
+       status: a.querySelector(".status")?.textContent.trim(),
+     }));`,
+  );
+}
+
 /** A table's body rows as objects keyed by the header texts, read in the window. */
 function readTable(selector) {
   return execute(
@@ -135,11 +145,13 @@ after(async () => {
 test("the window shows the embedded console, with Tauri's API", async () => {
   const url = await webdriver("GET", `/session/${sessionId}/url`);
   assert.match(url, /^tauri:\/\/localhost/, "the console is served from the binary, not over HTTP");
-  assert.equal(await webdriver("GET", `/session/${sessionId}/title`), "Stepdesk");
-  assert.equal(await execute("return typeof window.__TAURI__?.core?.invoke"), "function");
+  assert.match(await webdriver("GET", `/session/${sessionId}/title`), /Stepdesk$/);
+  // The console imports @tauri-apps/api (no global `window.__TAURI__`).
+  assert.equal(await execute("return typeof window.__TAURI_INTERNALS__?.invoke"), "function");
 });
 
 test("the functions table fills from the `admin` command", async () => {
+  await execute(`location.hash = "#/functions"`);
   const rows = await waitFor("fixture-noop in the functions table", async () => {
     const rows = await readTable("#functions");
     return rows?.some((r) => r.Id === "fixture-noop") && rows;
@@ -147,14 +159,16 @@ test("the functions table fills from the `admin` command", async () => {
   const cron = rows.find((r) => r.Id === "fixture-cron");
   assert.equal(cron?.Triggers, "cron: * * * * *");
   assert.notEqual(cron?.["Next fire"], "", "the cron fixture shows its next fire");
-  const status = await execute(`return document.getElementById("status").textContent`);
-  assert.match(status, /^Updated /, `status line says: ${status}`);
+  const status = await execute(
+    `return document.querySelector("[data-testid=engine-status]").textContent`,
+  );
+  assert.equal(status, "Connected");
 });
 
 test("the `admin` command answers directly", async () => {
   const result = await executeAsync(
     `const done = arguments[arguments.length - 1];
-     window.__TAURI__.core.invoke("admin", { method: "functions", params: null })
+     window.__TAURI_INTERNALS__.invoke("admin", { method: "functions", params: null })
        .then((fns) => done({ ok: fns.map((f) => f.id) }), (e) => done({ err: String(e) }));`,
   );
   assert.equal(result.err, undefined);
@@ -162,7 +176,7 @@ test("the `admin` command answers directly", async () => {
 
   const bad = await executeAsync(
     `const done = arguments[arguments.length - 1];
-     window.__TAURI__.core.invoke("admin", { method: "no-such-method", params: null })
+     window.__TAURI_INTERNALS__.invoke("admin", { method: "no-such-method", params: null })
        .then((v) => done({ ok: v }), (e) => done({ err: e }));`,
   );
   // Errors are `{error, status}`, as over HTTP.
@@ -174,7 +188,7 @@ test("the window may call only the admin command, under a strict CSP", async () 
   // The capability grants `allow-admin` alone: Tauri's own commands are refused.
   const core = await executeAsync(
     `const done = arguments[arguments.length - 1];
-     window.__TAURI__.core.invoke("plugin:app|version")
+     window.__TAURI_INTERNALS__.invoke("plugin:app|version")
        .then((v) => done({ ok: v }), (e) => done({ err: String(e) }));`,
   );
   assert.equal(core.ok, undefined, "plugin:app|version must not be callable");
@@ -192,17 +206,18 @@ test("runs started over HTTP show up in the window with their status", async () 
   const failEvent = await sendEvent(appUrl, "test/fail");
   const noop = await waitForRun(appUrl, "fixture-noop", "Completed", { eventId: noopEvent });
   const fail = await waitForRun(appUrl, "fixture-fail", "Failed", { eventId: failEvent });
-  const rows = await waitFor("both runs in the runs table", async () => {
-    const rows = await readTable("#runs");
-    const ids = new Set(rows?.map((r) => r.Run));
+  await execute(`location.hash = "#/runs"`);
+  const rows = await waitFor("both runs in the runs list", async () => {
+    const rows = await readRuns();
+    const ids = new Set(rows?.map((r) => r.id));
     return ids.has(noop.id) && ids.has(fail.id) && rows;
   }, { timeoutMs: 15000, intervalMs: 250 });
-  assert.equal(rows.find((r) => r.Run === noop.id).Status, "Completed");
-  assert.equal(rows.find((r) => r.Run === fail.id).Status, "Failed");
+  assert.equal(rows.find((r) => r.id === noop.id).status, "Completed");
+  assert.equal(rows.find((r) => r.id === fail.id).status, "Failed");
 
   const detail = await executeAsync(
     `const done = arguments[arguments.length - 1];
-     window.__TAURI__.core.invoke("admin", { method: "run", params: { id: arguments[0] } })
+     window.__TAURI_INTERNALS__.invoke("admin", { method: "run", params: { id: arguments[0] } })
        .then((r) => done({ ok: r }), (e) => done({ err: String(e) }));`,
     [noop.id],
   );

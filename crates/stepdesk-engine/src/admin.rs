@@ -188,6 +188,7 @@ pub struct RunQuery {
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[ts(as = "Option<Vec<RunStatus>>", optional)]
     pub status: Vec<RunStatus>,
     pub trigger_kind: Option<TriggerKind>,
     /// The triggering event's name, exactly (`inngest/scheduled.timer` for cron runs).
@@ -282,6 +283,7 @@ pub struct EventQuery {
     /// Also list Stepdesk's own `inngest/*` events (cron timers, invokes, failures). A
     /// `name` filter shows the events of that name either way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[ts(as = "Option<bool>", optional)]
     pub include_internal: bool,
     /// The `next_cursor` of the previous page; none (or empty) for the first page.
     pub cursor: Option<String>,

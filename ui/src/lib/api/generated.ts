@@ -151,7 +151,7 @@ to?: number,
  * Also list Stepdesk's own `inngest/*` events (cron timers, invokes, failures). A
  * `name` filter shows the events of that name either way.
  */
-include_internal: boolean, 
+include_internal?: boolean, 
 /**
  * The `next_cursor` of the previous page; none (or empty) for the first page.
  */
@@ -336,7 +336,7 @@ export type RunQuery = { function_id?: string,
  * Runs with any of these statuses (none: every status). Accepts one status, several
  * separated by commas (`"Failed,Cancelled"`, as a query string carries them) or an array.
  */
-status: Array<RunStatus>, trigger_kind?: TriggerKind, 
+status?: Array<RunStatus>, trigger_kind?: TriggerKind, 
 /**
  * The triggering event's name, exactly (`inngest/scheduled.timer` for cron runs).
  */

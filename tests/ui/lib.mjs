@@ -1,0 +1,100 @@
+// Shared by the browser tests of the console: a headless Debian Chromium (playwright-core)
+// on a running `stepdesk serve`, the page's errors collected, and screenshots kept in
+// $STEPDESK_TEST_ARTIFACTS and checked not to be blank.
+
+import assert from "node:assert/strict";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+import { tempDir, removeDir, artifactsDir, imageStats } from "../support/stepdesk.mjs";
+
+export const CHROMIUM = process.env.STEPDESK_CHROMIUM || "/usr/bin/chromium";
+// The flags that work on these machines as root with no network (see the env notes).
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/**
+ * Requests that may fail without it being the console's fault: the live change feed on a
+ * server that does not have it yet (the console then polls, and says so).
+ */
+const TOLERATED = [/\/api\/admin\/changes$/];
+
+/** Opens a browser on the console of `server`; `errors` collects what went wrong in the page. */
+export async function openConsole(server, { hash = "#/runs", token = false } = {}) {
+  const profileDir = tempDir("stepdesk-chromium-profile-");
+  const context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 900 },
+    locale: "en-US",
+    timezoneId: "UTC",
+    permissions: ["clipboard-read", "clipboard-write"],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const errors = [];
+  // Errors the test provokes on purpose (a stopped server, a refused write) are expected.
+  const expected = [];
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    const text = m.text();
+    if (m.type() === "error" && !text.startsWith("Failed to load resource")) {
+      errors.push(`console.error: ${text}`);
+    }
+  });
+  page.on("response", (r) => {
+    const url = new URL(r.url());
+    if (r.status() >= 400 && !TOLERATED.some((re) => re.test(url.pathname)) && !expected.some((re) => re.test(url.pathname))) {
+      errors.push(`HTTP ${r.status()} for ${r.url()}`);
+    }
+  });
+  page.on("requestfailed", (r) => {
+    const url = new URL(r.url());
+    if (!TOLERATED.some((re) => re.test(url.pathname)) && !expected.some((re) => re.test(url.pathname))) {
+      errors.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ""}`);
+    }
+  });
+  const target = server.url + "/" + (token ? `#token=${encodeURIComponent(server.token)}&${hash.replace(/^#/, "")}` : hash);
+  await page.goto(target);
+  await page.getByTestId("engine-status").filter({ hasText: "Connected" }).waitFor({ timeout: 15000 });
+  const close = async () => {
+    await context.close().catch(() => {});
+    removeDir(profileDir);
+  };
+  return { context, page, errors, expected, close };
+}
+
+/** Goes to a console route (`#/runs/ID`) in the same page. */
+export async function go(page, hash) {
+  await page.evaluate((h) => (location.hash = h), hash);
+}
+
+/** A full-page screenshot in the artifacts directory; fails when the page looks blank. */
+export async function screenshot(page, name) {
+  const shot = path.join(artifactsDir(), `ui-${name}.png`);
+  await page.screenshot({ path: shot, fullPage: true });
+  const stats = imageStats(shot);
+  assert.ok(stats.stddev > 0.02, `screenshot ${shot} is not blank: ${JSON.stringify(stats)}`);
+  assert.ok(stats.colors > 50, `screenshot ${shot} has text and colour: ${JSON.stringify(stats)}`);
+  return shot;
+}
+
+/** The runs list's rows as `{status, fn, trigger, queued, duration, id}`. */
+export async function runRows(page) {
+  return page.$$eval("[data-testid=runs-list] a.run-row", (rows) =>
+    rows
+      .map((a) => {
+        const c = [...a.querySelectorAll("[role=cell]")].map((x) => x.textContent.trim());
+        return { status: c[0], fn: c[1], trigger: c[2], queued: c[3], duration: c[4], id: c[5], index: Number(a.dataset.index) };
+      })
+      .sort((x, y) => x.index - y.index),
+  );
+}
