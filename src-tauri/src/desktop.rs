@@ -84,13 +84,12 @@ impl stepdesk_api::WindowControl for MainWindow {
 /// The live change feed, as Tauri events: `stepdesk://changes` with a
 /// [`stepdesk_api::ChangeNotice`] after each committed transaction, `stepdesk://changes-lagged`
 /// when the window fell behind (it then refetches everything it shows).
-fn forward_changes(
-    app: tauri::AppHandle,
-    mut rx: tokio::sync::broadcast::Receiver<stepdesk_engine::feed::Changes>,
-) {
+fn forward_changes(app: tauri::AppHandle, engine: stepdesk_engine::Engine) {
     use tauri::Emitter;
     use tokio::sync::broadcast::error::RecvError;
     tauri::async_runtime::spawn(async move {
+        // Subscribing starts the feed's publisher, a task: inside the runtime.
+        let mut rx = engine.subscribe();
         loop {
             match rx.recv().await {
                 Ok(changes) => {
@@ -264,7 +263,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build(tauri::generate_context!())
         .context("cannot start the window")?;
     api.attach_window(std::sync::Arc::new(MainWindow(app.handle().clone())));
-    forward_changes(app.handle().clone(), engine.subscribe());
+    forward_changes(app.handle().clone(), engine.clone());
     let handle = app.handle().clone();
     tauri::async_runtime::spawn(async move {
         signals.await;
