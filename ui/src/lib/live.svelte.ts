@@ -4,6 +4,7 @@
 import { call, ApiError, inWindow, onUnlockNeeded, onTokenChange, getToken } from "./api/client";
 import { subscribe, type ChangeSet, type FeedState } from "./api/feed";
 import type { Info } from "./api/generated";
+import { markPainted, FIRST_DATA } from "./perf";
 
 // ---- The change bus --------------------------------------------------------------------
 
@@ -159,6 +160,7 @@ export class Query<T> {
         this.loading = false;
         this.loadedAt = Date.now();
         shell.noteOk();
+        markPainted(FIRST_DATA, () => ({ page: location.hash.split("?")[0] }));
       },
       (e) => {
         if (seq !== this.seq) return;
