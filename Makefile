@@ -139,8 +139,11 @@ test-ui: build-debug deps-npm
 	STEPDESK_BIN="$(DEBUG_BIN)" READWISE_FAKE_BIN="$(CARGO_TARGET_DIR)/debug/readwise-fake" \
 		$(NODE) --test $(UI_TESTS)/*.test.mjs
 
+# The window's Resync journey syncs from the fake Readwise API too.
 test-window: build-debug
-	STEPDESK_BIN="$(DEBUG_BIN)" $(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
+	$(CARGO) build -p readwise-fake --bin readwise-fake
+	STEPDESK_BIN="$(DEBUG_BIN)" READWISE_FAKE_BIN="$(CARGO_TARGET_DIR)/debug/readwise-fake" \
+		$(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
 
 # ---- Package ----------------------------------------------------------------------------
 
