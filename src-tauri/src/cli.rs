@@ -52,6 +52,9 @@ enum Command {
     },
     /// Sync one user's Readwise books now, or everyone's (--all), through the running server.
     Sync(crate::sync_cli::SyncArgs),
+    /// Open a copy of a data directory (one a user sent, say) for reading only: nothing runs,
+    /// nothing is changed, and the original is left untouched.
+    Inspect(crate::inspect::InspectArgs),
 }
 
 #[derive(Args, Clone, Default)]
@@ -62,6 +65,13 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// Settings for this data directory.
+    pub fn at(data_dir: PathBuf) -> EngineArgs {
+        EngineArgs {
+            data_dir: Some(data_dir),
+        }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(default_data_dir)
     }
@@ -99,6 +109,10 @@ pub struct ServeArgs {
     /// Set from the top-level (global) Readwise flags.
     #[arg(skip)]
     pub readwise: crate::readwise::ReadwiseArgs,
+    /// Set by `stepdesk inspect`: the data directory being inspected (the engine opens a
+    /// copy of it, in the data directory above, read-only).
+    #[arg(skip)]
+    pub inspect: Option<PathBuf>,
 }
 
 /// Where the event key in effect comes from (the admin API's type).
@@ -255,7 +269,7 @@ fn resolve_host(host: &str) -> anyhow::Result<(IpAddr, Option<String>)> {
     Ok((ip, Some(name)))
 }
 
-fn has_display() -> bool {
+pub(crate) fn has_display() -> bool {
     ["DISPLAY", "WAYLAND_DISPLAY"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()))
@@ -264,6 +278,7 @@ fn has_display() -> bool {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.engine.data_dir();
     match cli.command {
+        Some(Command::Inspect(args)) => crate::inspect::run(args, cli.readwise),
         Some(Command::Serve(mut args)) => {
             args.readwise = cli.readwise;
             crate::server::run_headless(args)

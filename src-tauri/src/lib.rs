@@ -5,6 +5,7 @@ mod client;
 mod datadir;
 mod desktop;
 mod fixtures;
+mod inspect;
 mod keys_api;
 mod keys_cli;
 mod logging;

@@ -108,19 +108,35 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
                 data_dir.display()
             )
         })?;
-    let keychain = crate::readwise::keychain().await;
-    let (event_key, key_source) = event_key(args, &keychain, data_dir).await?;
+    let inspecting = args.inspect.is_some();
+    // An inspection never touches the keychain: no token is read, none could be written.
+    let keychain = if inspecting {
+        Err(stepdesk_secrets::SecretsError::Unavailable {
+            detail: "a read-only inspection does not use the keychain".into(),
+        })
+    } else {
+        crate::readwise::keychain().await
+    };
+    let (event_key, key_source) = if inspecting {
+        (None, KeySource::None)
+    } else {
+        event_key(args, &keychain, data_dir).await?
+    };
     let store = config
         .open_store()
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let keys_secrets = keychain.as_ref().ok().cloned();
     let readwise = crate::readwise::open_with(store.clone(), keychain, &args.readwise).await?;
-    let engine = Engine::builder(config)
+    let mut builder = Engine::builder(config)
         .store(store)
         .functions(readwise.functions())
         .functions(crate::functions()?)
-        .gate(readwise.gate())
+        .gate(readwise.gate());
+    if inspecting {
+        builder = builder.inspect();
+    }
+    let engine = builder
         .start()
         .await
         .with_context(|| format!("cannot start the engine in {}", data_dir.display()))?;
@@ -145,13 +161,23 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
         other => other.to_string(),
     };
     let url = format!("http://{host}:{}", local.port());
-    let api = stepdesk_api::Api::builder(engine.clone())
+    let mut api = stepdesk_api::Api::builder(engine.clone())
         .readwise(readwise.admin())
-        .keys(std::sync::Arc::new(keys))
         .event_key(event_key.clone())
+        .read_only(inspecting);
+    if !inspecting {
+        api = api.keys(std::sync::Arc::new(keys));
+    }
+    let api = api
         .info(stepdesk_api::AppInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            data_dir: data_dir.display().to_string(),
+            // An inspection shows the directory it inspects, not the private copy.
+            data_dir: args
+                .inspect
+                .as_deref()
+                .unwrap_or(data_dir)
+                .display()
+                .to_string(),
             log_dir: Some(data_dir.join("logs").display().to_string()),
             url: Some(url.clone()),
         })
@@ -161,10 +187,10 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
     let router = stepdesk_server::router(
         api.clone(),
         ServerConfig {
-            extra_routes: Some(stepdesk_readwise_sync::routes::routes(
-                readwise.admin(),
-                admin_token.clone(),
-            )),
+            // The seed's routes only change things: not in an inspection.
+            extra_routes: (!inspecting).then(|| {
+                stepdesk_readwise_sync::routes::routes(readwise.admin(), admin_token.clone())
+            }),
             admin_token,
             extra_hosts,
             reads_need_token: beyond_loopback,

@@ -263,3 +263,34 @@ export function imageStats(pngPath) {
   const [stddev, colors, width, height] = out.split(/\s+/).map(Number);
   return { stddev, colors, width, height };
 }
+
+/**
+ * Starts `stepdesk inspect DIR --no-window` (a read-only copy of a data directory); resolves
+ * with `{url, stop}` once it listens.
+ */
+export async function startInspector(dataDir) {
+  const child = spawn(stepdeskBin(), ["inspect", "--no-window", dataDir], {
+    env: cleanEnv({ STEPDESK_TEST_FIXTURES: "1" }),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
+  child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+  const stop = () => stopChild(child);
+  try {
+    const url = await Promise.race([
+      waitFor("the inspector's URL on stdout", () => {
+        const m = stdout.match(/Stepdesk is listening on (http:\/\/\S+)/);
+        return m && m[1];
+      }, { timeoutMs: 30000, intervalMs: 20 }),
+      exited(child).then((code) => {
+        throw new Error(`stepdesk inspect exited (${code}) before listening:\n${stderr}`);
+      }),
+    ]);
+    return { url, child, stop, logs: () => stderr };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

@@ -28,7 +28,7 @@ const CHROMIUM_ARGS = [
 const TOLERATED = [/\/api\/admin\/changes$/];
 
 /** Opens a browser on the console of `server`; `errors` collects what went wrong in the page. */
-export async function openConsole(server, { hash = "#/runs", token = false } = {}) {
+export async function openConsole(server, { hash = "#/runs", token = false, status = "Connected" } = {}) {
   const profileDir = tempDir("stepdesk-chromium-profile-");
   const context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
@@ -64,7 +64,7 @@ export async function openConsole(server, { hash = "#/runs", token = false } = {
   });
   const target = server.url + "/" + (token ? `#token=${encodeURIComponent(server.token)}&${hash.replace(/^#/, "")}` : hash);
   await page.goto(target);
-  await page.getByTestId("engine-status").filter({ hasText: "Connected" }).waitFor({ timeout: 15000 });
+  await page.getByTestId("engine-status").filter({ hasText: status }).waitFor({ timeout: 15000 });
   const close = async () => {
     await context.close().catch(() => {});
     removeDir(profileDir);

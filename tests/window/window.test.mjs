@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 import {
@@ -24,6 +24,8 @@ import {
   artifactsDir,
   imageStats,
   EVENT_KEY,
+  startFakeReadwise,
+  api,
 } from "../support/stepdesk.mjs";
 
 const DRIVER = process.env.STEPDESK_WEBKIT_DRIVER || "WebKitWebDriver";
@@ -34,6 +36,7 @@ let wd; // WebDriver base URL
 let sessionId;
 let appUrl;
 let dataDir;
+let fake; // the fake Readwise API the app syncs from
 
 async function webdriver(method, route, body) {
   const res = await fetch(wd + route, {
@@ -97,6 +100,7 @@ before(async () => {
   );
   const bin = stepdeskBin();
   dataDir = tempDir("stepdesk-window-data-");
+  fake = await startFakeReadwise({ users: 1, books: 7 });
   const appPort = await freePort();
   const driverPort = await freePort();
   appUrl = `http://127.0.0.1:${appPort}`;
@@ -110,6 +114,8 @@ before(async () => {
       STEPDESK_PORT: String(appPort),
       STEPDESK_TEST_FIXTURES: "1",
       STEPDESK_EVENT_KEY: EVENT_KEY,
+      READWISE_API_URL: fake.url,
+      STEPDESK_KEYCHAIN_SERVICE: `dev.stepdesk.test.window.${appPort}`,
     }),
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
@@ -138,6 +144,7 @@ after(async () => {
     await webdriver("DELETE", `/session/${sessionId}`).catch(() => {});
   }
   await stopChild(driver, { group: true, graceMs: 5000 });
+  await fake?.stop();
   removeDir(dataDir);
   if (process.exitCode) console.error(`--- WebKitWebDriver and app output ---\n${driverLog}`);
 });
@@ -223,6 +230,61 @@ test("runs started over HTTP show up in the window with their status", async () 
   );
   assert.equal(detail.err, undefined);
   assert.equal(JSON.stringify(detail.ok).includes(noop.id), true);
+});
+
+/** The WebDriver id of the element matching an XPath, once there is one. */
+async function element(xpath, what) {
+  return waitFor(what, async () => {
+    const found = await webdriver("POST", `/session/${sessionId}/elements`, { using: "xpath", value: xpath });
+    const first = found[0];
+    return first && first["element-6066-11e4-a52e-4f735466cecf"];
+  }, { timeoutMs: 15000, intervalMs: 200 });
+}
+
+async function click(xpath, what) {
+  const id = await element(xpath, what);
+  await webdriver("POST", `/session/${sessionId}/element/${id}/click`, {});
+}
+
+const byTestId = (id) => `//*[@data-testid='${id}']`;
+
+test("Test function in the window: the run starts, completes and shows its steps", async () => {
+  await execute(`location.hash = "#/functions/fixture-noop"`);
+  await click("//button[normalize-space()='Run with this payload']", "the Test function button");
+  // The live run opens.
+  const runId = await waitFor("the run page", async () => {
+    const hash = await execute("return location.hash");
+    const m = hash.match(/^#\/runs\/([0-9A-Z]+)$/);
+    return m && m[1];
+  }, { timeoutMs: 15000, intervalMs: 200 });
+  await waitFor("the run to complete on screen", async () => {
+    const status = await execute(`return document.querySelector(".page-head .status")?.textContent ?? ""`);
+    return /Completed/.test(status);
+  }, { timeoutMs: 20000, intervalMs: 200 });
+  const steps = await execute(`return [...document.querySelectorAll("[data-testid=steps] [data-step-id]")].map((e) => e.dataset.stepId)`);
+  assert.ok(steps.length > 0, `the run's steps are shown: ${JSON.stringify(steps)}`);
+  const run = await api(appUrl, `/api/admin/runs/${runId}`);
+  assert.equal(run.status, "Completed");
+  assert.equal(run.trigger_kind, "Invoke");
+});
+
+test("Resync in the window: the user's book count updates", async () => {
+  const token = readFileSync(path.join(dataDir, "admin-token"), "utf8").trim();
+  await api(appUrl, "/api/admin/users", {
+    method: "POST",
+    body: { id: "ada", name: "Ada", token: "token-00000" },
+    token,
+  });
+  await execute(`location.hash = "#/users/ada"`);
+  await waitFor("the user's page", async () =>
+    (await execute(`return document.querySelector("[data-testid=book-count]")?.textContent ?? null`)) === "0",
+  { timeoutMs: 15000, intervalMs: 200 });
+  await click("//button[normalize-space()='Resync']", "the Resync button");
+  await waitFor("the book count to update", async () =>
+    (await execute(`return document.querySelector("[data-testid=book-count]")?.textContent ?? null`)) === "7",
+  { timeoutMs: 30000, intervalMs: 200 });
+  const user = await api(appUrl, "/api/admin/users/ada");
+  assert.equal(user.stored_books, 7);
 });
 
 test("the window is not blank", async () => {

@@ -549,5 +549,6 @@ fn send_error(e: SendError) -> ApiError {
         SendError::Unauthorized(e) => ApiError::Unauthorized(e),
         SendError::Store(e) => ApiError::Internal(e.to_string()),
         SendError::Unavailable(e) => ApiError::Unavailable(e),
+        SendError::ReadOnly => ApiError::ReadOnly("events are not accepted".into()),
     }
 }

@@ -205,6 +205,9 @@ pub enum SendError {
     Invalid(#[from] EventError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The engine was opened for inspection only: it stores no event.
+    #[error("read-only inspection: events are not accepted")]
+    ReadOnly,
     /// An event needs an authorized sender (see [`Sender`]); nothing was stored.
     #[error("{0}")]
     Unauthorized(String),
@@ -230,6 +233,8 @@ pub(crate) struct EngineInner {
     pub(crate) gates: Vec<Arc<dyn EventGate>>,
     /// This start's row in `boots`.
     pub(crate) boot_id: i64,
+    /// Opened with [`EngineBuilder::inspect`]: nothing runs, events are refused.
+    pub(crate) inspecting: bool,
     pub(crate) feed: feed::Feed,
     pub(crate) stats: console::StatsCache,
     shutdown: watch::Sender<bool>,
@@ -260,6 +265,7 @@ pub struct EngineBuilder {
     functions: Vec<Function>,
     gates: Vec<Arc<dyn EventGate>>,
     store: Option<Store>,
+    inspect: bool,
 }
 
 impl EngineBuilder {
@@ -270,6 +276,16 @@ impl EngineBuilder {
 
     pub fn gate(mut self, gate: Arc<dyn EventGate>) -> Self {
         self.gates.push(gate);
+        self
+    }
+
+    /// Opens the database for inspection only (`stepdesk inspect`, on a copy of someone's
+    /// data directory): nothing executes (no dispatcher, no crons, no sweep, unfinished runs
+    /// stay as they are), no boot is recorded, and events are refused
+    /// ([`SendError::ReadOnly`]). The admin API's reads work as usual; the search index keeps
+    /// catching up, so content search covers the whole copy.
+    pub fn inspect(mut self) -> Self {
+        self.inspect = true;
         self
     }
 
@@ -287,6 +303,7 @@ impl EngineBuilder {
             functions,
             gates,
             store,
+            inspect,
         } = self;
         let registry = Arc::new(Registry::new(functions)?);
         let store = match store {
@@ -298,6 +315,9 @@ impl EngineBuilder {
             .iter()
             .map(|f| (f.id.clone(), f.name.clone(), f.config_json().to_string()))
             .collect();
+        if inspect {
+            return Ok(Engine::inspecting(config, registry, store, gates));
+        }
         let boot = store
             .write(move |c| {
                 let now = time::now_ms();
@@ -330,6 +350,7 @@ impl EngineBuilder {
             config: config.clone(),
             gates,
             boot_id: boot.id,
+            inspecting: false,
             feed: Default::default(),
             stats: Default::default(),
             shutdown,
@@ -371,12 +392,48 @@ fn gate_refusal(index: usize, e: GateError) -> SendError {
 }
 
 impl Engine {
+    /// An engine that only reads (see [`EngineBuilder::inspect`]).
+    fn inspecting(
+        config: EngineConfig,
+        registry: Arc<Registry>,
+        store: Store,
+        gates: Vec<Arc<dyn EventGate>>,
+    ) -> Engine {
+        tracing::info!(
+            database = %store.path().display(),
+            "engine opened for inspection: nothing runs"
+        );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let inner = Arc::new(EngineInner {
+            store,
+            registry,
+            dispatcher: Arc::new(executor::Dispatcher::default()),
+            config,
+            gates,
+            boot_id: 0,
+            inspecting: true,
+            feed: Default::default(),
+            stats: Default::default(),
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let search_task = tokio::spawn(search::run(inner.clone(), shutdown_rx));
+        inner.tasks.lock().expect("tasks lock").push(search_task);
+        Engine { inner }
+    }
+
+    /// Whether the engine was opened for inspection only.
+    pub fn is_inspecting(&self) -> bool {
+        self.inner.inspecting
+    }
+
     pub fn builder(config: EngineConfig) -> EngineBuilder {
         EngineBuilder {
             config,
             functions: Vec::new(),
             gates: Vec::new(),
             store: None,
+            inspect: false,
         }
     }
 
@@ -470,6 +527,9 @@ impl Engine {
         events: Vec<NewEvent>,
         sender: Sender,
     ) -> Result<Vec<String>, SendError> {
+        if self.inner.inspecting {
+            return Err(SendError::ReadOnly);
+        }
         let mut admitted = Vec::with_capacity(events.len());
         let mut work = GateWork::default();
         let admission = Admission {
@@ -557,6 +617,12 @@ impl Engine {
         }
         // A clean end: the next start tells a restart from a crash by it.
         let boot_id = self.inner.boot_id;
+        if self.inner.inspecting {
+            let store = self.inner.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
+            tracing::info!("inspection closed");
+            return;
+        }
         if let Err(e) = self
             .inner
             .store

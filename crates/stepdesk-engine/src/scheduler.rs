@@ -409,6 +409,7 @@ mod tests {
                 config: EngineConfig::new(dir.path()),
                 gates: Vec::new(),
                 boot_id: 0,
+                inspecting: false,
                 feed: Default::default(),
                 stats: Default::default(),
                 shutdown,

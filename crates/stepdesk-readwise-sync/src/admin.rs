@@ -246,6 +246,7 @@ impl ReadwiseAdmin {
             Err(SendError::Invalid(e)) => Err(AdminError::BadRequest(e.to_string())),
             // Never: the admin API sends as a trusted sender.
             Err(SendError::Unauthorized(e)) => Err(AdminError::BadRequest(e)),
+            Err(e @ SendError::ReadOnly) => Err(AdminError::Conflict(e.to_string())),
             Err(SendError::Store(e)) => Err(internal(e)),
             Err(SendError::Unavailable(e)) => Err(AdminError::Internal(e)),
         }

@@ -73,8 +73,15 @@ fn call_error(e: CallError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
-/// Writes need the admin token.
+/// Writes need the admin token. In a read-only inspection they are refused first, token or
+/// not: nobody has the inspection's token, and no token could make a write possible.
 fn authorize(s: &AppState, spec: &CommandSpec, headers: &HeaderMap) -> Result<(), ApiError> {
+    if spec.kind == Kind::Write && s.api.is_read_only() {
+        return Err(call_error(stepdesk_api::ApiError::ReadOnly(format!(
+            "`{}` would change data; this copy is opened for inspection only",
+            spec.name
+        ))));
+    }
     if spec.kind == Kind::Write && !has_admin_token(headers, &s.config.admin_token) {
         let message = if headers.contains_key(axum::http::header::AUTHORIZATION) {
             "the admin token is wrong"

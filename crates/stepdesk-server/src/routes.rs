@@ -148,6 +148,7 @@ async fn send_events(
         Err(SendError::Unauthorized(e)) => event_error(StatusCode::UNAUTHORIZED, e),
         Err(SendError::Store(e)) => ApiError::from(e).into_response(),
         Err(SendError::Unavailable(e)) => event_error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e @ SendError::ReadOnly) => event_error(StatusCode::FORBIDDEN, e.to_string()),
     }
 }
 
