@@ -161,7 +161,8 @@ test("the time filter: a deep link with from/to lists the events on each side of
 
   await go(page, `#/events?name=test%2Ftimed&range=custom&from=${local(boundary)}`);
   await waitFor("only the later event", async () => JSON.stringify(await listed()) === JSON.stringify([late]));
-  assert.equal(await page.getByLabel("From", { exact: true }).inputValue(), local(boundary));
+  // (The field may drop ":00" seconds: compare the times.)
+  assert.equal(Date.parse((await page.getByLabel("From", { exact: true }).inputValue()) + "Z"), boundary);
   assert.equal(await page.getByLabel("Event name").inputValue(), "test/timed");
 
   await go(page, `#/events?name=test%2Ftimed&range=custom&to=${local(boundary)}`);
