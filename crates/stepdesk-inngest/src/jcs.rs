@@ -27,9 +27,12 @@ mod tests {
 
     #[test]
     fn sorts_keys_and_drops_whitespace() {
-        let v: Value = serde_json::from_str("{ \"b\": 1, \"a\": {\"d\": [1, 2], \"c\": null} }")
-            .unwrap();
-        assert_eq!(canonical(&v), br#"{"a":{"c":null,"d":[1,2]},"b":1}"#.to_vec());
+        let v: Value =
+            serde_json::from_str("{ \"b\": 1, \"a\": {\"d\": [1, 2], \"c\": null} }").unwrap();
+        assert_eq!(
+            canonical(&v),
+            br#"{"a":{"c":null,"d":[1,2]},"b":1}"#.to_vec()
+        );
     }
 
     #[test]
@@ -45,9 +48,10 @@ mod tests {
     fn reproduces_the_body_the_sdk_accepted() {
         // The executor in the captures sent canonical bodies; re-canonicalising one of them
         // must give the very same bytes.
-        let capture: Value =
-            serde_json::from_str(include_str!("../tests/fixtures/js/20_hello_call1_no_steps.json"))
-                .unwrap();
+        let capture: Value = serde_json::from_str(include_str!(
+            "../tests/fixtures/js/20_hello_call1_no_steps.json"
+        ))
+        .unwrap();
         let raw = capture["request"]["body_raw"].as_str().unwrap();
         let parsed: Value = serde_json::from_str(raw).unwrap();
         assert_eq!(canonical(&parsed), raw.as_bytes());

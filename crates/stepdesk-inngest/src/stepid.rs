@@ -54,16 +54,28 @@ mod tests {
 
     #[test]
     fn hashes_the_protocol_vectors() {
-        assert_eq!(hash("my-step-id"), "e7d8a2f140845095749d60246ff1110c9d01d76a");
-        assert_eq!(hash("my-step-id:1"), "f47c6228c581af870aa285200cf95ec3ac59bb6a");
+        assert_eq!(
+            hash("my-step-id"),
+            "e7d8a2f140845095749d60246ff1110c9d01d76a"
+        );
+        assert_eq!(
+            hash("my-step-id:1"),
+            "f47c6228c581af870aa285200cf95ec3ac59bb6a"
+        );
         assert_eq!(hash("complete"), "0737c22d3bfae812339732d14d8c7dbd6dc4e09c");
     }
 
     #[test]
     fn hashes_the_captured_step_ids() {
         // js/20, js/21, js/30: the ids the JS SDK reported for these user ids.
-        assert_eq!(hash("first-step"), "efec2b2037910199abcc3c58998255afa3066709");
-        assert_eq!(hash("second-step"), "b84c4a1656207bc4c25076438eb7ab7d696322c7");
+        assert_eq!(
+            hash("first-step"),
+            "efec2b2037910199abcc3c58998255afa3066709"
+        );
+        assert_eq!(
+            hash("second-step"),
+            "b84c4a1656207bc4c25076438eb7ab7d696322c7"
+        );
         assert_eq!(hash("wait"), "daaad336276d15594d0e765f96c17cd746bf4971");
     }
 
