@@ -11,6 +11,7 @@
 //! - [`duration`]: Inngest durations (`1h30m`, `2d`, `1w`) and when a `Sleep` op wakes.
 //! - [`response`]: what an SDK's answer to a call request means (complete, ops, error).
 //! - [`stepid`]: hashed step ids and the `:N` suffix of repeated ids.
+//! - [`headers`]: the `X-Inngest-*` header names.
 //! - [`serve`]: the bodies and headers Stepdesk answers with when it serves its own
 //!   functions to an Inngest server (introspection, sync).
 //!
@@ -19,6 +20,7 @@
 //! Retry backoff is not here: `stepdesk_engine::backoff` already has Inngest's table.
 
 pub mod duration;
+pub mod headers;
 pub mod jcs;
 pub mod response;
 pub mod serve;

@@ -238,7 +238,7 @@ fn decide(
     } else {
         CallOutcome::Error {
             error: error_value(status, body),
-            retriable: no_retry.map_or(true, |no| !no),
+            retriable: no_retry != Some(true),
             retry_at,
         }
     };
@@ -304,7 +304,7 @@ fn parse_stream(headers: &[(String, String)], body: &[u8], now_ms: i64) -> CallR
             };
             r.outcome = CallOutcome::Error {
                 error,
-                retriable: r.no_retry.map_or(true, |no| !no),
+                retriable: r.no_retry != Some(true),
                 retry_at: r.retry_at,
             };
         }
