@@ -109,8 +109,9 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
             .checked_mul(per)
             .ok_or_else(|| error(input, "too long"))?;
         if !fraction.is_empty() {
-            // Digits beyond nanosecond precision cannot matter; 30 keeps the scale in range.
-            let digits = &fraction[..fraction.len().min(30)];
+            // Digits beyond nanosecond precision cannot matter; 18 keeps `value * per` in
+            // range for the largest unit.
+            let digits = &fraction[..fraction.len().min(18)];
             let scale = 10u128.pow(digits.len() as u32);
             let value: u128 = digits.parse().map_err(|_| error(input, "bad fraction"))?;
             part += value * per / scale;
@@ -226,6 +227,11 @@ mod tests {
         assert_eq!(parse("1500us").unwrap(), Duration::from_micros(1500));
         assert_eq!(parse("1500µs").unwrap(), Duration::from_micros(1500));
         assert_eq!(parse("7ns").unwrap(), Duration::from_nanos(7));
+        assert_eq!(parse("0.5w").unwrap(), Duration::from_secs(302_400));
+        assert_eq!(
+            parse("1.123456789012345678901234567w").unwrap().as_secs(),
+            679_466
+        );
     }
 
     #[test]

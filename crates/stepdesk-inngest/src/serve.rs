@@ -568,6 +568,24 @@ mod tests {
             assert_has_keys_of(&ours, &theirs, &["featureObservations"], "in-band reply");
         }
         assert_eq!(ours["inspection"]["authentication_succeeded"], true);
+        // Dev mode, unsigned (js/03): the inspection is the unauthenticated one.
+        let dev = in_band_reply(&app(Mode::Dev), Auth::Unsigned);
+        let js_dev = body_of(include_str!(
+            "../tests/fixtures/js/03_put_sync_in_band_dev.json"
+        ));
+        assert_has_keys_of(
+            &dev,
+            &js_dev,
+            &["featureObservations"],
+            "in-band reply (dev)",
+        );
+        assert_has_keys_of(
+            &dev["inspection"],
+            &js_dev["inspection"],
+            &["extra"],
+            "in-band inspection (dev)",
+        );
+        assert!(dev["inspection"].get("app_id").is_none());
         assert_eq!(ours["functions"].as_array().unwrap().len(), 2);
         assert_eq!(ours["url"], "http://127.0.0.1:8290/api/inngest");
         assert!(ours.get("appVersion").is_none());
