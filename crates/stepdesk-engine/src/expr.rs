@@ -1408,6 +1408,70 @@ mod tests {
         assert!(loose_eq_json(&Value::Null, &Value::Null));
     }
 
+    /// A quick measure of parse and evaluation costs (release build):
+    /// `cargo test --release -p stepdesk-engine --lib expr::tests::speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn speed() {
+        use std::time::Instant;
+        let e = json!({
+            "name": "shop/order.placed", "id": "01J0000000000000000000000", "ts": 1733000000000u64,
+            "user": {}, "data": {
+                "orderId": "ord_123456", "plan": "pro", "amount": 129.5, "currency": "EUR",
+                "customer": {"id": "cus_42", "email": "ada@example.com", "country": "FR"},
+                "items": [{"sku": "A-1", "qty": 2, "price": 40.0}, {"sku": "B-7", "qty": 1, "price": 49.5}]
+            }
+        });
+        let incoming =
+            json!({"name": "shop/order.paid", "data": {"orderId": "ord_123456", "ok": true}});
+        let n = 200_000;
+        let time = |label: &str, f: &mut dyn FnMut() -> bool| {
+            let start = Instant::now();
+            let mut hits = 0;
+            for _ in 0..n {
+                hits += usize::from(std::hint::black_box(f()));
+            }
+            let per = start.elapsed().as_nanos() as f64 / n as f64;
+            println!("{label}: {per:.0} ns per evaluation ({hits} true)");
+        };
+        let start = Instant::now();
+        for _ in 0..2_000 {
+            std::hint::black_box(Expr::parse("event.data.plan == 'pro'").unwrap());
+        }
+        println!(
+            "parse `event.data.plan == 'pro'`: {:.1} µs",
+            start.elapsed().as_micros() as f64 / 2_000.0
+        );
+        let simple = Expr::parse("event.data.plan == 'pro'").unwrap();
+        time("`event.data.plan == 'pro'`", &mut || {
+            simple.eval_bool(&Vars::event(&e)).unwrap()
+        });
+        time("the same, strict JSON lookup (no CEL)", &mut || {
+            crate::event::lookup(&e, "data.plan") == Some(&json!("pro"))
+        });
+        let compound = Expr::parse(
+            "event.data.amount >= 100 && event.data.customer.country in ['FR', 'DE'] && event.data.plan.startsWith('p')",
+        )
+        .unwrap();
+        time("a three-clause condition", &mut || {
+            compound.eval_bool(&Vars::event(&e)).unwrap()
+        });
+        let wait =
+            Expr::parse("async.data.orderId == event.data.orderId && async.data.ok").unwrap();
+        let part = wait.event_part(&e).unwrap();
+        time(
+            "a wait's `async.data.orderId == event.data.orderId && async.data.ok` (stored part)",
+            &mut || {
+                wait.eval_bool(&Vars::matching(Some(&part), &incoming))
+                    .unwrap()
+            },
+        );
+        let exists = Expr::parse("event.data.items.exists(i, i.qty > 1)").unwrap();
+        time("`event.data.items.exists(i, i.qty > 1)`", &mut || {
+            exists.eval_bool(&Vars::event(&e)).unwrap()
+        });
+    }
+
     #[test]
     fn cached_expressions_are_shared() {
         let a = cached("event.data.x == 1").unwrap();

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::cron::CronSpec;
 use crate::event::{internal, NewEvent};
 use crate::function::BoxFuture;
-use crate::function::CancelRule;
+use crate::function::{CancelRule, Function};
 use crate::ingest::{add_cancel_rules, insert_event, new_id, NewRun, Wake};
 use crate::model::TriggerKind;
 use crate::store::{crons, StoreResult};
@@ -102,14 +102,14 @@ fn startup_state(
 /// Records a fire and creates its run, unless that fire already happened.
 pub(crate) fn fire(
     conn: &Connection,
-    function_id: &str,
+    function: &Function,
     spec: &CronSpec,
     scheduled_at: i64,
     now: i64,
     late: bool,
-    cancel: &[CancelRule],
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<Option<String>> {
+    let function_id = function.id.as_str();
     let run_id = new_id();
     let inserted = crons::record_fire(conn, function_id, scheduled_at, &run_id, now, late)?;
     if !inserted {
@@ -124,7 +124,7 @@ pub(crate) fn fire(
         late,
         event_id,
         manual: None,
-        cancel,
+        cancel: &function.cancel,
     };
     create_cron_run(conn, &run, &run_id)?;
     wakes.push((run_id.clone(), now));
@@ -188,17 +188,17 @@ async fn fire_and_wake(
     now: i64,
     late: bool,
 ) -> Result<(), ()> {
-    let (f, s) = (function_id.to_string(), spec.clone());
-    let cancel = engine
-        .registry
-        .get(function_id)
-        .map(|f| f.cancel.clone())
-        .unwrap_or_default();
+    let Some(f) = engine.registry.get(function_id).cloned() else {
+        // Schedules are made from the registry, which does not change while it runs.
+        tracing::error!(function = %function_id, "cron of a function that is not registered");
+        return Ok(());
+    };
+    let s = spec.clone();
     let result = engine
         .store
         .write(move |c| {
             let mut wakes = Vec::new();
-            let run = fire(c, &f, &s, scheduled_at, now, late, &cancel, &mut wakes)?;
+            let run = fire(c, &f, &s, scheduled_at, now, late, &mut wakes)?;
             Ok((run, wakes))
         })
         .await;

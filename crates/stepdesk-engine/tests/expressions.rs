@@ -406,3 +406,40 @@ fn a_bad_expression_is_a_clear_build_error() {
         .unwrap_err();
     assert!(err.reason.contains("unknown function `lower`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_run_has_its_cancel_rules_too() {
+    let f = Function::builder("nightly")
+        .on_cron("0 3 * * *")
+        .cancel_on("app/maintenance", Some("async.data.stop == true"), None)
+        .handler(|ctx| async move {
+            ctx.step.sleep("nap", Duration::from_secs(3600)).await?;
+            Ok(())
+        })
+        .unwrap();
+    let (engine, _dir) = start(vec![f]).await;
+    let started = engine.admin().run_cron("nightly", None).await.unwrap();
+    wait_step(&engine, &started.run_id, "nap", StepStatus::Sleeping).await;
+    send(
+        &engine,
+        json!({"name": "app/maintenance", "data": {"stop": false}}),
+    )
+    .await;
+    assert_eq!(
+        engine
+            .admin()
+            .run(&started.run_id)
+            .await
+            .unwrap()
+            .summary
+            .status,
+        "Running"
+    );
+    send(
+        &engine,
+        json!({"name": "app/maintenance", "data": {"stop": true}}),
+    )
+    .await;
+    wait_status(&engine, &started.run_id, "Cancelled").await;
+    stop(&engine).await;
+}
