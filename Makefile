@@ -180,6 +180,9 @@ package: build $(PACKAGING)/node_modules/.package-lock.json
 # ---- Benchmarks ----------------------------------------------------------------------
 
 # Each benchmark rewrites only its own section of BENCHMARKS.md.
-bench: deps-toolchain
+# The console's bench (tests/bench/console.mjs) measures the release binary: the window under
+# Xvfb in a private session bus, Chromium on the engine bench's cached million runs.
+bench: deps build
 	$(CARGO) run --release -p stepdesk-bench -- --write BENCHMARKS.md
 	$(CARGO) run --release -p stepdesk-bench-readwise -- --write BENCHMARKS.md
+	tests/with-session.sh $(XVFB_RUN) $(NODE) tests/bench/console.mjs --bin "$(RELEASE_BIN)" --write BENCHMARKS.md

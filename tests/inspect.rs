@@ -5,10 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{Options, Server};
@@ -29,28 +27,14 @@ impl Drop for Inspector {
 }
 
 fn inspect(dir: &Path) -> Inspector {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stepdesk"))
-        .args(["inspect", "--no-window"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stepdesk"));
+    cmd.args(["inspect", "--no-window"])
         .arg(dir)
         .env("STEPDESK_TEST_FIXTURES", "1")
         .env_remove("STEPDESK_DATA_DIR")
         .env_remove("STEPDESK_EVENT_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start stepdesk inspect");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("Stepdesk is listening on ") {
-                let _ = tx.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("stepdesk inspect did not print its URL");
+        .stderr(Stdio::null());
+    let (child, url) = common::spawn_listening(cmd);
     Inspector {
         child,
         url,

@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | `fixture-steps` | `test/steps` | `step_ms` (default 0) | Three steps, each pausing `step_ms`; outputs `done-1..3`. |
 //! | `fixture-noop` | `test/noop` | — | Three empty steps. |
+//! | `fixture-input` | `test/input` | `text` (default "hello") | Three steps: `first` outputs the id of the run it executed in; `echo`, a `step.run_with` whose input is `{"text": text}`, outputs `{"echoed": input}`; `last` outputs the echoed text in capitals. For "Rerun from step" with an edited input. |
 //! | `fixture-sleep` | `test/sleep` | `sleep_ms` (default 5000) | A step, a durable sleep, a step. |
 //! | `fixture-wait` | `test/wait` | `key`, `timeout_ms` (default 600000) | Waits for a `test/resume` event with the same `data.key`; outputs its id, or null on timeout. |
 //! | `fixture-flaky` | `test/flaky` | `fail_times` (default 2) | A step that fails its first `fail_times` attempts (3 retries allowed), so by default it succeeds on its 3rd. |
@@ -87,6 +88,46 @@ pub fn functions() -> anyhow::Result<Vec<Function>> {
                     outputs.push(out);
                 }
                 Ok(json!({ "outputs": outputs }))
+            })?,
+        Function::builder("fixture-input")
+            .name("Fixture: a step that takes an input")
+            .on_event("test/input")
+            .handler(|ctx| async move {
+                let text = ctx
+                    .event
+                    .data
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("hello")
+                    .to_string();
+                // Its output names the run it executed in: a step reused by a "Rerun from
+                // step" keeps the original run's id.
+                let run_id = ctx.run_id.clone();
+                let first: String = ctx
+                    .step
+                    .run("first", || async move {
+                        record(&run_id, "first")?;
+                        Ok(run_id)
+                    })
+                    .await?;
+                let run_id = ctx.run_id.clone();
+                let echoed: Value = ctx
+                    .step
+                    .run_with("echo", json!({ "text": text }), |input: Value| async move {
+                        record(&run_id, "echo")?;
+                        Ok(json!({ "echoed": input }))
+                    })
+                    .await?;
+                let run_id = ctx.run_id.clone();
+                let shout = echoed["echoed"]["text"].as_str().map(str::to_uppercase);
+                let last: Value = ctx
+                    .step
+                    .run("last", || async move {
+                        record(&run_id, "last")?;
+                        Ok(json!(shout))
+                    })
+                    .await?;
+                Ok(json!({ "first_ran_in": first, "echo": echoed, "last": last }))
             })?,
         Function::builder("fixture-noop")
             .name("Fixture: three no-op steps")

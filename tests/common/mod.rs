@@ -55,19 +55,7 @@ impl Server {
             cmd.env("STEPDESK_FIXTURE_LOG", log);
         }
         cmd.envs(env.iter().copied());
-        let mut child = cmd.spawn().expect("start stepdesk");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("Stepdesk is listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("stepdesk did not print its URL within 30 s");
+        let (child, url) = spawn_listening(cmd);
         Server {
             child,
             url,
@@ -216,6 +204,25 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Spawns a `stepdesk` command that prints "Stepdesk is listening on URL" on stdout once it
+/// listens (`serve`, `inspect`, the window); returns the child and the URL.
+pub fn spawn_listening(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start stepdesk");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("Stepdesk is listening on ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("stepdesk did not print its URL within 30 s");
+    (child, url)
 }
 
 /// Runs `stepdesk ARGS` to completion with extra environment variables and `stdin`.

@@ -107,6 +107,74 @@ test("Send event accepts an array", async () => {
   for (const id of links) assert.equal((await api(server.url, `/api/admin/events/${id}`)).name, "test/noop");
 });
 
+/** A time as the console's `datetime-local` filters write it (the browser runs in UTC). */
+const local = (ms) => new Date(ms).toISOString().slice(0, 19);
+
+test("the time filter: quick picks ask for the events since then, and live in the URL", async () => {
+  const { page } = ui;
+  await go(page, "#/events");
+  await page.getByTestId("events-table").waitFor();
+  for (const [pick, ms] of [["1h", 3_600_000], ["24h", 86_400_000], ["7d", 7 * 86_400_000]]) {
+    const asked = page.waitForRequest((r) => r.url().endsWith("/api/rpc/events"));
+    await page.getByLabel("Received").selectOption(pick);
+    const params = (await asked).postDataJSON();
+    assert.ok(Math.abs(params.from - (Date.now() - ms)) < 10_000, `${pick}: from ${params.from}`);
+    assert.equal(params.to, undefined);
+    assert.match(page.url(), new RegExp(`range=${pick}`));
+    await page.locator(`[data-event-id="${noopEvent}"]`).waitFor();
+  }
+  // "Any time" asks for no bound.
+  const asked = page.waitForRequest((r) => r.url().endsWith("/api/rpc/events"));
+  await page.getByLabel("Received").selectOption("");
+  assert.equal((await asked).postDataJSON().from, undefined);
+  assert.doesNotMatch(page.url(), /range=/);
+});
+
+test("the time filter: absolute from and to, a range with no events, a backwards range", async () => {
+  const { page } = ui;
+  await go(page, "#/events");
+  await page.getByTestId("events-table").waitFor();
+  await page.getByLabel("Received").selectOption("custom");
+  await page.getByLabel("From", { exact: true }).fill("2020-01-01T00:00");
+  await page.getByLabel("To", { exact: true }).fill("2020-01-02T00:00");
+  await page.getByTestId("empty").filter({ hasText: "No events in this time range." }).waitFor();
+  assert.match(page.url(), /range=custom&from=2020-01-01T00%3A00&to=2020-01-02T00%3A00/);
+  // From after To: said beside the fields, and nothing is asked.
+  await page.getByLabel("From", { exact: true }).fill("2020-01-03T00:00");
+  await page.getByRole("alert").filter({ hasText: "“From” is after “To”" }).waitFor();
+  await page.getByTestId("empty").filter({ hasText: "Choose a “From” time before the “To” time." }).waitFor();
+  assert.equal(await page.getByTestId("error").count(), 0);
+  await page.getByRole("button", { name: "Clear filters" }).first().click();
+  await page.locator(`[data-event-id="${noopEvent}"]`).waitFor();
+  assert.match(page.url(), /#\/events$/);
+});
+
+test("the time filter: a deep link with from/to lists the events on each side of a time", async () => {
+  const { page } = ui;
+  const early = await sendEvent(server.url, "test/timed", { n: 1 });
+  // A whole second strictly between the two events.
+  await new Promise((r) => setTimeout(r, 1100));
+  const boundary = Math.ceil(Date.now() / 1000) * 1000;
+  await new Promise((r) => setTimeout(r, boundary - Date.now() + 100));
+  const late = await sendEvent(server.url, "test/timed", { n: 2 });
+  const listed = () => page.$$eval("[data-testid=events-table] tbody tr", (trs) => trs.map((tr) => tr.dataset.eventId));
+
+  await go(page, `#/events?name=test%2Ftimed&range=custom&from=${local(boundary)}`);
+  await waitFor("only the later event", async () => JSON.stringify(await listed()) === JSON.stringify([late]));
+  // (The field may drop ":00" seconds: compare the times.)
+  assert.equal(Date.parse((await page.getByLabel("From", { exact: true }).inputValue()) + "Z"), boundary);
+  assert.equal(await page.getByLabel("Event name").inputValue(), "test/timed");
+
+  await go(page, `#/events?name=test%2Ftimed&range=custom&to=${local(boundary)}`);
+  await waitFor("only the earlier event", async () => JSON.stringify(await listed()) === JSON.stringify([early]));
+  assert.equal(await page.getByLabel("From", { exact: true }).inputValue(), "");
+  await screenshot(page, "events-time-filter");
+
+  await go(page, `#/events?name=test%2Ftimed&range=1h`);
+  await waitFor("both in the last hour", async () => JSON.stringify(await listed()) === JSON.stringify([late, early]));
+  assert.equal(await page.getByLabel("Received").inputValue(), "1h");
+});
+
 test("the pages had no script errors", () => {
   assert.deepEqual(ui.errors, []);
 });

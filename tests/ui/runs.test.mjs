@@ -162,7 +162,7 @@ test("rerun asks for the admin token in a browser, then opens the new run", asyn
   const { page } = ui;
   ui.expected.push(/\/api\/rpc\/rerun$/); // the first try, without the token: 401
   await go(page, `#/runs/${runs.noop.id}`);
-  await page.getByRole("button", { name: "Rerun" }).click();
+  await page.getByRole("button", { name: "Rerun", exact: true }).click();
   // A write without the token: the unlock dialog, not a silent failure.
   const dialog = page.getByTestId("unlock-dialog");
   await dialog.waitFor();

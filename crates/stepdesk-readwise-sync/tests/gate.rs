@@ -1,55 +1,32 @@
 //! The Readwise event gate: who may hand Stepdesk a token in an event, and that a request
 //! refused as a whole changes nothing (no token saved, no status changed).
 
-use std::time::Duration;
-
-use readwise_fake::{FakeConfig, FakeReadwise};
+use readwise_fake::FakeConfig;
 use serde_json::{json, Value};
 use stepdesk_engine::event::parse_events;
-use stepdesk_engine::{Backoff, Engine, EngineConfig, SendError, Sender};
-use stepdesk_readwise::{ClientConfig, ReadwiseClient};
+use stepdesk_engine::{Engine, SendError, Sender};
 use stepdesk_readwise_sync::{token_key, ReadwiseSync};
 use stepdesk_secrets::Secrets;
 
+mod common;
+
+/// The shared harness, with the in-memory keychain it was given at hand.
 struct Harness {
-    _dir: tempfile::TempDir,
-    _fake: FakeReadwise,
+    /// Keeps the fake Readwise and the data directory alive.
+    _inner: common::Harness,
     engine: Engine,
     sync: ReadwiseSync,
     secrets: Secrets,
 }
 
 async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = FakeReadwise::start(FakeConfig::default()).await.unwrap();
-    let mut config = ClientConfig::default()
-        .with_base_url(&fake.base_url())
-        .unwrap();
-    config.request_timeout = Duration::from_secs(5);
-    let mut engine_config = EngineConfig::new(dir.path());
-    engine_config.backoff = Backoff::Fixed(Duration::from_millis(50));
-    let store = engine_config.open_store().await.unwrap();
     let secrets = Secrets::in_memory();
-    let sync = ReadwiseSync::new(
-        store.clone(),
-        Ok(secrets.clone()),
-        ReadwiseClient::new(config).unwrap(),
-    )
-    .await
-    .unwrap();
-    let engine = Engine::builder(engine_config)
-        .store(store)
-        .functions(sync.functions())
-        .gate(sync.gate())
-        .start()
-        .await
-        .unwrap();
-    sync.attach(engine.clone());
+    let inner =
+        common::harness_with_keychain(FakeConfig::default(), |_| {}, Ok(secrets.clone())).await;
     Harness {
-        _dir: dir,
-        _fake: fake,
-        engine,
-        sync,
+        engine: inner.engine.clone(),
+        sync: inner.sync.clone(),
+        _inner: inner,
         secrets,
     }
 }

@@ -8,57 +8,13 @@ use readwise_fake::{FakeConfig, FakeEndpoint, FakeReadwise, Fault};
 use serde_json::{json, Value};
 use stepdesk_engine::admin::{RunDetail, RunQuery};
 use stepdesk_engine::event::parse_events;
-use stepdesk_engine::{Backoff, Engine, EngineConfig, SendError};
-use stepdesk_readwise::{ClientConfig, ReadwiseClient};
+use stepdesk_engine::SendError;
 use stepdesk_readwise_sync::admin::CheckOutcome;
 use stepdesk_readwise_sync::users::{SyncStatus, TokenStatus};
-use stepdesk_readwise_sync::ReadwiseSync;
-use stepdesk_secrets::Secrets;
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    fake: FakeReadwise,
-    engine: Engine,
-    sync: ReadwiseSync,
-}
+mod common;
 
-async fn harness(fake_config: FakeConfig, client: impl FnOnce(&mut ClientConfig)) -> Harness {
-    harness_with_keychain(fake_config, client, Ok(Secrets::in_memory())).await
-}
-
-async fn harness_with_keychain(
-    fake_config: FakeConfig,
-    client: impl FnOnce(&mut ClientConfig),
-    secrets: Result<Secrets, stepdesk_secrets::SecretsError>,
-) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = FakeReadwise::start(fake_config).await.unwrap();
-    let mut config = ClientConfig::default()
-        .with_base_url(&fake.base_url())
-        .unwrap();
-    config.request_timeout = Duration::from_secs(5);
-    client(&mut config);
-    let mut engine_config = EngineConfig::new(dir.path());
-    engine_config.backoff = Backoff::Fixed(Duration::from_millis(50));
-    let store = engine_config.open_store().await.unwrap();
-    let sync = ReadwiseSync::new(store.clone(), secrets, ReadwiseClient::new(config).unwrap())
-        .await
-        .unwrap();
-    let engine = Engine::builder(engine_config)
-        .store(store)
-        .functions(sync.functions())
-        .gate(sync.gate())
-        .start()
-        .await
-        .unwrap();
-    sync.attach(engine.clone());
-    Harness {
-        _dir: dir,
-        fake,
-        engine,
-        sync,
-    }
-}
+use common::{harness, harness_with_keychain, Harness};
 
 impl Harness {
     async fn add(&self, user: &str, token: &str, books: usize) {

@@ -1,4 +1,5 @@
 // The runs list's filters: read from and written to the URL, turned into the `runs` query.
+// The time range (quick picks or absolute) is shared with the events list.
 
 import type { RunQuery, RunSummary } from "./api/generated";
 
@@ -23,7 +24,12 @@ export interface RunFilters {
   range: string;
   from: string;
   to: string;
+  /** A search of the runs' contents (`search_runs`); "" lists the runs. */
+  q: string;
 }
+
+/** No filter and no search. */
+export const NO_FILTERS: RunFilters = { fn: "", status: "", trigger: "", event: "", range: "", from: "", to: "", q: "" };
 
 export function filtersFromQuery(q: URLSearchParams): RunFilters {
   return {
@@ -34,6 +40,7 @@ export function filtersFromQuery(q: URLSearchParams): RunFilters {
     range: q.get("range") ?? (q.get("from") || q.get("to") ? "custom" : ""),
     from: q.get("from") ?? "",
     to: q.get("to") ?? "",
+    q: q.get("q") ?? "",
   };
 }
 
@@ -46,6 +53,7 @@ export function filtersToQuery(f: RunFilters): Record<string, string> {
     range: f.range,
     from: f.range === "custom" ? f.from : "",
     to: f.range === "custom" ? f.to : "",
+    q: f.q,
   };
 }
 
@@ -63,6 +71,28 @@ export function msToLocal(ms: number): string {
 }
 
 /**
+ * The time range's bounds in ms: a quick pick back from `now`, or the absolute from/to of
+ * "custom" (either may be left empty), or none. `error` when from is after to.
+ */
+export function rangeBounds(
+  range: string,
+  from: string,
+  to: string,
+  now = Date.now(),
+): { from?: number; to?: number; error?: string } {
+  const pick = RANGES.find((r) => r.id === range);
+  if (pick) return { from: now - pick.ms };
+  if (range !== "custom") return {};
+  const out: { from?: number; to?: number; error?: string } = {};
+  const f = localToMs(from);
+  const t = localToMs(to);
+  if (f !== undefined) out.from = f;
+  if (t !== undefined) out.to = t;
+  if (f !== undefined && t !== undefined && f > t) out.error = "“From” is after “To”";
+  return out;
+}
+
+/**
  * The `runs` params for these filters. The trigger kind and the event name are sent only
  * when chosen (an engine without those filters then says so, shown as an error).
  */
@@ -72,15 +102,30 @@ export function runQuery(f: RunFilters, now = Date.now()): RunQuery {
   if (f.status) q.status = f.status;
   if (f.trigger) q.trigger_kind = f.trigger;
   if (f.event) q.event_name = f.event;
-  const pick = RANGES.find((r) => r.id === f.range);
-  if (pick) q.from = now - pick.ms;
-  else if (f.range === "custom") {
-    const from = localToMs(f.from);
-    const to = localToMs(f.to);
-    if (from !== undefined) q.from = from;
-    if (to !== undefined) q.to = to;
-  }
+  const { from, to } = rangeBounds(f.range, f.from, f.to, now);
+  if (from !== undefined) q.from = from;
+  if (to !== undefined) q.to = to;
   return q as RunQuery;
+}
+
+/**
+ * Whether a run passes these filters (for search results, which `search_runs` finds by
+ * content alone): the same meaning as the `runs` query's.
+ */
+export function matchesFilters(r: RunSummary, f: RunFilters, now = Date.now()): boolean {
+  if (f.fn && r.function_id !== f.fn) return false;
+  if (f.status && r.status !== f.status) return false;
+  if (f.trigger && r.trigger_kind.toLowerCase() !== f.trigger.toLowerCase()) return false;
+  if (f.event && r.event_name !== f.event) return false;
+  const { from, to } = rangeBounds(f.range, f.from, f.to, now);
+  if (from !== undefined && r.queued_at < from) return false;
+  if (to !== undefined && r.queued_at >= to) return false;
+  return true;
+}
+
+/** Whether a search query has a word to look for (letters or digits, as the index splits). */
+export function hasSearchWord(q: string): boolean {
+  return /[\p{L}\p{N}]/u.test(q);
 }
 
 /** Whether run `a` comes after `b` in the list's order (newest first: ULIDs descending). */
