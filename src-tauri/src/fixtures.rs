@@ -168,6 +168,7 @@ pub fn functions() -> anyhow::Result<Vec<Function>> {
                             event: "test/resume".into(),
                             timeout,
                             match_field: Some("data.key".into()),
+                            if_expr: None,
                         },
                     )
                     .await?;

@@ -416,10 +416,10 @@ impl AdminApi {
                     .triggers
                     .iter()
                     .map(|t| match t {
-                        Trigger::Event { name, condition } => TriggerView {
+                        Trigger::Event { name, expression } => TriggerView {
                             kind: TriggerKind::Event,
                             value: name.clone(),
-                            condition: condition.as_ref().map(|(p, v)| format!("event.{p} == {v}")),
+                            condition: expression.as_ref().map(|e| e.source().to_string()),
                             next_fire_at: None,
                         },
                         Trigger::Cron(spec) => TriggerView {

@@ -331,6 +331,13 @@ impl AdminApi {
             },
         };
         let function_id = function_id.to_string();
+        let cancel = self
+            .engine
+            .inner
+            .registry
+            .get(&function_id)
+            .map(|f| f.cancel.clone())
+            .unwrap_or_default();
         let started = self
             .engine
             .write_and_wake(move |c| {
@@ -345,6 +352,7 @@ impl AdminApi {
                     // Unique, so the sender-id dedupe never takes a replay for a repeat.
                     event_id: format!("{function_id}@{}#{kind}-{run_id}", to_rfc3339(at)),
                     manual: Some(kind),
+                    cancel: &cancel,
                 };
                 create_cron_run(c, &run, &run_id)?;
                 crons::record_manual(c, &run_id, &function_id, at, now, kind)?;

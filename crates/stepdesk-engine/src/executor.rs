@@ -462,10 +462,18 @@ fn plan(
             event,
             match_field,
             match_value,
+            if_expr,
+            if_event,
             expires_at,
         }) => {
-            let input =
-                serde_json::json!({"event": event, "match": match_field, "timeout_at": expires_at});
+            let input = match &if_expr {
+                Some(e) => {
+                    serde_json::json!({"event": event, "match": match_field, "if": e, "timeout_at": expires_at})
+                }
+                None => {
+                    serde_json::json!({"event": event, "match": match_field, "timeout_at": expires_at})
+                }
+            };
             p.step = Some(suspended(
                 hash.clone(),
                 step_id,
@@ -481,6 +489,8 @@ fn plan(
                 event_name: Some(event),
                 match_field,
                 match_value: match_value.map(|v| v.to_string()),
+                if_expr,
+                if_event: if_event.map(|v| v.to_string()),
                 expires_at,
             });
             p.wake_at = Some(Some(expires_at));
@@ -530,6 +540,8 @@ fn plan(
                     event_name: None,
                     match_field: None,
                     match_value: None,
+                    if_expr: None,
+                    if_event: None,
                     expires_at,
                 });
                 p.child = Some(ChildRun { function_id, data });

@@ -4,14 +4,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cron::CronSpec;
 use crate::error::Error;
-use crate::event::{internal, lookup, Event};
-use crate::step::Ctx;
+use crate::event::{internal, Event};
+use crate::expr::{quote, Expr, Var, Vars};
+use crate::step::{Ctx, MAX_SUSPEND};
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A function body: called once per execution, replaying memoized steps.
@@ -21,6 +23,10 @@ pub type Handler = Arc<dyn Fn(Ctx) -> BoxFuture<Result<Value, Error>> + Send + S
 pub const DEFAULT_RETRIES: u32 = 4;
 /// Most retries a function may ask for.
 pub const MAX_RETRIES: u32 = 20;
+/// Most cancellation rules a function may have (Inngest's limit).
+pub const MAX_CANCEL_RULES: usize = 5;
+/// How long a run can be cancelled by a rule without a timeout: a year, as in Inngest.
+pub const DEFAULT_CANCEL_TIMEOUT: Duration = MAX_SUSPEND;
 
 /// What starts a function.
 // A function has a handful of triggers: the size of the cron variant does not matter.
@@ -28,34 +34,64 @@ pub const MAX_RETRIES: u32 = 20;
 #[derive(Debug, Clone)]
 pub enum Trigger {
     /// An event name, exact or with a trailing wildcard (`app/*`, `app/user.*`), and an
-    /// optional condition that one field of the event equals a value.
+    /// optional expression on the event (`event.data.plan == 'pro'`): a run starts only when
+    /// it is true.
     Event {
         name: String,
-        condition: Option<(String, Value)>,
+        expression: Option<Expr>,
     },
     /// A cron schedule.
     Cron(CronSpec),
 }
 
 impl Trigger {
+    /// Whether an event starts a run. An expression that fails counts as false (logged once
+    /// per trigger, see [`Expr::matches`]).
     fn matches(&self, name: &str, event: &Value) -> bool {
         match self {
             Trigger::Event {
                 name: pattern,
-                condition,
+                expression,
             } => {
                 let name_ok = match pattern.strip_suffix('*') {
                     Some(prefix) => name.starts_with(prefix),
                     None => pattern == name,
                 };
                 name_ok
-                    && condition
+                    && expression
                         .as_ref()
-                        .is_none_or(|(path, want)| lookup(event, path) == Some(want))
+                        .is_none_or(|e| e.matches(&Vars::event(event), "trigger"))
             }
             Trigger::Cron(_) => false,
         }
     }
+
+    /// An event trigger with an expression (`event` is the event).
+    pub fn event_if(name: impl Into<String>, expression: &str) -> Result<Trigger, String> {
+        let name = name.into();
+        let expr = Expr::parse(expression).map_err(|e| format!("trigger `{name}`: {e}"))?;
+        if expr.reads(Var::Async) {
+            return Err(format!(
+                "trigger `{name}`: {expression:?} reads `async`; a trigger's expression reads only `event`"
+            ));
+        }
+        Ok(Trigger::Event {
+            name,
+            expression: Some(expr),
+        })
+    }
+}
+
+/// Cancels a run when a matching event arrives (Inngest's `cancelOn`).
+#[derive(Debug, Clone)]
+pub struct CancelRule {
+    /// The event name (exact).
+    pub event: String,
+    /// An optional condition: `event` is the run's triggering event, `async` the incoming
+    /// one (`event.data.userId == async.data.userId`).
+    pub expression: Option<Expr>,
+    /// How long after the run starts the rule applies.
+    pub timeout: Duration,
 }
 
 /// A configuration mistake in a function definition.
@@ -80,6 +116,8 @@ pub struct Function {
     /// A dotted path into the triggering event (`data.userId`): at most one run per value
     /// runs at a time; a trigger that arrives while one runs starts no second run.
     pub singleton_key: Option<String>,
+    /// Events that cancel a running run of this function.
+    pub cancel: Vec<CancelRule>,
 }
 
 impl std::fmt::Debug for Function {
@@ -88,6 +126,7 @@ impl std::fmt::Debug for Function {
             .field("id", &self.id)
             .field("triggers", &self.triggers)
             .field("retries", &self.retries)
+            .field("cancel", &self.cancel)
             .finish()
     }
 }
@@ -111,6 +150,7 @@ pub struct FunctionBuilder {
     retries: u32,
     on_failure: Option<Handler>,
     singleton_key: Option<String>,
+    cancel: Vec<CancelRule>,
     errors: Vec<String>,
 }
 
@@ -123,6 +163,7 @@ impl Function {
             retries: DEFAULT_RETRIES,
             on_failure: None,
             singleton_key: None,
+            cancel: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -144,10 +185,8 @@ impl Function {
             .triggers
             .iter()
             .map(|t| match t {
-                Trigger::Event { name, condition } => match condition {
-                    Some((path, value)) => {
-                        json!({"event": name, "expression": format!("event.{path} == {value}")})
-                    }
+                Trigger::Event { name, expression } => match expression {
+                    Some(e) => json!({"event": name, "expression": e.source()}),
                     None => json!({"event": name}),
                 },
                 Trigger::Cron(c) => json!({"cron": c.text()}),
@@ -161,6 +200,11 @@ impl Function {
             "has_failure_handler": self.on_failure.is_some(),
             "failure_handler_of": self.failure_handler_of,
             "singleton": self.singleton_key,
+            "cancel": self.cancel.iter().map(|c| json!({
+                "event": c.event,
+                "if": c.expression.as_ref().map(Expr::source),
+                "timeout_ms": c.timeout.as_millis() as u64,
+            })).collect::<Vec<_>>(),
         })
     }
 }
@@ -191,6 +235,28 @@ impl FunctionBuilder {
     /// Trigger on an event name (`app/*` wildcards allowed).
     pub fn on_event(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
+        self.check_event_name(&name);
+        self.triggers.push(Trigger::Event {
+            name,
+            expression: None,
+        });
+        self
+    }
+
+    /// Trigger on an event name when an expression on the event is true, as Inngest's
+    /// trigger `if`/`expression`: `.on_event_if("app/user.created", "event.data.plan == 'pro'")`.
+    /// The expression reads `event`; a bad one makes [`FunctionBuilder::handler`] fail.
+    pub fn on_event_if(mut self, name: impl Into<String>, expression: &str) -> Self {
+        let name = name.into();
+        self.check_event_name(&name);
+        match Trigger::event_if(name, expression) {
+            Ok(t) => self.triggers.push(t),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    fn check_event_name(&mut self, name: &str) {
         if name.is_empty() {
             self.errors.push("an event trigger needs a name".into());
         } else if let Some(pos) = name.find('*') {
@@ -201,10 +267,50 @@ impl FunctionBuilder {
                 ));
             }
         }
-        self.triggers.push(Trigger::Event {
-            name,
-            condition: None,
+    }
+
+    /// Cancels a running run when `event` arrives (Inngest's `cancelOn`), optionally only
+    /// when `expression` is true: `event` in it is the run's triggering event, `async` the
+    /// incoming one (`event.data.userId == async.data.userId`). Only events received after
+    /// the run started cancel it, for `timeout` after its start (default and at most a year).
+    pub fn cancel_on(
+        mut self,
+        event: impl Into<String>,
+        expression: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let event = event.into();
+        if event.is_empty() {
+            self.errors
+                .push("a cancellation needs an event name".into());
+        } else if event.contains('*') {
+            self.errors.push(format!(
+                "cancel on `{event}`: a cancellation event is an exact name, without wildcards"
+            ));
+        }
+        let timeout = timeout.unwrap_or(DEFAULT_CANCEL_TIMEOUT);
+        if timeout > MAX_SUSPEND {
+            self.errors.push(format!(
+                "cancel on `{event}`: the timeout is longer than a year"
+            ));
+        }
+        let expression = match expression.map(Expr::parse).transpose() {
+            Ok(e) => e,
+            Err(e) => {
+                self.errors.push(format!("cancel on `{event}`: {e}"));
+                None
+            }
+        };
+        self.cancel.push(CancelRule {
+            event,
+            expression,
+            timeout,
         });
+        if self.cancel.len() == MAX_CANCEL_RULES + 1 {
+            self.errors.push(format!(
+                "at most {MAX_CANCEL_RULES} cancellation rules are allowed"
+            ));
+        }
         self
     }
 
@@ -288,6 +394,7 @@ impl FunctionBuilder {
             on_failure: self.on_failure,
             failure_handler_of: None,
             singleton_key: self.singleton_key,
+            cancel: self.cancel,
         })
     }
 }
@@ -307,18 +414,25 @@ impl Registry {
         let mut all = Vec::new();
         for f in functions {
             if let Some(handler) = f.on_failure.clone() {
+                // Inngest's own trigger for a failure handler.
+                let trigger = Trigger::event_if(
+                    internal::FUNCTION_FAILED,
+                    &format!("event.data.function_id == {}", quote(&f.id)),
+                )
+                .map_err(|reason| ConfigError {
+                    function: f.id.clone(),
+                    reason,
+                })?;
                 all.push(Function {
                     id: format!("{}-failure", f.id),
                     name: format!("{} (failure handler)", f.name),
-                    triggers: vec![Trigger::Event {
-                        name: internal::FUNCTION_FAILED.into(),
-                        condition: Some(("data.function_id".into(), Value::String(f.id.clone()))),
-                    }],
+                    triggers: vec![trigger],
                     retries: 0,
                     handler,
                     on_failure: None,
                     failure_handler_of: Some(f.id.clone()),
                     singleton_key: None,
+                    cancel: Vec::new(),
                 });
             }
             all.push(f);
@@ -465,6 +579,95 @@ mod tests {
             build(noop("x").on_event("b")).unwrap(),
         ]);
         assert!(dup.is_err());
+    }
+
+    #[test]
+    fn trigger_expressions_filter_events() {
+        let reg = Registry::new(vec![
+            build(noop("pro").on_event_if("app/user.created", "event.data.plan == 'pro'")).unwrap(),
+            build(noop("big").on_event_if("app/*", "event.data.seats >= 10")).unwrap(),
+        ])
+        .unwrap();
+        let ids = |data: Value| {
+            let (e, j) = event("app/user.created", data);
+            let mut ids: Vec<_> = reg.matching(&e, &j).iter().map(|f| f.id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(
+            ids(json!({"plan": "pro", "seats": 10.0})),
+            vec!["big", "pro"]
+        );
+        assert_eq!(
+            ids(json!({"plan": "free", "seats": 3})),
+            Vec::<String>::new()
+        );
+        // A missing field is null, and a failing expression is no match, not a panic.
+        assert_eq!(ids(json!({})), Vec::<String>::new());
+        assert_eq!(ids(json!({"plan": "pro", "seats": "many"})), vec!["pro"]);
+        let f = reg.get("pro").unwrap();
+        assert_eq!(
+            f.config_json()["triggers"][0]["expression"],
+            json!("event.data.plan == 'pro'")
+        );
+    }
+
+    #[test]
+    fn bad_expressions_and_cancel_rules_fail_the_build() {
+        let cases = [
+            (
+                build(noop("x").on_event_if("a", "event.data.plan = 'pro'")),
+                "trigger `a`: expression `event.data.plan = 'pro'`: syntax error",
+            ),
+            (
+                build(noop("x").on_event_if("a", "evnt.data.plan == 'pro'")),
+                "unknown name `evnt`",
+            ),
+            (
+                build(noop("x").on_event_if("a", "async.data.id == event.data.id")),
+                "reads only `event`",
+            ),
+            (
+                build(
+                    noop("x")
+                        .on_event("a")
+                        .cancel_on("b", Some("event.data.id =="), None),
+                ),
+                "cancel on `b`: expression `event.data.id ==`: syntax error",
+            ),
+            (
+                build(noop("x").on_event("a").cancel_on("b/*", None, None)),
+                "without wildcards",
+            ),
+            (
+                build(noop("x").on_event("a").cancel_on(
+                    "b",
+                    None,
+                    Some(Duration::from_secs(400 * 24 * 3600)),
+                )),
+                "longer than a year",
+            ),
+            (
+                build((0..6).fold(noop("x").on_event("a"), |b, i| {
+                    b.cancel_on(format!("c{i}"), None, None)
+                })),
+                "at most 5 cancellation rules",
+            ),
+        ];
+        for (result, expected) in cases {
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        let ok = build(noop("x").on_event("a").cancel_on(
+            "app/user.deleted",
+            Some("event.data.userId == async.data.userId"),
+            Some(Duration::from_secs(3600)),
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.config_json()["cancel"],
+            json!([{"event": "app/user.deleted", "if": "event.data.userId == async.data.userId", "timeout_ms": 3_600_000}])
+        );
     }
 
     #[test]

@@ -8,8 +8,10 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::event::{lookup, Event, NewEvent};
-use crate::function::{Function, Registry};
+use crate::expr::{self, loose_eq_json, Expr, Vars};
+use crate::function::{CancelRule, Function, Registry};
 use crate::model::{RunStatus, StepStatus, TriggerKind};
+use crate::store::pauses::EventPause;
 use crate::store::{events, pauses, runs, singletons, steps, StoreResult};
 
 /// A run to (re)consider at a time (ms): handed to the dispatcher after commit.
@@ -47,8 +49,39 @@ pub(crate) fn start_run(
 ) -> StoreResult<()> {
     run.runnable = claim_singleton(conn, function, event, run_id)?;
     runs::insert(conn, &run, run_id)?;
+    add_cancel_rules(conn, &function.cancel, event, run_id, run.now)?;
     if run.runnable {
         wakes.push((run_id.to_string(), run.now));
+    }
+    Ok(())
+}
+
+/// Stores a new run's cancellation rules as pauses on their event names, so that ingest finds
+/// them like waits. The `event` side of each rule's expression is resolved now, from the
+/// run's triggering event (as Inngest does).
+pub(crate) fn add_cancel_rules(
+    conn: &Connection,
+    rules: &[CancelRule],
+    event: &Value,
+    run_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    for (i, rule) in rules.iter().enumerate() {
+        let if_event = rule
+            .expression
+            .as_ref()
+            .and_then(|e| e.event_part(event))
+            .map(|v| v.to_string());
+        pauses::insert_cancel(
+            conn,
+            run_id,
+            &format!("cancel:{i}"),
+            &rule.event,
+            rule.expression.as_ref().map(Expr::source),
+            if_event.as_deref(),
+            now.saturating_add(rule.timeout.as_millis() as i64),
+            now,
+        )?;
     }
     Ok(())
 }
@@ -154,6 +187,9 @@ pub(crate) fn ingest(
     for ev in events {
         let has_sender_id = ev.id.is_some();
         let (internal_id, event, json) = insert_event(conn, ev, now)?;
+        // Before this event starts runs: only runs that existed before it can be cancelled
+        // by it (a wait cannot be on a run that does not exist yet either).
+        resolve_pauses(conn, registry, &event.name, &json, now, wakes)?;
         for function in registry.matching(&event, &json) {
             let run_id = new_id();
             if has_sender_id && !claim_run_key(conn, &function.id, &event.id, &run_id, now)? {
@@ -174,46 +210,86 @@ pub(crate) fn ingest(
             };
             start_run(conn, function, &json, run, &run_id, wakes)?;
         }
-        resolve_waits(conn, &event.name, &json, now, wakes)?;
         ids.push(internal_id);
     }
     Ok(ids)
 }
 
-/// Completes every `wait_for_event` step that this event satisfies.
-fn resolve_waits(
+/// Cancels the runs whose cancellation rules this event satisfies, then completes every
+/// `wait_for_event` step that it satisfies (of runs it did not cancel).
+fn resolve_pauses(
     conn: &Connection,
+    registry: &Registry,
     name: &str,
     event: &Value,
     now: i64,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<()> {
-    let candidates = pauses::waits_for(conn, name, now)?;
-    for (run_id, hash, field, want) in candidates {
-        if let Some(field) = field {
-            let want: Value = want
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()?
-                .unwrap_or(Value::Null);
-            let got = lookup(event, &field).unwrap_or(&Value::Null);
-            if *got != want {
-                continue;
-            }
+    let candidates = pauses::for_event(conn, name, now)?;
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let mut cancelled: Vec<&str> = Vec::new();
+    for p in candidates.iter().filter(|p| p.cancel) {
+        if cancelled.contains(&p.run_id.as_str()) || !pause_matches(p, event, "cancel_on")? {
+            continue;
         }
-        delete_pause(conn, &run_id, &hash)?;
+        if crate::progress::cancel_run(conn, registry, &p.run_id, now, wakes)? {
+            tracing::info!(run_id = %p.run_id, event = %name, "run cancelled by an event");
+        }
+        cancelled.push(&p.run_id);
+    }
+    for p in candidates.iter().filter(|p| !p.cancel) {
+        if cancelled.contains(&p.run_id.as_str()) || !pause_matches(p, event, "wait_for_event")? {
+            continue;
+        }
+        delete_pause(conn, &p.run_id, &p.hash)?;
         settle_step(
             conn,
-            &run_id,
-            &hash,
+            &p.run_id,
+            &p.hash,
             StepStatus::Completed,
             Some(&event.to_string()),
             None,
             now,
         )?;
-        wake_run(conn, &run_id, now, wakes)?;
+        wake_run(conn, &p.run_id, now, wakes)?;
     }
     Ok(())
+}
+
+/// Whether an incoming event satisfies a wait or a cancellation rule: its match field
+/// (`async.<field> == event.<field>`, loosely equal as in an expression) and its `if`.
+fn pause_matches(p: &EventPause, event: &Value, what: &str) -> StoreResult<bool> {
+    if let Some(field) = &p.match_field {
+        let want: Value = p
+            .match_value
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()?
+            .unwrap_or(Value::Null);
+        let got = lookup(event, field).unwrap_or(&Value::Null);
+        if *got != want && !loose_eq_json(got, &want) {
+            return Ok(false);
+        }
+    }
+    let Some(source) = &p.if_expr else {
+        return Ok(true);
+    };
+    let expr = match expr::cached(source) {
+        Ok(e) => e,
+        Err(e) => {
+            // Checked when the pause was made; only a database from another build gets here.
+            tracing::warn!(run_id = %p.run_id, %what, error = %e, "a stored expression does not parse; no match");
+            return Ok(false);
+        }
+    };
+    let part: Option<Value> = p
+        .if_event
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()?;
+    Ok(expr.matches(&Vars::matching(part.as_ref(), event), what))
 }
 
 pub(crate) fn delete_pause(conn: &Connection, run_id: &str, hash: &str) -> StoreResult<()> {

@@ -52,6 +52,9 @@ pub(crate) struct PauseWrite {
     pub event_name: Option<String>,
     pub match_field: Option<String>,
     pub match_value: Option<String>,
+    /// An `if` expression, and the JSON of the part of the run's event it reads.
+    pub if_expr: Option<String>,
+    pub if_event: Option<String>,
     pub expires_at: i64,
 }
 

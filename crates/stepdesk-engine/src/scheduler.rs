@@ -18,7 +18,8 @@ use tokio::sync::watch;
 use crate::cron::CronSpec;
 use crate::event::{internal, NewEvent};
 use crate::function::BoxFuture;
-use crate::ingest::{insert_event, new_id, NewRun, Wake};
+use crate::function::{CancelRule, Function};
+use crate::ingest::{add_cancel_rules, insert_event, new_id, NewRun, Wake};
 use crate::model::TriggerKind;
 use crate::store::{crons, StoreResult};
 use crate::time::{now_ms, to_rfc3339};
@@ -101,13 +102,14 @@ fn startup_state(
 /// Records a fire and creates its run, unless that fire already happened.
 pub(crate) fn fire(
     conn: &Connection,
-    function_id: &str,
+    function: &Function,
     spec: &CronSpec,
     scheduled_at: i64,
     now: i64,
     late: bool,
     wakes: &mut Vec<Wake>,
 ) -> StoreResult<Option<String>> {
+    let function_id = function.id.as_str();
     let run_id = new_id();
     let inserted = crons::record_fire(conn, function_id, scheduled_at, &run_id, now, late)?;
     if !inserted {
@@ -122,6 +124,7 @@ pub(crate) fn fire(
         late,
         event_id,
         manual: None,
+        cancel: &function.cancel,
     };
     create_cron_run(conn, &run, &run_id)?;
     wakes.push((run_id.clone(), now));
@@ -139,6 +142,8 @@ pub(crate) struct CronRun<'a> {
     pub event_id: String,
     /// For a fire asked for by hand: `run_now` or `replay` (in the event's data).
     pub manual: Option<&'static str>,
+    /// The function's cancellation rules.
+    pub cancel: &'a [CancelRule],
 }
 
 /// Stores a cron's `inngest/scheduled.timer` event and creates its run (runnable now).
@@ -156,7 +161,7 @@ pub(crate) fn create_cron_run(conn: &Connection, c: &CronRun<'_>, run_id: &str) 
     }
     let mut event = NewEvent::internal(internal::SCHEDULED_TIMER, data);
     event.id = Some(c.event_id.clone());
-    let (event_internal_id, _, _) = insert_event(conn, event, c.now)?;
+    let (event_internal_id, _, event_json) = insert_event(conn, event, c.now)?;
     let run = NewRun {
         function_id: c.function_id,
         trigger_kind: TriggerKind::Cron,
@@ -169,7 +174,8 @@ pub(crate) fn create_cron_run(conn: &Connection, c: &CronRun<'_>, run_id: &str) 
         rerun_of: None,
         runnable: true,
     };
-    crate::store::runs::insert(conn, &run, run_id)
+    crate::store::runs::insert(conn, &run, run_id)?;
+    add_cancel_rules(conn, c.cancel, &event_json, run_id, c.now)
 }
 
 /// Fires one scheduled time. `Err` if the fire could not be written (it is to be retried);
@@ -182,7 +188,12 @@ async fn fire_and_wake(
     now: i64,
     late: bool,
 ) -> Result<(), ()> {
-    let (f, s) = (function_id.to_string(), spec.clone());
+    let Some(f) = engine.registry.get(function_id).cloned() else {
+        // Schedules are made from the registry, which does not change while it runs.
+        tracing::error!(function = %function_id, "cron of a function that is not registered");
+        return Ok(());
+    };
+    let s = spec.clone();
     let result = engine
         .store
         .write(move |c| {

@@ -57,8 +57,37 @@ pub struct WaitForEvent {
     /// Give up after this long; the step then returns `None`.
     pub timeout: Duration,
     /// A dotted field (`data.userId`) that must be equal in the awaited event and in the
-    /// event that started this run.
+    /// event that started this run: Inngest's `match`, sugar for the expression
+    /// `async.data.userId == event.data.userId`.
     pub match_field: Option<String>,
+    /// An expression the awaited event must satisfy (Inngest's `if`): `async` is the incoming
+    /// event, `event` the one that started this run, whose values are taken when the wait
+    /// begins. E.g. `async.data.userId == event.data.userId && async.data.ok`.
+    pub if_expr: Option<String>,
+}
+
+impl WaitForEvent {
+    /// Waits for `event` for at most `timeout`, any such event matching.
+    pub fn new(event: impl Into<String>, timeout: Duration) -> WaitForEvent {
+        WaitForEvent {
+            event: event.into(),
+            timeout,
+            match_field: None,
+            if_expr: None,
+        }
+    }
+
+    /// Only an event whose `field` equals this run's event's (see [`WaitForEvent::match_field`]).
+    pub fn matching(mut self, field: impl Into<String>) -> WaitForEvent {
+        self.match_field = Some(field.into());
+        self
+    }
+
+    /// Only an event for which `expression` is true (see [`WaitForEvent::if_expr`]).
+    pub fn when(mut self, expression: impl Into<String>) -> WaitForEvent {
+        self.if_expr = Some(expression.into());
+        self
+    }
 }
 
 /// Options for [`Step::invoke`].
@@ -105,6 +134,9 @@ pub(crate) enum Outcome {
         event: String,
         match_field: Option<String>,
         match_value: Option<Value>,
+        /// The `if` expression, and the part of the run's event it reads.
+        if_expr: Option<String>,
+        if_event: Option<Value>,
         expires_at: i64,
     },
     Invoke {
@@ -357,7 +389,8 @@ impl Step {
         }
     }
 
-    /// Waits for an event received after this call, or `None` on timeout.
+    /// Waits for an event received after this call, or `None` on timeout. A bad `if`
+    /// expression fails the step (non-retriable), naming the problem.
     pub async fn wait_for_event(
         &self,
         id: &str,
@@ -371,12 +404,22 @@ impl Step {
             Some(Memo::Failed(body)) => Err(Error::StepFailed(body)),
             Some(Memo::Pending) => Err(self.suspend(Outcome::Pending)),
             _ => {
-                let match_value = match &opts.match_field {
-                    Some(field) => {
-                        let trigger = &self.lock().trigger;
-                        Some(lookup(trigger, field).cloned().unwrap_or(Value::Null))
+                let expr = match opts.if_expr.as_deref().map(crate::expr::cached).transpose() {
+                    Ok(e) => e,
+                    Err(e) => {
+                        return Err(Error::non_retriable(format!(
+                            "wait_for_event `{step_id}`: {e}"
+                        )))
                     }
-                    None => None,
+                };
+                let (match_value, if_event) = {
+                    let r = self.lock();
+                    let match_value = opts
+                        .match_field
+                        .as_ref()
+                        .map(|field| lookup(&r.trigger, field).cloned().unwrap_or(Value::Null));
+                    let if_event = expr.as_ref().and_then(|e| e.event_part(&r.trigger));
+                    (match_value, if_event)
                 };
                 Err(self.suspend(Outcome::Wait {
                     hash,
@@ -384,6 +427,8 @@ impl Step {
                     event: opts.event,
                     match_field: opts.match_field,
                     match_value,
+                    if_expr: opts.if_expr,
+                    if_event,
                     expires_at: now_ms() + opts.timeout.as_millis() as i64,
                 }))
             }
@@ -537,27 +582,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_bad_wait_expression_fails_the_step_clearly() {
+        let step = Step::new(HashMap::new(), json!({}), "r".into());
+        let opts = WaitForEvent::new("app/done", Duration::from_secs(60)).when("async.data.x ==");
+        match step.wait_for_event("w", opts).await {
+            Err(Error::NonRetriable(body)) => {
+                assert!(
+                    body.message.contains("wait_for_event `w`"),
+                    "{}",
+                    body.message
+                );
+                assert!(body.message.contains("syntax error"), "{}", body.message);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(step.take_outcome().is_none());
+    }
+
+    #[tokio::test]
     async fn wait_resolves_its_match_value_from_the_trigger() {
         let step = Step::new(
             HashMap::new(),
-            json!({"data": {"userId": "u1"}}),
+            json!({"data": {"userId": "u1", "plan": "pro", "other": "x"}}),
             "r".into(),
         );
-        let opts = WaitForEvent {
-            event: "app/done".into(),
-            timeout: Duration::from_secs(60),
-            match_field: Some("data.userId".into()),
-        };
+        let opts = WaitForEvent::new("app/done", Duration::from_secs(60))
+            .matching("data.userId")
+            .when("async.data.ok == true && async.data.plan == event.data.plan");
         assert!(matches!(
             step.wait_for_event("w", opts).await,
             Err(Error::Interrupt)
         ));
         match step.take_outcome() {
             Some(Outcome::Wait {
-                match_value, event, ..
+                match_value,
+                event,
+                if_event,
+                ..
             }) => {
                 assert_eq!(match_value, Some(json!("u1")));
                 assert_eq!(event, "app/done");
+                // Only what the expression reads of the run's event is kept with the wait.
+                assert_eq!(if_event, Some(json!({"data": {"plan": "pro"}})));
             }
             other => panic!("unexpected outcome {other:?}"),
         }

@@ -53,6 +53,7 @@ fn functions(c: &Counters, nap: Duration) -> Vec<Function> {
                             event: "app/resume".into(),
                             timeout: Duration::from_secs(60),
                             match_field: Some("data.key".into()),
+                            if_expr: None,
                         },
                     )
                     .await?;
@@ -252,6 +253,7 @@ async fn a_wait_that_timed_out_while_stopped_resumes_with_none() {
                             event: "app/never".into(),
                             timeout: Duration::from_millis(300),
                             match_field: None,
+                            if_expr: None,
                         },
                     )
                     .await?;

@@ -25,6 +25,7 @@ fn waiter(id: &str, timeout: Duration) -> Function {
                         event: "app/approved".into(),
                         timeout,
                         match_field: Some("data.key".into()),
+                        if_expr: None,
                     },
                 )
                 .await?;
@@ -165,6 +166,7 @@ async fn an_event_sent_before_the_wait_began_does_not_resolve_it() {
                                 event: "app/approved".into(),
                                 timeout: Duration::from_millis(400),
                                 match_field: Some("data.key".into()),
+                                if_expr: None,
                             },
                         )
                         .await?;

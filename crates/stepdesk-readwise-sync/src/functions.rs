@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use stepdesk_engine::event::internal::FUNCTION_CANCELLED;
 use stepdesk_engine::time::now_ms;
-use stepdesk_engine::{Ctx, Error, ErrorBody, Function, Trigger};
+use stepdesk_engine::{Ctx, Error, ErrorBody, Function};
 use stepdesk_readwise::{BooksRequest, ReadwiseError, Token};
 
 use crate::events::{
@@ -31,18 +31,16 @@ pub(crate) fn all(sync: ReadwiseSync) -> Vec<Function> {
     };
     let cancelled = {
         let s = sync.clone();
-        let mut f = Function::builder(FETCH_BOOKS_CANCELLED_FN)
-            .name("Readwise: record a cancelled sync")
-            .on_event(FUNCTION_CANCELLED)
-            .handler(move |ctx| record_cancellation(s.clone(), ctx))
-            .expect("readwise-fetch-books-cancelled is a valid function");
         // Only cancellations of readwise-fetch-books, matched the way the engine matches a
-        // failure handler to its function (the builder has no conditions of its own).
-        f.triggers = vec![Trigger::Event {
-            name: FUNCTION_CANCELLED.into(),
-            condition: Some(("data.function_id".into(), json!(FETCH_BOOKS_FN))),
-        }];
-        f
+        // failure handler to its function.
+        Function::builder(FETCH_BOOKS_CANCELLED_FN)
+            .name("Readwise: record a cancelled sync")
+            .on_event_if(
+                FUNCTION_CANCELLED,
+                &format!("event.data.function_id == '{FETCH_BOOKS_FN}'"),
+            )
+            .handler(move |ctx| record_cancellation(s.clone(), ctx))
+            .expect("readwise-fetch-books-cancelled is a valid function")
     };
     let daily = Function::builder(DAILY_SYNC_FN)
         .name("Readwise: daily sync")

@@ -34,6 +34,10 @@ const ENGINE: &[Migration] = &[
         name: "console",
         sql: include_str!("migrations/0003_console.sql"),
     },
+    Migration {
+        name: "expressions",
+        sql: include_str!("migrations/0004_expressions.sql"),
+    },
 ];
 
 /// The schema version this build writes.
@@ -223,6 +227,7 @@ mod tests {
                 ("engine".to_string(), 1, "init".to_string()),
                 ("engine".to_string(), 2, "singletons".to_string()),
                 ("engine".to_string(), 3, "console".to_string()),
+                ("engine".to_string(), 4, "expressions".to_string()),
                 ("things".to_string(), 1, "things".to_string()),
                 ("things".to_string(), 2, "things-size".to_string()),
             ]
