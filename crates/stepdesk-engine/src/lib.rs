@@ -42,7 +42,7 @@ pub use event::{Event, EventError, NewEvent};
 pub use expr::{Expr, ExprError, Var, Vars};
 pub use function::{ConfigError, Function, Registry, Trigger};
 pub use model::{RunStatus, StepKind, StepStatus, TriggerKind};
-pub use step::{Ctx, Invoke, Step, WaitForEvent};
+pub use step::{Ctx, Invoke, RecordedStep, Step, StepState, WaitForEvent};
 pub use store::{Durability, Store, StoreError};
 
 /// How to run an engine.
