@@ -516,9 +516,13 @@ fn plan(
             expires_at,
         }) => {
             if env.registry.get(&function_id).is_none() {
+                let why = match env.registry.archived(&function_id) {
+                    Some(_) => "it is archived",
+                    None => "no such function",
+                };
                 let err = ErrorBody::new(
                     "FunctionNotFound",
-                    format!("cannot invoke `{function_id}`: no such function"),
+                    format!("cannot invoke `{function_id}`: {why}"),
                 );
                 run.memo
                     .set(&hash, &step_id, StepKind::Invoke, Memo::Failed(err.clone()));
@@ -679,11 +683,9 @@ async fn prepare(
         finish: Some(Finish::Failed(err)),
         ..Default::default()
     };
-    let Some(function) = engine.registry.get(&run.function_id).cloned() else {
-        let err = ErrorBody::new(
-            "FunctionNotFound",
-            format!("function `{}` is no longer registered", run.function_id),
-        );
+    let registry = engine.registry();
+    let Some(function) = registry.get(&run.function_id).cloned() else {
+        let err = ErrorBody::new("FunctionNotFound", registry.missing(&run.function_id));
         commit(engine, fail(err)).await?;
         return Ok(Err(None));
     };
@@ -722,9 +724,10 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
         let body_started = now_ms();
         let hook = start_hook(engine, run_id);
         let (outcome, body) = run_body(&function, &event, &run, run_id, hook).await;
+        let registry = engine.registry();
         let env = PlanEnv {
             run_id,
-            registry: &engine.registry,
+            registry: &registry,
             max_attempts: function.max_attempts(),
             backoff: engine.config.backoff,
             body_started,
@@ -805,10 +808,11 @@ fn suspended(
 
 /// Writes progress and hands the runs it woke to the dispatcher.
 async fn commit(engine: &Arc<EngineInner>, p: Progress) -> Result<progress::Applied, StoreError> {
-    let registry = engine.registry.clone();
+    let inner = engine.clone();
     let applied = engine
         .store
-        .write(move |c| progress::apply(c, &registry, p, now_ms()))
+        // The registry as of the commit (see `Engine::send_events_from`).
+        .write(move |c| progress::apply(c, &inner.registry(), p, now_ms()))
         .await?;
     engine.dispatcher.wake_all(applied.wakes.iter().cloned());
     Ok(applied)
