@@ -8,6 +8,8 @@
 //! - [`step`]: the step API (`run`, `sleep`, `wait_for_event`, `invoke`, `send_event`), and
 //!   the driver API for handlers whose steps execute elsewhere (`Step::memo`,
 //!   `Step::record_run`, ...).
+//! - [`external`]: a function's body executed once against a memo kept elsewhere (an Inngest
+//!   server driving Stepdesk's serve endpoint): [`Function::execute_once`].
 //! - the executor replays function bodies and persists each step before moving on;
 //!   the scheduler fires crons exactly once per scheduled time.
 //! - [`admin`]: the admin API used by the HTTP routes and the desktop window alike.
@@ -20,6 +22,7 @@ pub mod error;
 pub mod event;
 mod executor;
 pub mod expr;
+pub mod external;
 pub mod feed;
 pub mod function;
 mod ingest;
@@ -45,6 +48,9 @@ pub use backoff::Backoff;
 pub use error::{Error, ErrorBody};
 pub use event::{Event, EventError, NewEvent};
 pub use expr::{Expr, ExprError, Var, Vars};
+pub use external::{
+    ExternalCall, ExternalError, ExternalMemo, ExternalOutcome, NewStep, NewStepKind, Retry,
+};
 pub use function::{ArchivedFunction, ConfigError, Function, Registry, SyncReport, Trigger};
 pub use model::{RunStatus, StepKind, StepStatus, TriggerKind};
 pub use step::{Ctx, Invoke, RecordedStep, Step, StepState, WaitForEvent};

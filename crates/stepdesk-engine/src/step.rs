@@ -313,6 +313,29 @@ pub(crate) struct Replay {
     /// An edited input for one step (by hash), from "Rerun from step".
     input_override: Option<(String, Value)>,
     on_start: Option<StartHook>,
+    /// Set for an execution driven from outside the engine ([`crate::external`]): which
+    /// new `run` step may execute. `None` (the engine's own executions): any.
+    pub(crate) gate: Option<RunGate>,
+    /// The new `run` step the gate held back, unexecuted.
+    pub(crate) held: Option<HeldStep>,
+}
+
+/// Which new `run` step an execution driven from outside may execute (Inngest's targeted
+/// requests and planned steps, protocol §1.12).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RunGate {
+    /// Only the step with this hash (`stepId=<hash>`).
+    Only(String),
+    /// None: a new step is reported as planned (`disable_immediate_execution`).
+    Nothing,
+}
+
+/// A new `run` step reached but not executed (see [`RunGate`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HeldStep {
+    pub hash: String,
+    pub step_id: String,
+    pub input: Option<Value>,
 }
 
 /// Told when a new `run` step's code starts executing (hash, step id, input, time), so
@@ -351,6 +374,8 @@ impl Step {
                 run_id,
                 input_override,
                 on_start: None,
+                gate: None,
+                held: None,
             })),
         }
     }
@@ -358,6 +383,40 @@ impl Step {
     pub(crate) fn on_start(self, hook: StartHook) -> Step {
         self.lock().on_start = Some(hook);
         self
+    }
+
+    /// Restricts which new `run` step may execute (see [`RunGate`]).
+    pub(crate) fn gated(self, gate: RunGate) -> Step {
+        self.lock().gate = Some(gate);
+        self
+    }
+
+    /// The new `run` step the gate held back, if any.
+    pub(crate) fn take_held(&self) -> Option<HeldStep> {
+        self.lock().held.take()
+    }
+
+    /// Holds back a new `run` step the gate does not let execute: it is recorded as held
+    /// and the execution ends there (no outcome for the executor: [`Outcome::Pending`]).
+    fn hold(&self, step_id: &str, hash: &str, input: Option<&Value>) -> Option<Error> {
+        let mut r = self.lock();
+        let allowed = match &r.gate {
+            None => true,
+            Some(RunGate::Only(target)) => target == hash,
+            Some(RunGate::Nothing) => false,
+        };
+        if allowed {
+            return None;
+        }
+        r.held = Some(HeldStep {
+            hash: hash.to_string(),
+            step_id: step_id.to_string(),
+            input: input.cloned(),
+        });
+        if r.outcome.is_none() {
+            r.outcome = Some(Outcome::Pending);
+        }
+        Some(Error::Interrupt)
     }
 
     pub(crate) fn take_outcome(&self) -> Option<Outcome> {
@@ -413,6 +472,9 @@ impl Step {
             Some(Memo::Pending) => return Err(self.suspend(Outcome::Pending)),
             Some(Memo::Retrying { .. }) | None => {}
         }
+        if let Some(e) = self.hold(&step_id, &hash, None) {
+            return Err(e);
+        }
         self.execute(step_id, hash, None, f()).await
     }
 
@@ -466,6 +528,9 @@ impl Step {
                 }
             },
         };
+        if let Some(e) = self.hold(&step_id, &hash, Some(&value)) {
+            return Err(e);
+        }
         self.execute(step_id, hash, Some(value), f(input)).await
     }
 
