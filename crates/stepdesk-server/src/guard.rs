@@ -150,9 +150,13 @@ fn single(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<&str>,
         .transpose()
 }
 
-/// Paths whose reads reveal run data or user ids.
+/// Paths whose reads reveal run data or user ids. `/api/inngest` (Stepdesk's functions
+/// served to an Inngest server, `stepdesk-serve`) is not one: an Inngest server reads its
+/// introspection without Stepdesk's admin token, and the route checks its own signatures.
 fn is_data_path(path: &str) -> bool {
-    path.starts_with("/api/") || path.starts_with("/v1/") || path == "/v1"
+    (path.starts_with("/api/") && path != "/api/inngest")
+        || path.starts_with("/v1/")
+        || path == "/v1"
 }
 
 /// The bearer token of a request, if it sent one.

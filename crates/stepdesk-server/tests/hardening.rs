@@ -431,6 +431,16 @@ async fn reads_need_the_admin_token_when_listening_beyond_loopback() {
             .unwrap();
         assert_eq!(res.status(), 200, "{path} with the token");
     }
+    // The serve endpoint an Inngest server introspects is not behind the admin token (it
+    // is not mounted here: the guard lets it through to a 404).
+    let res = client.get(server.url("/api/inngest")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let res = client
+        .get(server.url("/api/inngest/trigger-readwise"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "only that exact path");
     assert_eq!(
         client
             .get(server.url("/health"))
