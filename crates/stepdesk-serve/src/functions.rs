@@ -129,9 +129,11 @@ pub(crate) fn config_of(f: &Function, ids: &Ids, serve_url: &str) -> FunctionCon
         })
         .collect();
     if let Some(key) = &f.singleton_key {
-        // Stepdesk's singleton starts no second run while one runs: Inngest's `skip`.
+        // Stepdesk runs one run per key at a time and queues the others behind it (it does
+        // not drop them, as Inngest's `singleton` does): Inngest's concurrency limit of 1
+        // per key.
         let key = key.strip_prefix("event.").unwrap_or(key);
-        config.singleton = Some(json!({"key": format!("event.{key}"), "mode": "skip"}));
+        config.concurrency = Some(json!([{"limit": 1, "key": format!("event.{key}")}]));
     }
     config
 }
@@ -179,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn configs_carry_triggers_retries_cancel_and_singleton() {
+    fn configs_carry_triggers_retries_cancel_and_the_singleton_as_concurrency() {
         let f = Function::builder("hello")
             .name("Hello")
             .on_event_if("app/hello", "event.data.plan == 'pro'")
@@ -217,9 +219,10 @@ mod tests {
                    {"event": "app/stop"}])
         );
         assert_eq!(
-            v["singleton"],
-            json!({"key": "event.data.userId", "mode": "skip"})
+            v["concurrency"],
+            json!([{"limit": 1, "key": "event.data.userId"}])
         );
+        assert!(v.get("singleton").is_none());
         assert!(hello.problems().is_empty(), "{:?}", hello.problems());
         // The failure handler is its own function, triggered by this one's failures under
         // its composite id.
