@@ -104,6 +104,11 @@ pub struct ServeArgs {
     /// Retry failed steps after this many seconds instead of the backoff table (development).
     #[arg(long, value_name = "SECONDS")]
     pub retry_interval: Option<f64>,
+    /// Serve Stepdesk's own functions to an Inngest server at /api/inngest, configured by the
+    /// INNGEST_* variables (INNGEST_DEV, INNGEST_SIGNING_KEY, INNGEST_BASE_URL, ...). While on,
+    /// the local engine does not start them: the Inngest server does.
+    #[arg(long, env = "STEPDESK_SERVE_INNGEST")]
+    pub serve_inngest: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Set from the top-level (global) Readwise flags.

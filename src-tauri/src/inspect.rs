@@ -82,6 +82,7 @@ pub fn run(args: InspectArgs, readwise: crate::readwise::ReadwiseArgs) -> anyhow
         allow_host: Vec::new(),
         event_key: None,
         retry_interval: None,
+        serve_inngest: false,
         engine: EngineArgs::at(copy.path().to_path_buf()),
         readwise,
         inspect: Some(source),

@@ -10,6 +10,7 @@ mod keys_api;
 mod keys_cli;
 mod logging;
 mod readwise;
+mod serve_inngest;
 mod server;
 mod settings_cli;
 mod sync_cli;

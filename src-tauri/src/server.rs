@@ -128,10 +128,24 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let keys_secrets = keychain.as_ref().ok().cloned();
     let readwise = crate::readwise::open_with(store.clone(), keychain, &args.readwise).await?;
+    // With --serve-inngest, an Inngest server runs them (see `serve_inngest`).
+    let (functions, served) = crate::serve_inngest::setup(
+        args.serve_inngest && !inspecting,
+        readwise
+            .functions()
+            .into_iter()
+            .chain(crate::functions()?)
+            .collect(),
+    )?;
+    if let Some(host) = served.as_ref().and_then(|s| s.config().serve_host()) {
+        // The Inngest server calls the serve origin's host name.
+        if !extra_hosts.contains(&host) {
+            extra_hosts.push(host);
+        }
+    }
     let mut builder = Engine::builder(config)
         .store(store)
-        .functions(readwise.functions())
-        .functions(crate::functions()?)
+        .functions(functions)
         .gate(readwise.gate());
     if inspecting {
         builder = builder.inspect();
@@ -189,13 +203,21 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
         ServerConfig {
             // The seed's routes only change things: not in an inspection.
             extra_routes: (!inspecting).then(|| {
-                stepdesk_readwise_sync::routes::routes(readwise.admin(), admin_token.clone())
+                let routes =
+                    stepdesk_readwise_sync::routes::routes(readwise.admin(), admin_token.clone());
+                match &served {
+                    Some(served) => routes.merge(served.router()),
+                    None => routes,
+                }
             }),
             admin_token,
             extra_hosts,
             reads_need_token: beyond_loopback,
         },
     );
+    if let Some(served) = &served {
+        crate::serve_inngest::sync_at_start(served);
+    }
     Ok(Started {
         engine,
         api,
