@@ -68,6 +68,17 @@ const { values: opts } = parseArgs({
     "paint-loads": { type: "string", default: "7" },
     "scroll-frames": { type: "string", default: "900" },
     "million-dir": { type: "string" },
+    // A Chromium trace of the scroll (section 3), for DevTools' Performance panel.
+    trace: { type: "string" },
+    // Comma-separated trace categories instead of Playwright's (which include V8's sampling
+    // profiler, which slows the page), e.g. "toplevel,devtools.timeline".
+    "trace-categories": { type: "string" },
+    // Every scroll frame's record (section 3) as JSON, to look at more than the slowest.
+    "scroll-json": { type: "string" },
+    // Serve the console from this directory (a `ui/dist`) instead of the one embedded in the
+    // binary, in Chromium (sections 3 and 4): to measure a console change without building
+    // the binary again. The API still comes from the binary.
+    "ui-dist": { type: "string" },
     chromium: { type: "string", default: process.env.STEPDESK_CHROMIUM || "/usr/bin/chromium" },
     driver: { type: "string", default: process.env.STEPDESK_WEBKIT_DRIVER || "WebKitWebDriver" },
   },
@@ -503,10 +514,32 @@ const CHROMIUM_ARGS = [
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-sync",
+  // performance.memory to the byte, not rounded: the scroll notes garbage collections.
+  "--enable-precise-memory-info",
 ];
 
 async function launchChromium() {
   return chromium.launch({ executablePath: opts.chromium, headless: true, args: CHROMIUM_ARGS });
+}
+
+const MIME = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png", ".woff2": "font/woff2", ".json": "application/json" };
+
+/** The console's files from `dir` (see --ui-dist); the API (`/api/...`) from the binary. */
+async function serveUiDist(context, dir) {
+  await context.route("**/*", async (route) => {
+    const { pathname } = new URL(route.request().url());
+    if (pathname.startsWith("/api/")) return route.continue();
+    const root = path.resolve(dir);
+    const file = path.join(root, pathname === "/" ? "index.html" : path.normalize(pathname));
+    if (!file.startsWith(root + path.sep) || !existsSync(file) || !statSync(file).isFile()) {
+      return route.fulfill({ status: 404, body: "not in --ui-dist" });
+    }
+    return route.fulfill({
+      status: 200,
+      contentType: MIME[path.extname(file)] ?? "application/octet-stream",
+      body: readFileSync(file),
+    });
+  });
 }
 
 async function newPage(browser) {
@@ -515,6 +548,7 @@ async function newPage(browser) {
     locale: "en-US",
     timezoneId: "UTC",
   });
+  if (opts["ui-dist"]) await serveUiDist(context, opts["ui-dist"]);
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
@@ -639,6 +673,12 @@ async function million() {
  * between frames (requestAnimationFrame timestamps) and the main thread's work in it (from
  * the frame's start until a task queued in its requestAnimationFrame runs, after style,
  * layout and paint), plus long animation frames as Chromium reports them.
+ *
+ * And what happened in each frame, to explain the slow ones: rows added to and removed from
+ * the DOM, whether a page of runs was appended (the list's height, read from the sizer's
+ * inline style, which needs no layout), `runs` requests that started or ended in it
+ * (Resource Timing), and the JS heap (precise with --enable-precise-memory-info: a drop is
+ * a garbage collection).
  */
 async function scrollFrames(browser, url) {
   const { context, page, errors } = await newPage(browser);
@@ -646,8 +686,15 @@ async function scrollFrames(browser, url) {
     await page.goto(`${url}/#/runs`);
     await page.locator("[data-testid=runs-list] a.run-row").first().waitFor({ timeout: 30000 });
     const frames = int("scroll-frames");
+    const tracing = opts.trace ? (await browser.startTracing(page, {
+          path: opts.trace,
+          screenshots: false,
+          categories: opts["trace-categories"]?.split(","),
+        }),
+        true) : false;
     const result = await page.evaluate(async (frames) => {
       const scroller = document.querySelector("[data-testid=runs-list] .scroller");
+      const sizer = scroller.querySelector(".sizer");
       const loaf = [];
       let po;
       try {
@@ -656,43 +703,146 @@ async function scrollFrames(browser, url) {
       } catch {
         po = undefined;
       }
+      // Rows in and out of the DOM, counted per frame.
+      let added = 0;
+      let removed = 0;
+      const mo = new MutationObserver((records) => {
+        for (const r of records) {
+          added += r.addedNodes.length;
+          removed += r.removedNodes.length;
+        }
+      });
+      mo.observe(sizer, { childList: true });
+      // The page's own handling of each page of runs: the console reads a response's text,
+      // then parses it, appends the runs and lets Svelte update the list, all in the
+      // microtasks that follow; a task queued when the text is read runs after them.
+      const handled = [];
+      const text = Response.prototype.text;
+      Response.prototype.text = async function () {
+        const body = await text.call(this);
+        if (this.url.endsWith("/api/rpc/runs")) {
+          const at = performance.now();
+          const ch = new MessageChannel();
+          ch.port1.onmessage = () => {
+            handled.push({ at, ms: performance.now() - at });
+            ch.port1.close();
+          };
+          ch.port2.postMessage(null);
+        }
+        return body;
+      };
+      const heap = () => performance.memory?.usedJSHeapSize ?? NaN;
+      const height = () => parseFloat(sizer.style.height) || 0;
+      // The scroll set in one frame is handled in the next, before its animation frame
+      // callbacks: the list's scroll listener renders the rows then. A capturing listener on
+      // the window runs before it, and starts the frame's clock.
+      let scrollAt;
+      const onScroll = () => (scrollAt ??= performance.now());
+      addEventListener("scroll", onScroll, { capture: true, passive: true });
       const intervals = [];
       const work = [];
+      // Per frame, from the end of the one before to its own end: { start, raf, end,
+      // prevEnd, loadedPrev, loadedRaf, loadedAfter, heapPrev, heapAfter, added, removed, stall }.
+      const info = [];
       let stalls = 0; // frames where the list was at its loaded end, waiting for a page
       const step = scroller.clientHeight;
+      const t0 = performance.now();
+      let prev = { end: t0, loaded: height(), heap: heap() };
       let last;
+      added = removed = 0;
       await new Promise((done) => {
         let n = 0;
         const frame = (ts) => {
           if (last !== undefined) intervals.push(ts - last);
           last = ts;
-          const start = performance.now();
+          const raf = performance.now();
+          const start = scrollAt ?? raf;
+          scrollAt = undefined;
+          const rec = { start, raf, prevEnd: prev.end, loadedPrev: prev.loaded, loadedRaf: height(), heapPrev: prev.heap };
           const ch = new MessageChannel();
           ch.port1.onmessage = () => {
-            work.push(performance.now() - start);
+            const end = performance.now();
+            work.push(end - start);
+            // The mutation records of the frame's DOM changes were delivered (microtasks)
+            // before this task.
+            Object.assign(rec, { end, added, removed, heapAfter: heap(), loadedAfter: height() });
+            added = removed = 0;
+            prev = { end, loaded: rec.loadedAfter, heap: rec.heapAfter };
             ch.port1.close();
           };
           ch.port2.postMessage(null);
           if (n++ >= frames) return done();
+          info.push(rec);
           const before = scroller.scrollTop;
           scroller.scrollTop = before + step;
-          if (scroller.scrollTop === before) stalls++;
+          rec.stall = scroller.scrollTop === before;
+          if (rec.stall) stalls++;
           requestAnimationFrame(frame);
         };
         requestAnimationFrame(frame);
       });
       await new Promise((r) => setTimeout(r, 100));
       po?.disconnect();
+      mo.disconnect();
+      removeEventListener("scroll", onScroll, { capture: true });
+      Response.prototype.text = text;
+      const requests = performance
+        .getEntriesByType("resource")
+        .filter((e) => e.name.endsWith("/api/rpc/runs") && e.startTime >= t0)
+        .map((e) => ({ start: e.startTime, end: e.responseEnd }));
       const rows = document.querySelectorAll("[data-testid=runs-list] a.run-row");
       const lastRow = Math.max(...[...rows].map((a) => Number(a.dataset.index)));
-      return { intervals, work: work.slice(0, frames), loaf, loafSupported: !!po, stalls, step, lastRow };
+      return { intervals, work: work.slice(0, frames), info, requests, handled, loaf, loafSupported: !!po, stalls, step, lastRow };
     }, frames);
+    if (tracing) await browser.stopTracing();
     if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
-    log(`  scroll: ${result.intervals.length} frames, last row ${result.lastRow}, work p99 ${ms(pct(result.work, 99))}, interval p99 ${ms(pct(result.intervals, 99))}`);
+    result.slowest = slowestFrames(result, 10);
+    if (opts["scroll-json"]) writeFileSync(opts["scroll-json"], JSON.stringify(result));
+    log(`  scroll: ${result.intervals.length} frames, last row ${result.lastRow}, work p99 ${ms(pct(result.work, 99))}, max ${ms(max(result.work))}, ${result.work.filter((w) => w > 16).length} over 16 ms, interval p99 ${ms(pct(result.intervals, 99))}, ${result.intervals.filter((w) => w > 25).length} over 25 ms, ${result.stalls} stalls`);
+    for (const f of result.slowest) log(`    frame ${f.index}: ${ms(f.work)} ${f.what}`);
     return result;
   } finally {
     await context.close();
   }
+}
+
+/**
+ * The `n` frames with the most main-thread work, each with what happened since the frame
+ * before ended: the rows it added to and removed from the DOM, a page of runs appended (and
+ * so the rows loaded; "between frames" when a task of its own did it before this frame
+ * began, which the frame's work does not count but its interval shows), the `runs` requests
+ * that started or whose response arrived, a garbage collection (the heap shrank), a stall at
+ * the loaded end, and the interval to the next frame.
+ */
+function slowestFrames(sc, n) {
+  return sc.work
+    .map((work, index) => ({ work, index }))
+    .sort((a, b) => b.work - a.work)
+    .slice(0, n)
+    .map(({ work, index }) => ({ index, work, what: frameWhat(sc, index) }));
+}
+
+function frameWhat(sc, index) {
+  const f = sc.info[index];
+  const what = [`${f.added} rows in, ${f.removed} out`];
+  const rows = (px) => Math.round(px / 36);
+  if (rows(f.loadedAfter) !== rows(f.loadedPrev)) {
+    const between = rows(f.loadedRaf) !== rows(f.loadedPrev);
+    what.push(`page appended${between ? " between frames" : ""} (${fmt(rows(f.loadedPrev))} → ${fmt(rows(f.loadedAfter))} rows loaded)`);
+  }
+  const started = sc.requests.filter((q) => q.start >= f.prevEnd && q.start < f.end).length;
+  const ended = sc.requests.filter((q) => q.end >= f.prevEnd && q.end < f.end).length;
+  if (started) what.push(`${started} runs request${started > 1 ? "s" : ""} sent`);
+  if (ended) what.push(`${ended} runs response${ended > 1 ? "s" : ""} in`);
+  for (const h of sc.handled.filter((h) => h.at >= f.prevEnd && h.at < f.end)) {
+    what.push(`page handled in ${ms(h.ms)}${h.at < f.start ? " between frames" : ""}`);
+  }
+  const heapMiB = (f.heapAfter - f.heapPrev) / 2 ** 20;
+  if (heapMiB < -0.5) what.push(`GC (heap ${fmt(heapMiB, 1)} MiB)`);
+  if (f.stall) what.push("stalled at the loaded end");
+  const next = sc.intervals[index];
+  if (next !== undefined) what.push(`next frame after ${ms(next)}`);
+  return what.join("; ");
 }
 
 // ---- 4. A change reaching the DOM ----------------------------------------------------------
