@@ -1139,13 +1139,25 @@ function report(r) {
       const over = (xs, t) => `${fmt((100 * xs.filter((v) => v > t).length) / xs.length, 1)}%`;
       L.push("#### Scrolling", "");
       L.push(
-        `One screenful (${sc.step} px, about ${Math.round(sc.step / 36)} rows) further each frame for ${sc.work.length} frames, set as \`scrollTop\` from \`requestAnimationFrame\`; the virtual list renders the rows in view and fetches the next page of 100 runs (by cursor) when the end of what is loaded comes near. It got to row ${fmt(sc.lastRow)}; in ${sc.stalls} frame${sc.stalls === 1 ? "" : "s"} it was at the end of what was loaded, waiting for the next page. *Work per frame* is the main thread's time from the frame's \`requestAnimationFrame\` until a task queued there runs (after the frame's style, layout and paint); *frame interval* is the time between consecutive \`requestAnimationFrame\` timestamps (16.7 ms at 60 Hz when no frame is dropped). ${sc.loafSupported ? `Chromium's Long Animation Frames API reported ${sc.loaf.length} frames over 50 ms${sc.loaf.length ? ` (longest ${ms(max(sc.loaf))})` : ""}.` : ""}`,
+        `One screenful (${sc.step} px, about ${Math.round(sc.step / 36)} rows) further each frame for ${sc.work.length} frames, set as \`scrollTop\` from \`requestAnimationFrame\`; the virtual list renders the rows in view and fetches the next page of 100 runs (by cursor) when the end of what is loaded comes near. It got to row ${fmt(sc.lastRow)}; in ${sc.stalls} frame${sc.stalls === 1 ? "" : "s"} it was at the end of what was loaded, waiting for the next page. *Work per frame* is the main thread's time from the frame's start until a task queued in its \`requestAnimationFrame\` runs (after the frame's style, layout and paint); the frame starts with the scroll event of the \`scrollTop\` set in the frame before (dispatched before the animation frame callbacks: the list renders the rows it brings into view then), noted by a capturing listener on the window, which runs before the list's; *frame interval* is the time between consecutive \`requestAnimationFrame\` timestamps (16.7 ms at 60 Hz when no frame is dropped). ${sc.loafSupported ? `Chromium's Long Animation Frames API reported ${sc.loaf.length} frames over 50 ms${sc.loaf.length ? ` (longest ${ms(max(sc.loaf))})` : ""}.` : ""}`,
         "",
       );
       L.push("| | Frames | p50 | p95 | p99 | Max | Over budget |", "|---|---:|---:|---:|---:|---:|---:|");
       L.push(`| Work per frame (budget 16 ms) | ${sc.work.length} | ${ms(pct(sc.work, 50))} | ${ms(pct(sc.work, 95))} | ${ms(pct(sc.work, 99))} | ${ms(max(sc.work))} | ${over(sc.work, 16)} |`);
       L.push(`| Frame interval (budget 25 ms: longer means a frame was dropped) | ${sc.intervals.length} | ${ms(pct(sc.intervals, 50))} | ${ms(pct(sc.intervals, 95))} | ${ms(pct(sc.intervals, 99))} | ${ms(max(sc.intervals))} | ${over(sc.intervals, 25)} |`);
       L.push("");
+      const handled = sc.handled.map((h) => h.ms);
+      const took = sc.requests.map((q) => q.end - q.start);
+      L.push(
+        `Pages of runs fetched while scrolling: ${sc.requests.length}, each request ${ms(pct(took, 50))} (median, Resource Timing, from sending to the response's end; max ${ms(max(took))}). The page's handling of each (from reading the response's text until a task queued then runs: parsing, appending the runs, Svelte's update of the list; the style and layout of the longer list come in the next frame): median ${ms(pct(handled, 50))}, p95 ${ms(pct(handled, 95))}, max ${ms(max(handled))}.`,
+        "",
+        `The ${sc.slowest.length} frames with the most work, with what happened since the frame before ended: rows in and out of the DOM (a MutationObserver on the list), a page appended (the list's height grew; *between frames* when its handling ran as a task of its own before the frame began, which that frame's work does not count, though its interval would show it), the \`runs\` requests sent and responses in, a garbage collection (the JS heap shrank, \`performance.memory\` with \`--enable-precise-memory-info\`), a stall at the loaded end, and the interval to the next frame.`,
+        "",
+        "| Frame | Work | What happened |",
+        "|---:|---:|---|",
+        ...sc.slowest.map((f) => `| ${f.index} | ${ms(f.work)} | ${f.what} |`),
+        "",
+      );
     }
   }
 
