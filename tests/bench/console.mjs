@@ -76,8 +76,9 @@ const { values: opts } = parseArgs({
     // Every scroll frame's record (section 3) as JSON, to look at more than the slowest.
     "scroll-json": { type: "string" },
     // Serve the console from this directory (a `ui/dist`) instead of the one embedded in the
-    // binary, in Chromium (sections 3 and 4): to measure a console change without building
-    // the binary again. The API still comes from the binary.
+    // binary, in Chromium (sections 3 and 4): to compare console changes without building
+    // the binary again. The API still comes from the binary, through Playwright's routing,
+    // which makes each request slower (about 12 ms rather than 4 here): compare like with like.
     "ui-dist": { type: "string" },
     chromium: { type: "string", default: process.env.STEPDESK_CHROMIUM || "/usr/bin/chromium" },
     driver: { type: "string", default: process.env.STEPDESK_WEBKIT_DRIVER || "WebKitWebDriver" },
