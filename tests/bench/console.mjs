@@ -78,7 +78,7 @@ const { values: opts } = parseArgs({
     // Serve the console from this directory (a `ui/dist`) instead of the one embedded in the
     // binary, in Chromium (sections 3 and 4): to compare console changes without building
     // the binary again. The API still comes from the binary, through Playwright's routing,
-    // which makes each request slower (about 12 ms rather than 4 here): compare like with like.
+    // which makes each request a few ms slower: compare like with like.
     "ui-dist": { type: "string" },
     chromium: { type: "string", default: process.env.STEPDESK_CHROMIUM || "/usr/bin/chromium" },
     driver: { type: "string", default: process.env.STEPDESK_WEBKIT_DRIVER || "WebKitWebDriver" },
@@ -672,14 +672,15 @@ async function million() {
  * Scrolls the runs list by one screenful per frame for `frames` frames (the virtual list
  * loads the next page of 100 runs as the end comes near), recording each frame: the time
  * between frames (requestAnimationFrame timestamps) and the main thread's work in it (from
- * the frame's start until a task queued in its requestAnimationFrame runs, after style,
- * layout and paint), plus long animation frames as Chromium reports them.
+ * the frame's start, its scroll event or else its requestAnimationFrame, until a task queued
+ * in its requestAnimationFrame runs, after style, layout and paint), plus long animation
+ * frames as Chromium reports them.
  *
  * And what happened in each frame, to explain the slow ones: rows added to and removed from
  * the DOM, whether a page of runs was appended (the list's height, read from the sizer's
- * inline style, which needs no layout), `runs` requests that started or ended in it
- * (Resource Timing), and the JS heap (precise with --enable-precise-memory-info: a drop is
- * a garbage collection).
+ * inline style, which needs no layout) and how long the page took to handle, `runs` requests
+ * that started or ended in it (Resource Timing), and the JS heap (precise with
+ * --enable-precise-memory-info: a drop is a garbage collection).
  */
 async function scrollFrames(browser, url) {
   const { context, page, errors } = await newPage(browser);
@@ -687,12 +688,10 @@ async function scrollFrames(browser, url) {
     await page.goto(`${url}/#/runs`);
     await page.locator("[data-testid=runs-list] a.run-row").first().waitFor({ timeout: 30000 });
     const frames = int("scroll-frames");
-    const tracing = opts.trace ? (await browser.startTracing(page, {
-          path: opts.trace,
-          screenshots: false,
-          categories: opts["trace-categories"]?.split(","),
-        }),
-        true) : false;
+    if (opts.trace) {
+      const categories = opts["trace-categories"]?.split(",");
+      await browser.startTracing(page, { path: opts.trace, screenshots: false, categories });
+    }
     const result = await page.evaluate(async (frames) => {
       const scroller = document.querySelector("[data-testid=runs-list] .scroller");
       const sizer = scroller.querySelector(".sizer");
@@ -750,7 +749,6 @@ async function scrollFrames(browser, url) {
       const t0 = performance.now();
       let prev = { end: t0, loaded: height(), heap: heap() };
       let last;
-      added = removed = 0;
       await new Promise((done) => {
         let n = 0;
         const frame = (ts) => {
@@ -795,7 +793,7 @@ async function scrollFrames(browser, url) {
       const lastRow = Math.max(...[...rows].map((a) => Number(a.dataset.index)));
       return { intervals, work: work.slice(0, frames), info, requests, handled, loaf, loafSupported: !!po, stalls, step, lastRow };
     }, frames);
-    if (tracing) await browser.stopTracing();
+    if (opts.trace) await browser.stopTracing();
     if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
     result.slowest = slowestFrames(result, 10);
     if (opts["scroll-json"]) writeFileSync(opts["scroll-json"], JSON.stringify(result));
