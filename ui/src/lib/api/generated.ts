@@ -7,6 +7,12 @@ export type AddUserParams = { id: string, name?: string,
  */
 token?: string, };
 
+export type AppUrlParams = { 
+/**
+ * The app's serve URL (`http://host:port/api/inngest`).
+ */
+url: string, };
+
 export type AttemptView = { attempt: number, started_at: number, ended_at: number, duration_ms: number, error: JsonValue, retry_at: number | null, };
 
 export type AuditEntry = { id: number, 
@@ -163,7 +169,11 @@ limit?: number, };
 
 export type FunctionStats = { function_id: string, day: StatsWindow, week: StatsWindow, };
 
-export type FunctionView = { id: string, name: string, triggers: Array<TriggerView>, retries: number, has_failure_handler: boolean, failure_handler_of?: string, };
+export type FunctionView = { id: string, name: string, triggers: Array<TriggerView>, retries: number, has_failure_handler: boolean, failure_handler_of?: string, 
+/**
+ * The SDK app it comes from (its app id); `null` for functions built into Stepdesk.
+ */
+source: string | null, };
 
 export type Info = { name: string, version: string, data_dir: string, 
 /**
@@ -370,6 +380,37 @@ cron_scheduled_at: number | null,
  */
 late: boolean, };
 
+export type SdkApp = { 
+/**
+ * The app's serve URL, which identifies it.
+ */
+url: string, 
+/**
+ * The app id it registered with (`appName`); `null` until it has synced.
+ */
+app_id: string | null, 
+/**
+ * How Stepdesk knows it: `flag` (`-u`), `discovered` (`stepdesk dev`), `added` (the
+ * console or the API) or `registered` (it registered itself).
+ */
+origin: string, 
+/**
+ * The SDK and its version, e.g. `js:v4.24.0`.
+ */
+sdk: string | null, framework: string | null, app_version: string | null, 
+/**
+ * Its functions' ids.
+ */
+functions: Array<string>, 
+/**
+ * Why the last sync or check failed, in plain words; `null` when it succeeded.
+ */
+error: string | null, 
+/**
+ * Milliseconds since the epoch.
+ */
+added_at: number, synced_at: number | null, checked_at: number | null, };
+
 export type SearchParams = { 
 /**
  * Words to find (the last one may be the start of a word).
@@ -554,6 +595,10 @@ export interface Commands {
   remove_key: { params: KeyParams; result: KeyChange; kind: "write"; method: "DELETE"; path: "/api/admin/keys/{name}" };
   focus_window: { params: NoParams; result: boolean; kind: "write"; method: "POST"; path: "/api/admin/window/focus" };
   diagnostics: { params: NoParams; result: Diagnostics; kind: "read"; method: "GET"; path: "/api/admin/diagnostics" };
+  apps: { params: NoParams; result: Array<SdkApp>; kind: "read"; method: "GET"; path: "/api/admin/apps" };
+  add_app: { params: AppUrlParams; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps" };
+  sync_app: { params: AppUrlParams; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps/sync" };
+  remove_app: { params: AppUrlParams; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps/remove" };
 }
 
 /** The registry at run time: kind and REST route of each command. */
@@ -597,6 +642,10 @@ export const COMMANDS = {
   remove_key: { kind: "write", method: "DELETE", path: "/api/admin/keys/{name}" },
   focus_window: { kind: "write", method: "POST", path: "/api/admin/window/focus" },
   diagnostics: { kind: "read", method: "GET", path: "/api/admin/diagnostics" },
+  apps: { kind: "read", method: "GET", path: "/api/admin/apps" },
+  add_app: { kind: "write", method: "POST", path: "/api/admin/apps" },
+  sync_app: { kind: "write", method: "POST", path: "/api/admin/apps/sync" },
+  remove_app: { kind: "write", method: "POST", path: "/api/admin/apps/remove" },
 } as const;
 
 export type CommandName = keyof Commands;
