@@ -5,7 +5,7 @@
 #   make build   release build; the binary's absolute path is the last line printed
 #   make bench   benchmarks (crates/stepdesk-bench, crates/stepdesk-bench-readwise)
 #   make package a .deb of the release build (Tauri bundler); the .deb path is the last line printed
-#   make deps    install missing system and npm packages (Debian 12; idempotent)
+#   make deps    install missing system, npm and PyPI packages (Debian 12; idempotent)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -21,6 +21,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 NPM ?= npm
 NODE ?= node
+PYTHON3 ?= python3
 
 DEBUG_BIN := $(CARGO_TARGET_DIR)/debug/stepdesk
 RELEASE_BIN := $(CARGO_TARGET_DIR)/release/stepdesk
@@ -30,25 +31,25 @@ ARGS ?=
 
 # Debian 12 packages: building Tauri/WebKitGTK, the real-window test under Xvfb
 # (WebKitWebDriver, screenshots), the browser UI test (Chromium), and a session bus with a
-# Secret Service for tests that need one.
+# Secret Service for tests that need one, and the venv of the Python SDK test app.
 APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev librsvg2-dev \
 	xvfb xauth x11-utils imagemagick fonts-dejavu-core webkit2gtk-driver \
-	dbus-daemon gnome-keyring libsecret-tools chromium
+	dbus-daemon gnome-keyring libsecret-tools chromium python3-venv
 
 UI := ui
 UI_TESTS := tests/ui
 WINDOW_TESTS := tests/window
 XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
 
-.PHONY: help deps deps-apt deps-npm deps-toolchain ui ui-check build build-debug run test test-all \
-	lint test-rust test-ui test-window bench package ui-node18
+.PHONY: help deps deps-apt deps-npm deps-sdk deps-toolchain ui ui-check build build-debug run test test-all \
+	lint test-rust test-ui test-window test-sdk bench package ui-node18
 
 help:
 	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
 
 # ---- Dependencies --------------------------------------------------------------------
 
-deps: deps-apt deps-toolchain deps-npm
+deps: deps-apt deps-toolchain deps-npm deps-sdk
 
 deps-apt:
 	@missing=(); \
@@ -79,6 +80,29 @@ $(UI_TESTS)/node_modules/.package-lock.json: $(UI_TESTS)/package.json $(UI_TESTS
 
 $(UI)/node_modules/.package-lock.json: $(UI)/package.json $(UI)/package-lock.json
 	cd $(UI) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The SDK test apps (tests/sdk): the official `inngest` packages from npm and PyPI, installed
+# from their lock files only when a lock file changed. The JS SDK v4 declares Node >= 20.
+SDK_TESTS := tests/sdk
+SDK_JS := $(SDK_TESTS)/js
+SDK_PY := $(SDK_TESTS)/py
+SDK_VENV := $(SDK_PY)/.venv
+
+deps-sdk: $(SDK_JS)/node_modules/.package-lock.json $(SDK_VENV)/.stepdesk-installed
+
+$(SDK_JS)/node_modules/.package-lock.json: $(SDK_JS)/package.json $(SDK_JS)/package-lock.json
+	cd $(SDK_JS) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# A new venv whenever the lock changed, so nothing from an older lock stays in it. Every
+# package is pinned with its hashes, and `pip check` proves the lock is complete.
+$(SDK_VENV)/.stepdesk-installed: $(SDK_PY)/requirements.lock
+	rm -rf $(SDK_VENV)
+	$(PYTHON3) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r $(SDK_PY)/requirements.lock
+	$(SDK_VENV)/bin/pip check --disable-pip-version-check >/dev/null
 	touch $@
 
 # ---- The console (Svelte + Vite, built into ui/dist and embedded in the binary) --------
@@ -159,6 +183,12 @@ test-window: build-debug
 	$(CARGO) build -p readwise-fake --bin readwise-fake
 	STEPDESK_BIN="$(DEBUG_BIN)" READWISE_FAKE_BIN="$(CARGO_TARGET_DIR)/debug/readwise-fake" \
 		$(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
+
+# The SDK test apps on their own (tests/sdk/apps.test.mjs), then driven by the real binary
+# (tests/sdk/driver.test.mjs, skipped while `stepdesk dev` does not exist), in a private
+# session like `make test`.
+test-sdk: build-debug deps-sdk
+	STEPDESK_BIN="$(DEBUG_BIN)" tests/with-session.sh $(NODE) --test $(SDK_TESTS)/*.test.mjs
 
 # ---- Package ----------------------------------------------------------------------------
 

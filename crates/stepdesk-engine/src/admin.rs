@@ -73,6 +73,11 @@ pub struct FunctionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub failure_handler_of: Option<String>,
+    /// Where the function comes from: absent for Stepdesk's own functions, else the source
+    /// that synced it (an SDK app's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ts_rs::TS)]
@@ -372,12 +377,13 @@ impl AdminApi {
         AdminApi { engine }
     }
 
+    /// A function's name: also for an archived function (its runs stay), else its id.
     fn function_name(&self, id: &str) -> String {
-        self.engine
-            .inner
-            .registry
+        let registry = self.engine.inner.registry();
+        registry
             .get(id)
             .map(|f| f.name.clone())
+            .or_else(|| registry.archived(id).map(|a| a.name.clone()))
             .unwrap_or_else(|| id.to_string())
     }
 
@@ -402,11 +408,11 @@ impl AdminApi {
         })
     }
 
-    /// All registered functions, with their triggers and next cron fire.
+    /// All registered functions, with their triggers, next cron fire and source (archived
+    /// functions are not listed; their runs are).
     pub fn functions(&self) -> Vec<FunctionView> {
-        self.engine
-            .inner
-            .registry
+        let registry = self.engine.inner.registry();
+        registry
             .all()
             .iter()
             .map(|f| FunctionView {
@@ -431,8 +437,14 @@ impl AdminApi {
                     })
                     .collect(),
                 retries: f.retries,
-                has_failure_handler: f.on_failure.is_some(),
+                // An SDK app registers its failure handlers as functions of their own.
+                has_failure_handler: f.on_failure.is_some()
+                    || registry
+                        .all()
+                        .iter()
+                        .any(|g| g.failure_handler_of.as_deref() == Some(f.id.as_str())),
                 failure_handler_of: f.failure_handler_of.clone(),
+                source: f.source.clone(),
             })
             .collect()
     }
@@ -598,8 +610,12 @@ impl AdminApi {
         data: Map<String, Value>,
         user: Map<String, Value>,
     ) -> AdminResult<Started> {
-        let Some(function) = self.engine.inner.registry.get(function_id).cloned() else {
-            return Err(AdminError::NotFound(format!("no function `{function_id}`")));
+        let registry = self.engine.inner.registry();
+        let Some(function) = registry.get(function_id).cloned() else {
+            return Err(AdminError::NotFound(match registry.archived(function_id) {
+                Some(_) => registry.missing(function_id),
+                None => format!("no function `{function_id}`"),
+            }));
         };
         let mut event = NewEvent::internal(internal::FUNCTION_INVOKED, data);
         event.user = user;
@@ -655,13 +671,14 @@ impl AdminApi {
 
     /// Cancels a running run.
     pub async fn cancel(&self, run_id: &str) -> AdminResult<RunSummary> {
-        let registry = self.engine.inner.registry.clone();
+        let inner = self.engine.inner.clone();
         let id = run_id.to_string();
         let (found, cancelled) = self
             .engine
             .write_and_wake(move |c| {
                 let found = runs::status(c, &id)?.is_some();
                 let mut wakes = Vec::new();
+                let registry = inner.registry();
                 let cancelled = progress::cancel_run(c, &registry, &id, now_ms(), &mut wakes)?;
                 Ok(((found, cancelled), wakes))
             })
@@ -715,10 +732,9 @@ impl AdminApi {
         let Some((function_id, Some(event_id))) = original else {
             return Err(AdminError::NotFound(format!("no run `{run_id}`")));
         };
-        let Some(function) = self.engine.inner.registry.get(&function_id).cloned() else {
-            return Err(AdminError::Conflict(format!(
-                "function `{function_id}` is no longer registered"
-            )));
+        let registry = self.engine.inner.registry();
+        let Some(function) = registry.get(&function_id).cloned() else {
+            return Err(AdminError::Conflict(registry.missing(&function_id)));
         };
         let original_id = run_id.to_string();
         let started = self

@@ -74,6 +74,11 @@ pub struct StatsWindow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct FunctionStats {
     pub function_id: String,
+    /// Where the function comes from: absent for Stepdesk's own functions, else the source
+    /// that synced it (an SDK app's id). An archived function keeps its statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub source: Option<String>,
     pub day: StatsWindow,
     pub week: StatsWindow,
 }
@@ -223,6 +228,7 @@ fn read_stats(
     };
     Ok(FunctionStats {
         function_id: function_id.to_string(),
+        source: None,
         day: window(day_from, HOUR_MS),
         week: window(week_from, SIX_HOURS),
     })
@@ -232,27 +238,35 @@ impl AdminApi {
     /// A function's run counts by status, p50/p95 durations and a chart series, over the
     /// last 24 hours (hourly buckets) and 7 days (6-hourly).
     pub async fn function_stats(&self, function_id: &str) -> AdminResult<FunctionStats> {
-        self.known_function(function_id)?;
+        let source = self.known_function(function_id)?;
         let id = function_id.to_string();
         let engine = self.engine.clone();
-        Ok(self
+        let stats = self
             .engine
             .inner
             .store
             .read(move |c| read_stats(c, &engine.inner.stats, &id, now_ms()))
-            .await?)
+            .await?;
+        Ok(FunctionStats { source, ..stats })
     }
 
-    fn known_function(&self, function_id: &str) -> AdminResult<()> {
-        match self.engine.inner.registry.get(function_id) {
-            Some(_) => Ok(()),
-            None => Err(AdminError::NotFound(format!("no function `{function_id}`"))),
+    /// A registered or archived function's source (archived ones keep their history).
+    fn known_function(&self, function_id: &str) -> AdminResult<Option<String>> {
+        let registry = self.engine.inner.registry();
+        match (registry.get(function_id), registry.archived(function_id)) {
+            (Some(f), _) => Ok(f.source.clone()),
+            (None, Some(a)) => Ok(a.source.clone()),
+            (None, None) => Err(AdminError::NotFound(format!("no function `{function_id}`"))),
         }
     }
 
     fn cron_of(&self, function_id: &str) -> AdminResult<Vec<CronSpec>> {
-        let Some(f) = self.engine.inner.registry.get(function_id) else {
-            return Err(AdminError::NotFound(format!("no function `{function_id}`")));
+        let registry = self.engine.inner.registry();
+        let Some(f) = registry.get(function_id) else {
+            return Err(AdminError::NotFound(match registry.archived(function_id) {
+                Some(_) => registry.missing(function_id),
+                None => format!("no function `{function_id}`"),
+            }));
         };
         let crons: Vec<CronSpec> = f.crons().cloned().collect();
         if crons.is_empty() {
@@ -334,7 +348,7 @@ impl AdminApi {
         let cancel = self
             .engine
             .inner
-            .registry
+            .registry()
             .get(&function_id)
             .map(|f| f.cancel.clone())
             .unwrap_or_default();

@@ -19,7 +19,7 @@ use crate::model::{RunStatus, StepKind, StepStatus};
 use crate::progress::{
     self, AttemptWrite, ChildRun, Finish, PauseWrite, Progress, StepWrite, FUNCTION_ATTEMPT_HASH,
 };
-use crate::step::{Ctx, Memo, Outcome, Step};
+use crate::step::{Ctx, Memo, Memos, Outcome, Step, StepMeta};
 use crate::store::{runs, steps, StoreError, StoreResult};
 use crate::time::now_ms;
 use crate::EngineInner;
@@ -158,7 +158,7 @@ struct LoadedRun {
     attempt: u32,
     started_at: Option<i64>,
     event: Value,
-    memo: HashMap<String, Memo>,
+    memo: Memos,
     /// Attempts used so far by retrying steps.
     step_attempts: HashMap<String, u32>,
     /// Some suspended step is due (sleep over, wait or invoke timed out).
@@ -198,7 +198,7 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
         attempt,
         started_at,
         event,
-        memo: HashMap::new(),
+        memo: Memos::default(),
         step_attempts: HashMap::new(),
         has_due: false,
         pending_wake: None,
@@ -207,6 +207,8 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
     for row in steps::memo_rows(conn, run_id)? {
         let steps::MemoRow {
             hash,
+            step_id,
+            kind,
             status,
             attempts,
             wake_at: step_wake,
@@ -232,7 +234,7 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
             // counted: it did not fail, the process stopped under it).
             StepStatus::Retrying | StepStatus::Running | StepStatus::Interrupted => {
                 loaded.step_attempts.insert(hash.clone(), attempts);
-                Memo::Retrying
+                Memo::Retrying { attempts }
             }
             StepStatus::Sleeping | StepStatus::Waiting | StepStatus::Invoking => {
                 let at = step_wake.unwrap_or(i64::MAX);
@@ -243,7 +245,14 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
                 Memo::Pending
             }
         };
-        loaded.memo.insert(hash, memo);
+        loaded.memo.push_loaded(
+            StepMeta {
+                hash,
+                step_id,
+                kind,
+            },
+            memo,
+        );
     }
     Ok(Some(loaded))
 }
@@ -294,7 +303,7 @@ enum After {
     Stop(Option<i64>),
     /// Write the progress (a `send_event` step, whose events are stored with it), memoize
     /// the sent ids as the step's result, and replay.
-    Send { hash: String },
+    Send { hash: String, step_id: String },
     /// The body reached a step still suspended: write only a first start, and look again
     /// when the earliest pending step is due.
     Pending(Option<i64>),
@@ -344,6 +353,7 @@ async fn run_body(
         run_id: run_id.to_string(),
         function_id: function.id.clone(),
         attempt: run.attempt,
+        max_attempts: function.max_attempts(),
         step: step.clone(),
     };
     // The handler is called inside the future, so a panic in its synchronous part is
@@ -403,7 +413,8 @@ fn plan(
             let after = match result {
                 Ok(v) => {
                     write.output = Some(v.to_string());
-                    run.memo.insert(hash.clone(), Memo::Completed(v));
+                    run.memo
+                        .set(&hash, &write.step_id, StepKind::Run, Memo::Completed(v));
                     After::Continue
                 }
                 Err(err) => {
@@ -430,7 +441,8 @@ fn plan(
                         None => {
                             tracing::warn!(step = %write.step_id, attempt = attempts, error = %body, "step failed for good");
                             write.status = StepStatus::Failed;
-                            run.memo.insert(hash.clone(), Memo::Failed(body));
+                            run.memo
+                                .set(&hash, &write.step_id, StepKind::Run, Memo::Failed(body));
                             After::Continue
                         }
                     }
@@ -504,10 +516,16 @@ fn plan(
             expires_at,
         }) => {
             if env.registry.get(&function_id).is_none() {
+                let why = match env.registry.archived(&function_id) {
+                    Some(_) => "it is archived",
+                    None => "no such function",
+                };
                 let err = ErrorBody::new(
                     "FunctionNotFound",
-                    format!("cannot invoke `{function_id}`: no such function"),
+                    format!("cannot invoke `{function_id}`: {why}"),
                 );
+                run.memo
+                    .set(&hash, &step_id, StepKind::Invoke, Memo::Failed(err.clone()));
                 p.step = Some(StepWrite {
                     hash: hash.clone(),
                     step_id,
@@ -521,7 +539,6 @@ fn plan(
                     output: None,
                     error: Some(error_json(&err)),
                 });
-                run.memo.insert(hash, Memo::Failed(err));
                 After::Continue
             } else {
                 let input = serde_json::json!({"function_id": function_id, "data": data, "timeout_at": expires_at});
@@ -557,7 +574,7 @@ fn plan(
             let input = serde_json::json!({"events": events.len()});
             p.step = Some(StepWrite {
                 hash: hash.clone(),
-                step_id,
+                step_id: step_id.clone(),
                 kind: StepKind::SendEvent,
                 status: StepStatus::Completed,
                 attempts: 1,
@@ -569,7 +586,7 @@ fn plan(
                 error: None,
             });
             p.send = Some(events);
-            After::Send { hash }
+            After::Send { hash, step_id }
         }
         Some(Outcome::Pending) => After::Pending(run.pending_wake),
         None => {
@@ -666,11 +683,9 @@ async fn prepare(
         finish: Some(Finish::Failed(err)),
         ..Default::default()
     };
-    let Some(function) = engine.registry.get(&run.function_id).cloned() else {
-        let err = ErrorBody::new(
-            "FunctionNotFound",
-            format!("function `{}` is no longer registered", run.function_id),
-        );
+    let registry = engine.registry();
+    let Some(function) = registry.get(&run.function_id).cloned() else {
+        let err = ErrorBody::new("FunctionNotFound", registry.missing(&run.function_id));
         commit(engine, fail(err)).await?;
         return Ok(Err(None));
     };
@@ -709,9 +724,10 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
         let body_started = now_ms();
         let hook = start_hook(engine, run_id);
         let (outcome, body) = run_body(&function, &event, &run, run_id, hook).await;
+        let registry = engine.registry();
         let env = PlanEnv {
             run_id,
-            registry: &engine.registry,
+            registry: &registry,
             max_attempts: function.max_attempts(),
             backoff: engine.config.backoff,
             body_started,
@@ -729,13 +745,15 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                 commit(engine, progress).await?;
                 return Ok(next);
             }
-            After::Send { hash } => {
+            After::Send { hash, step_id } => {
                 let applied = commit(engine, progress).await?;
                 if !applied.applied {
                     return Ok(None);
                 }
-                run.memo.insert(
-                    hash,
+                run.memo.set(
+                    &hash,
+                    &step_id,
+                    StepKind::SendEvent,
                     Memo::Completed(serde_json::to_value(&applied.sent_ids).unwrap_or_default()),
                 );
             }
@@ -790,10 +808,11 @@ fn suspended(
 
 /// Writes progress and hands the runs it woke to the dispatcher.
 async fn commit(engine: &Arc<EngineInner>, p: Progress) -> Result<progress::Applied, StoreError> {
-    let registry = engine.registry.clone();
+    let inner = engine.clone();
     let applied = engine
         .store
-        .write(move |c| progress::apply(c, &registry, p, now_ms()))
+        // The registry as of the commit (see `Engine::send_events_from`).
+        .write(move |c| progress::apply(c, &inner.registry(), p, now_ms()))
         .await?;
     engine.dispatcher.wake_all(applied.wakes.iter().cloned());
     Ok(applied)
@@ -849,7 +868,7 @@ mod tests {
             attempt: 0,
             started_at: None,
             event: json!({}),
-            memo: HashMap::new(),
+            memo: Memos::default(),
             step_attempts: HashMap::new(),
             has_due: false,
             pending_wake: None,

@@ -118,12 +118,20 @@ pub struct Function {
     pub singleton_key: Option<String>,
     /// Events that cancel a running run of this function.
     pub cancel: Vec<CancelRule>,
+    /// Where the function comes from: `None` for Stepdesk's own (compiled-in) functions,
+    /// else the source that registered it with [`Engine::sync_functions`](crate::Engine::sync_functions)
+    /// (an SDK app's id).
+    pub source: Option<String>,
+    /// The function's configuration as its source sent it (an SDK app's function config),
+    /// kept for the console; the engine does not read it.
+    pub config: Option<Value>,
 }
 
 impl std::fmt::Debug for Function {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Function")
             .field("id", &self.id)
+            .field("source", &self.source)
             .field("triggers", &self.triggers)
             .field("retries", &self.retries)
             .field("cancel", &self.cancel)
@@ -151,6 +159,8 @@ pub struct FunctionBuilder {
     on_failure: Option<Handler>,
     singleton_key: Option<String>,
     cancel: Vec<CancelRule>,
+    source: Option<String>,
+    config: Option<Value>,
     errors: Vec<String>,
 }
 
@@ -164,6 +174,8 @@ impl Function {
             on_failure: None,
             singleton_key: None,
             cancel: Vec::new(),
+            source: None,
+            config: None,
             errors: Vec::new(),
         }
     }
@@ -192,7 +204,7 @@ impl Function {
                 Trigger::Cron(c) => json!({"cron": c.text()}),
             })
             .collect();
-        json!({
+        let mut config = json!({
             "id": self.id,
             "name": self.name,
             "triggers": triggers,
@@ -205,7 +217,16 @@ impl Function {
                 "if": c.expression.as_ref().map(Expr::source),
                 "timeout_ms": c.timeout.as_millis() as u64,
             })).collect::<Vec<_>>(),
-        })
+        });
+        // Only for functions that have them, so a Rust function's configuration stays as
+        // it always was.
+        if let Some(source) = &self.source {
+            config["source"] = json!(source);
+        }
+        if let Some(raw) = &self.config {
+            config["config"] = raw.clone();
+        }
+        config
     }
 }
 
@@ -335,6 +356,20 @@ impl FunctionBuilder {
         self
     }
 
+    /// Where the function comes from (see [`Function::source`]). [`Engine::sync_functions`](crate::Engine::sync_functions)
+    /// sets it to the source it syncs.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The configuration as the function's source sent it, shown in the console (see
+    /// [`Function::config`]).
+    pub fn config(mut self, config: Value) -> Self {
+        self.config = Some(config);
+        self
+    }
+
     /// Number of retries after the first attempt (default 4, at most 20).
     pub fn retries(mut self, retries: u32) -> Self {
         if retries > MAX_RETRIES {
@@ -395,61 +430,122 @@ impl FunctionBuilder {
             failure_handler_of: None,
             singleton_key: self.singleton_key,
             cancel: self.cancel,
+            source: self.source,
+            config: self.config,
         })
     }
 }
 
-/// All registered functions, indexed for event matching.
+/// A function that a sync of its source no longer has: it matches no event and no cron,
+/// and its runs stay (an in-flight one fails when it next executes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchivedFunction {
+    pub id: String,
+    pub name: String,
+    pub source: Option<String>,
+}
+
+/// What [`Engine::sync_functions`](crate::Engine::sync_functions) changed, by function id
+/// (failure handlers included), each list sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// New to the source (or back after being archived).
+    pub added: Vec<String>,
+    /// The source had them, with another configuration.
+    pub updated: Vec<String>,
+    /// The source no longer has them.
+    pub archived: Vec<String>,
+    /// Whether any function was added, updated or archived. The new functions replace the
+    /// old ones even when nothing changed (their handlers may differ).
+    pub changed: bool,
+}
+
+/// All registered functions, indexed for event matching, and the archived ones.
+///
+/// A registry does not change once built: a sync builds a new one and the engine swaps it
+/// in whole, so whoever holds one sees every function of a sync or none.
 pub struct Registry {
     functions: Vec<Arc<Function>>,
     by_id: HashMap<String, usize>,
     by_event: HashMap<String, Vec<usize>>,
     wildcards: Vec<usize>,
+    archived: HashMap<String, ArchivedFunction>,
+}
+
+/// Adds to each function that has a failure handler that handler, as a function
+/// `<id>-failure` triggered by `inngest/function.failed` events of its function.
+fn expand(functions: Vec<Function>) -> Result<Vec<Function>, ConfigError> {
+    let mut all = Vec::new();
+    for f in functions {
+        if let Some(handler) = f.on_failure.clone() {
+            // Inngest's own trigger for a failure handler.
+            let trigger = Trigger::event_if(
+                internal::FUNCTION_FAILED,
+                &format!("event.data.function_id == {}", quote(&f.id)),
+            )
+            .map_err(|reason| ConfigError {
+                function: f.id.clone(),
+                reason,
+            })?;
+            all.push(Function {
+                id: format!("{}-failure", f.id),
+                name: format!("{} (failure handler)", f.name),
+                triggers: vec![trigger],
+                retries: 0,
+                handler,
+                on_failure: None,
+                failure_handler_of: Some(f.id.clone()),
+                singleton_key: None,
+                cancel: Vec::new(),
+                source: f.source.clone(),
+                config: None,
+            });
+        }
+        all.push(f);
+    }
+    Ok(all)
+}
+
+/// Who owns a function id, for an error message.
+fn owner(source: Option<&str>) -> String {
+    match source {
+        None => "Stepdesk's own functions".to_string(),
+        Some(s) => format!("source `{s}`"),
+    }
 }
 
 impl Registry {
     /// Builds the registry; each failure handler becomes a function `<id>-failure` triggered by
     /// `inngest/function.failed` events of its function.
     pub fn new(functions: Vec<Function>) -> Result<Registry, ConfigError> {
-        let mut all = Vec::new();
-        for f in functions {
-            if let Some(handler) = f.on_failure.clone() {
-                // Inngest's own trigger for a failure handler.
-                let trigger = Trigger::event_if(
-                    internal::FUNCTION_FAILED,
-                    &format!("event.data.function_id == {}", quote(&f.id)),
-                )
-                .map_err(|reason| ConfigError {
-                    function: f.id.clone(),
-                    reason,
-                })?;
-                all.push(Function {
-                    id: format!("{}-failure", f.id),
-                    name: format!("{} (failure handler)", f.name),
-                    triggers: vec![trigger],
-                    retries: 0,
-                    handler,
-                    on_failure: None,
-                    failure_handler_of: Some(f.id.clone()),
-                    singleton_key: None,
-                    cancel: Vec::new(),
-                });
-            }
-            all.push(f);
-        }
+        let all = expand(functions)?.into_iter().map(Arc::new).collect();
+        Registry::index(all, HashMap::new())
+    }
+
+    fn index(
+        all: Vec<Arc<Function>>,
+        mut archived: HashMap<String, ArchivedFunction>,
+    ) -> Result<Registry, ConfigError> {
         let mut registry = Registry {
             functions: Vec::new(),
             by_id: HashMap::new(),
             by_event: HashMap::new(),
             wildcards: Vec::new(),
+            archived: HashMap::new(),
         };
         for f in all {
-            if registry.by_id.contains_key(&f.id) {
+            if let Some(&other) = registry.by_id.get(&f.id) {
+                let other = registry.functions[other].source.as_deref();
                 return Err(ConfigError {
-                    function: f.id,
-                    reason: "another function has the same id".into(),
+                    reason: if other == f.source.as_deref() {
+                        "another function has the same id".into()
+                    } else {
+                        format!("the id is taken by {}", owner(other))
+                    },
+                    function: f.id.clone(),
                 });
             }
+            archived.remove(&f.id);
             let index = registry.functions.len();
             registry.by_id.insert(f.id.clone(), index);
             for t in &f.triggers {
@@ -465,13 +561,111 @@ impl Registry {
                     }
                 }
             }
-            registry.functions.push(Arc::new(f));
+            registry.functions.push(f);
         }
+        registry.archived = archived;
         Ok(registry)
+    }
+
+    /// This registry with `archived` known as archived (those registered are left out).
+    pub(crate) fn with_archived(mut self, archived: Vec<ArchivedFunction>) -> Registry {
+        for a in archived {
+            if !self.by_id.contains_key(&a.id) {
+                self.archived.insert(a.id.clone(), a);
+            }
+        }
+        self
+    }
+
+    /// A new registry in which `source`'s functions are `functions` (their `source` set to
+    /// it): the source's functions missing from them are archived. Refuses a function id
+    /// that another source (or Stepdesk's own functions) has.
+    pub(crate) fn with_source(
+        &self,
+        source: &str,
+        functions: Vec<Function>,
+    ) -> Result<(Registry, SyncReport), ConfigError> {
+        if source.is_empty() {
+            return Err(ConfigError {
+                function: String::new(),
+                reason: "a source needs a name (an app id)".into(),
+            });
+        }
+        let mine = |f: &Function| f.source.as_deref() == Some(source);
+        let mut new: Vec<Function> = functions;
+        for f in &mut new {
+            f.source = Some(source.to_string());
+        }
+        let new = expand(new)?;
+        for f in &new {
+            if let Some(existing) = self.get(&f.id).filter(|e| !mine(e)) {
+                return Err(ConfigError {
+                    function: f.id.clone(),
+                    reason: format!(
+                        "source `{source}` cannot register it: the id is taken by {}",
+                        owner(existing.source.as_deref())
+                    ),
+                });
+            }
+        }
+        let mut report = SyncReport::default();
+        for f in &new {
+            match self.get(&f.id) {
+                None => report.added.push(f.id.clone()),
+                Some(old) if old.config_json() != f.config_json() => {
+                    report.updated.push(f.id.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        let mut archived = self.archived.clone();
+        for old in self.functions.iter().filter(|f| mine(f)) {
+            if !new.iter().any(|f| f.id == old.id) {
+                report.archived.push(old.id.clone());
+                archived.insert(
+                    old.id.clone(),
+                    ArchivedFunction {
+                        id: old.id.clone(),
+                        name: old.name.clone(),
+                        source: old.source.clone(),
+                    },
+                );
+            }
+        }
+        report.added.sort();
+        report.updated.sort();
+        report.archived.sort();
+        report.changed =
+            !(report.added.is_empty() && report.updated.is_empty() && report.archived.is_empty());
+        let all = self
+            .functions
+            .iter()
+            .filter(|f| !mine(f))
+            .cloned()
+            .chain(new.into_iter().map(Arc::new))
+            .collect();
+        Ok((Registry::index(all, archived)?, report))
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Function>> {
         self.by_id.get(id).map(|&i| &self.functions[i])
+    }
+
+    /// A function a sync of its source archived (not one that is registered).
+    pub fn archived(&self, id: &str) -> Option<&ArchivedFunction> {
+        self.archived.get(id)
+    }
+
+    /// Why a function id has no registered function, for an error message.
+    pub fn missing(&self, id: &str) -> String {
+        match self.archived(id) {
+            Some(ArchivedFunction {
+                source: Some(source),
+                ..
+            }) => format!("function `{id}` is archived: its source `{source}` no longer has it"),
+            Some(_) => format!("function `{id}` is archived"),
+            None => format!("function `{id}` is no longer registered"),
+        }
     }
 
     pub fn all(&self) -> &[Arc<Function>] {

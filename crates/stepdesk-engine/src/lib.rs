@@ -28,8 +28,9 @@ pub mod step;
 pub mod store;
 pub mod time;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -40,9 +41,9 @@ pub use backoff::Backoff;
 pub use error::{Error, ErrorBody};
 pub use event::{Event, EventError, NewEvent};
 pub use expr::{Expr, ExprError, Var, Vars};
-pub use function::{ConfigError, Function, Registry, Trigger};
+pub use function::{ArchivedFunction, ConfigError, Function, Registry, SyncReport, Trigger};
 pub use model::{RunStatus, StepKind, StepStatus, TriggerKind};
-pub use step::{Ctx, Invoke, Step, WaitForEvent};
+pub use step::{Ctx, Invoke, RecordedStep, Step, StepState, WaitForEvent};
 pub use store::{Durability, Store, StoreError};
 
 /// How to run an engine.
@@ -225,11 +226,43 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    /// An [`EngineBuilder::functions_from_store`] hook failed.
+    #[error("cannot re-create the synced functions: {0}")]
+    Hook(StoreError),
 }
+
+/// Why [`Engine::sync_functions`] changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A function is wrong, or its id belongs to another source.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot store the functions: {0}")]
+    Store(#[from] StoreError),
+    /// The engine was opened for inspection only.
+    #[error("read-only inspection: functions cannot be synced")]
+    ReadOnly,
+}
+
+/// Functions of sources (an SDK app's id and its functions) that an
+/// [`EngineBuilder::functions_from_store`] hook re-creates at start.
+pub type SourceFunctions = Vec<(String, Vec<Function>)>;
+
+/// A hook that re-creates sources' functions from the store at start.
+type FunctionsHook =
+    Box<dyn FnOnce(Store) -> function::BoxFuture<Result<SourceFunctions, StoreError>> + Send>;
 
 pub(crate) struct EngineInner {
     pub(crate) store: Store,
-    pub(crate) registry: Arc<Registry>,
+    /// The registry in force. A sync swaps in a new one whole; readers take a snapshot per
+    /// use ([`EngineInner::registry`]). A lock rather than a lock-free swap: it is held only
+    /// to clone an `Arc` (and, by a sync, to replace it), syncs are rare, and it needs no
+    /// dependency.
+    registry: RwLock<Arc<Registry>>,
+    /// Bumped on each sync, so the cron scheduler reschedules.
+    pub(crate) registry_changed: watch::Sender<u64>,
+    /// One sync at a time, so each starts from the registry the previous one left.
+    sync_lock: tokio::sync::Mutex<()>,
     pub(crate) dispatcher: Arc<executor::Dispatcher>,
     pub(crate) config: EngineConfig,
     pub(crate) gates: Vec<Arc<dyn EventGate>>,
@@ -241,6 +274,48 @@ pub(crate) struct EngineInner {
     pub(crate) stats: console::StatsCache,
     shutdown: watch::Sender<bool>,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl EngineInner {
+    pub(crate) fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        dispatcher: Arc<executor::Dispatcher>,
+        config: EngineConfig,
+        gates: Vec<Arc<dyn EventGate>>,
+        boot_id: i64,
+        inspecting: bool,
+    ) -> EngineInner {
+        let (shutdown, _) = watch::channel(false);
+        EngineInner {
+            store,
+            registry: RwLock::new(registry),
+            registry_changed: watch::channel(0).0,
+            sync_lock: tokio::sync::Mutex::new(()),
+            dispatcher,
+            config,
+            gates,
+            boot_id,
+            inspecting,
+            feed: Default::default(),
+            stats: Default::default(),
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The registry in force now.
+    pub(crate) fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_registry(&self, registry: Arc<Registry>) {
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = registry;
+        self.registry_changed.send_modify(|v| *v += 1);
+    }
 }
 
 /// A running engine. Cheap to clone.
@@ -268,11 +343,29 @@ pub struct EngineBuilder {
     gates: Vec<Arc<dyn EventGate>>,
     store: Option<Store>,
     inspect: bool,
+    hooks: Vec<FunctionsHook>,
 }
 
 impl EngineBuilder {
     pub fn functions(mut self, functions: impl IntoIterator<Item = Function>) -> Self {
         self.functions.extend(functions);
+        self
+    }
+
+    /// Re-creates functions of sources (SDK apps) at start, before any run resumes (a run
+    /// whose function is missing would fail): `hook` is called with the opened store, after
+    /// the engine's migrations and before the dispatcher and the scheduler start, and
+    /// returns functions grouped by source, registered as [`Engine::sync_functions`] would
+    /// (a source's stored functions it does not return are archived). It may first create
+    /// or upgrade its own tables, in a [`Store::write`] with
+    /// [`store::migrate_component`]. An error stops the start. Hooks run in the order given.
+    pub fn functions_from_store<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce(Store) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<SourceFunctions, StoreError>> + Send + 'static,
+    {
+        self.hooks
+            .push(Box::new(move |store| Box::pin(hook(store))));
         self
     }
 
@@ -306,27 +399,46 @@ impl EngineBuilder {
             gates,
             store,
             inspect,
+            hooks,
         } = self;
-        let registry = Arc::new(Registry::new(functions)?);
+        // Stepdesk's own functions are checked before anything is opened.
+        let mut registry = Registry::new(functions)?;
         let store = match store {
             Some(s) => s,
             None => config.open_store().await?,
         };
-        let configs: Vec<(String, String, String)> = registry
-            .all()
-            .iter()
-            .map(|f| (f.id.clone(), f.name.clone(), f.config_json().to_string()))
-            .collect();
+        let mut sources = Vec::new();
+        for hook in hooks {
+            for (source, functions) in hook(store.clone()).await.map_err(StartError::Hook)? {
+                registry = registry.with_source(&source, functions)?.0;
+                sources.push(source);
+            }
+        }
+        let rows = function_rows(registry.all());
         if inspect {
+            let archived = store.read(store::functions::archived).await?;
+            let registry = Arc::new(registry.with_archived(archived));
             return Ok(Engine::inspecting(config, registry, store, gates));
         }
-        let boot = store
+        let (boot, archived) = store
             .write(move |c| {
                 let now = time::now_ms();
-                store::functions::upsert_all(c, &configs, now)?;
-                progress::record_boot(c, now)
+                store::functions::upsert_all(c, &rows, now)?;
+                // A source's functions that its hook no longer re-creates are archived, as
+                // a sync without them would.
+                for source in &sources {
+                    let keep: Vec<&str> = rows
+                        .iter()
+                        .filter(|r| r.source.as_deref() == Some(source.as_str()))
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    store::functions::archive_missing(c, source, &keep, now)?;
+                }
+                let archived = store::functions::archived(c)?;
+                Ok((progress::record_boot(c, now)?, archived))
             })
             .await?;
+        let registry = Arc::new(registry.with_archived(archived));
         if boot.interrupted > 0 {
             tracing::warn!(
                 steps = boot.interrupted,
@@ -344,20 +456,16 @@ impl EngineBuilder {
 
         let dispatcher = Arc::new(executor::Dispatcher::default());
         dispatcher.wake_all(runnable);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let inner = Arc::new(EngineInner {
+        let inner = Arc::new(EngineInner::new(
             store,
             registry,
-            dispatcher: dispatcher.clone(),
-            config: config.clone(),
+            dispatcher.clone(),
+            config.clone(),
             gates,
-            boot_id: boot.id,
-            inspecting: false,
-            feed: Default::default(),
-            stats: Default::default(),
-            shutdown,
-            tasks: Mutex::new(Vec::new()),
-        });
+            boot.id,
+            false,
+        ));
+        let shutdown_rx = inner.shutdown.subscribe();
         let dispatch_task =
             tokio::spawn(dispatcher.run(inner.clone(), config.max_concurrent_runs.max(1)));
         let cron_task = tokio::spawn(scheduler::run(inner.clone(), shutdown_rx.clone()));
@@ -371,6 +479,21 @@ impl EngineBuilder {
         ]);
         Ok(Engine { inner })
     }
+}
+
+/// The `functions` rows of these functions.
+fn function_rows<'a>(
+    functions: impl IntoIterator<Item = &'a Arc<Function>>,
+) -> Vec<store::functions::FunctionRow> {
+    functions
+        .into_iter()
+        .map(|f| store::functions::FunctionRow {
+            id: f.id.clone(),
+            name: f.name.clone(),
+            config: f.config_json().to_string(),
+            source: f.source.clone(),
+        })
+        .collect()
 }
 
 /// Undoes gate effects, newest first.
@@ -405,20 +528,16 @@ impl Engine {
             database = %store.path().display(),
             "engine opened for inspection: nothing runs"
         );
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let inner = Arc::new(EngineInner {
+        let inner = Arc::new(EngineInner::new(
             store,
             registry,
-            dispatcher: Arc::new(executor::Dispatcher::default()),
+            Arc::new(executor::Dispatcher::default()),
             config,
             gates,
-            boot_id: 0,
-            inspecting: true,
-            feed: Default::default(),
-            stats: Default::default(),
-            shutdown,
-            tasks: Mutex::new(Vec::new()),
-        });
+            0,
+            true,
+        ));
+        let shutdown_rx = inner.shutdown.subscribe();
         let search_task = tokio::spawn(search::run(inner.clone(), shutdown_rx));
         inner.tasks.lock().expect("tasks lock").push(search_task);
         Engine { inner }
@@ -436,6 +555,7 @@ impl Engine {
             gates: Vec::new(),
             store: None,
             inspect: false,
+            hooks: Vec::new(),
         }
     }
 
@@ -548,9 +668,12 @@ impl Engine {
                 Err(e) => return Err(gate_refusal(index, e)),
             }
         }
-        let registry = self.inner.registry.clone();
+        let inner = self.inner.clone();
         self.commit_admitted(work, move |c| {
             let mut wakes = Vec::new();
+            // The registry as of the commit, so that no run starts for a function that a
+            // sync committed before has archived.
+            let registry = inner.registry();
             let ids = ingest::ingest(c, &registry, admitted, time::now_ms(), &mut wakes)?;
             Ok((ids, wakes))
         })
@@ -590,8 +713,61 @@ impl Engine {
         AdminApi::new(self.clone())
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The registered functions now (a later sync does not change the snapshot returned).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.inner.registry()
+    }
+
+    /// Registers the functions of a source (an SDK app, by its id): they replace that
+    /// source's previous functions at once (a reader sees all of the old set or all of the
+    /// new one). Functions the source had and no longer has are archived: they match no
+    /// event and no cron, their runs stay, and an unfinished run of one fails when it next
+    /// executes (`FunctionNotFound`, saying it is archived). The crons of the new set are
+    /// scheduled and those of archived functions stop; an unchanged cron keeps its schedule.
+    ///
+    /// Each function's `source` is set to `source`. A function id that another source (or
+    /// Stepdesk's own functions) has is refused, and then nothing changes.
+    pub async fn sync_functions(
+        &self,
+        source: &str,
+        functions: Vec<Function>,
+    ) -> Result<SyncReport, SyncError> {
+        if self.inner.inspecting {
+            return Err(SyncError::ReadOnly);
+        }
+        let _one_at_a_time = self.inner.sync_lock.lock().await;
+        let (registry, report) = self.inner.registry().with_source(source, functions)?;
+        let rows = function_rows(
+            registry
+                .all()
+                .iter()
+                .filter(|f| report.added.contains(&f.id) || report.updated.contains(&f.id)),
+        );
+        if report.changed {
+            let (source, archived) = (source.to_string(), report.archived.clone());
+            self.inner
+                .store
+                .write(move |c| {
+                    let now = time::now_ms();
+                    store::functions::upsert_all(c, &rows, now)?;
+                    store::functions::archive(c, &source, &archived, now)
+                })
+                .await?;
+        }
+        self.inner.set_registry(Arc::new(registry));
+        tracing::info!(
+            source,
+            added = ?report.added,
+            updated = ?report.updated,
+            archived = ?report.archived,
+            "functions synced"
+        );
+        Ok(report)
+    }
+
+    /// Archives every function of a source (see [`Engine::sync_functions`]).
+    pub async fn remove_source(&self, source: &str) -> Result<SyncReport, SyncError> {
+        self.sync_functions(source, Vec::new()).await
     }
 
     pub fn store(&self) -> &Store {

@@ -188,9 +188,10 @@ async fn fire_and_wake(
     now: i64,
     late: bool,
 ) -> Result<(), ()> {
-    let Some(f) = engine.registry.get(function_id).cloned() else {
-        // Schedules are made from the registry, which does not change while it runs.
-        tracing::error!(function = %function_id, "cron of a function that is not registered");
+    let Some(f) = engine.registry().get(function_id).cloned() else {
+        // Archived by a sync since the schedules were made: the scheduler drops the
+        // schedule when it sees the change.
+        tracing::debug!(function = %function_id, "cron of a function no longer registered; not fired");
         return Ok(());
     };
     let s = spec.clone();
@@ -224,60 +225,138 @@ pub(crate) async fn run(engine: Arc<EngineInner>, shutdown: watch::Receiver<bool
     run_with(engine, shutdown, Arc::new(SystemClock)).await
 }
 
+/// The crons of a registry: (function id, spec), in registry order.
+fn crons_of(registry: &crate::Registry) -> Vec<(String, CronSpec)> {
+    registry
+        .all()
+        .iter()
+        .flat_map(|f| f.crons().map(|spec| (f.id.clone(), spec.clone())))
+        .collect()
+}
+
+/// How a schedule starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    /// At start-up: one late fire for what was missed while Stepdesk was closed.
+    Boot,
+    /// Added by a sync while running: nothing is owed from before, even if the same cron
+    /// was known once (its function was archived meanwhile, or had another cron).
+    Added,
+}
+
+/// Starts a schedule: reads (or, for [`Start::Added`], resets) its stored state, retrying
+/// until that works. `None` if the engine shuts down meanwhile.
+async fn start_schedule(
+    engine: &Arc<EngineInner>,
+    clock: &Arc<dyn Clock>,
+    shutdown: &mut watch::Receiver<bool>,
+    function_id: String,
+    spec: CronSpec,
+    how: Start,
+) -> Option<Schedule> {
+    let mut failures = 0;
+    let last = loop {
+        let now = clock.now_ms();
+        let (f, sp) = (function_id.clone(), spec.clone());
+        let read = engine
+            .store
+            .write(move |c| match how {
+                Start::Boot => startup_state(c, &f, &sp, now),
+                Start::Added => {
+                    crons::set_state(c, &f, sp.text(), now)?;
+                    Ok(now)
+                }
+            })
+            .await;
+        match read {
+            Ok(last) => break last,
+            Err(e) => {
+                failures += 1;
+                tracing::error!(function = %function_id, error = %e, "cannot read the cron state; will retry");
+                let wait = Duration::from_millis(retry_delay_ms(failures) as u64);
+                tokio::select! {
+                    _ = clock.sleep(wait) => {}
+                    _ = shutdown.changed() => return None,
+                }
+            }
+        }
+    };
+    let now = clock.now_ms();
+    let owed = spec
+        .last_at_or_before(now)
+        .filter(|&t| t > last)
+        .map(|missed| Owed {
+            scheduled_at: missed,
+            missed: true,
+            try_at: now,
+            failures: 0,
+        });
+    let next = spec.next_after(now);
+    Some(Schedule {
+        function_id,
+        spec,
+        next,
+        owed,
+    })
+}
+
+/// Brings the schedules in line with the registry after a sync: a cron still there keeps
+/// its schedule as it is (so it neither fires twice nor skips a fire), a new one starts
+/// with nothing owed, a removed one stops. `false` if the engine shuts down meanwhile.
+async fn reschedule(
+    engine: &Arc<EngineInner>,
+    clock: &Arc<dyn Clock>,
+    shutdown: &mut watch::Receiver<bool>,
+    schedules: &mut Vec<Schedule>,
+) -> bool {
+    let wanted = crons_of(&engine.registry());
+    let mut old = std::mem::take(schedules);
+    for (function_id, spec) in wanted {
+        let kept = old
+            .iter()
+            .position(|s| s.function_id == function_id && s.spec.text() == spec.text());
+        match kept {
+            Some(i) => schedules.push(old.swap_remove(i)),
+            None => {
+                tracing::info!(function = %function_id, cron = %spec.text(), "cron scheduled");
+                match start_schedule(engine, clock, shutdown, function_id, spec, Start::Added).await
+                {
+                    Some(s) => schedules.push(s),
+                    None => return false,
+                }
+            }
+        }
+    }
+    for s in old {
+        tracing::info!(function = %s.function_id, cron = %s.spec.text(), "cron unscheduled");
+    }
+    true
+}
+
 async fn run_with(
     engine: Arc<EngineInner>,
     mut shutdown: watch::Receiver<bool>,
     clock: Arc<dyn Clock>,
 ) {
+    // Subscribed before the registry is read, so no sync is missed.
+    let mut changes = engine.registry_changed.subscribe();
+    changes.borrow_and_update();
     let mut schedules: Vec<Schedule> = Vec::new();
-    for f in engine.registry.all() {
-        for spec in f.crons() {
-            schedules.push(Schedule {
-                function_id: f.id.clone(),
-                spec: spec.clone(),
-                next: None,
-                owed: None,
-            });
-        }
-    }
-    if schedules.is_empty() {
-        return;
-    }
     // Catch up: at most one late fire per schedule for what was missed while closed.
-    for s in &mut schedules {
-        let mut failures = 0;
-        let last = loop {
-            let now = clock.now_ms();
-            let (f, spec) = (s.function_id.clone(), s.spec.clone());
-            match engine
-                .store
-                .write(move |c| startup_state(c, &f, &spec, now))
-                .await
-            {
-                Ok(last) => break last,
-                Err(e) => {
-                    failures += 1;
-                    tracing::error!(function = %s.function_id, error = %e, "cannot read the cron state; will retry");
-                    let wait = Duration::from_millis(retry_delay_ms(failures) as u64);
-                    tokio::select! {
-                        _ = clock.sleep(wait) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                }
-            }
-        };
-        let now = clock.now_ms();
-        s.owed = s
-            .spec
-            .last_at_or_before(now)
-            .filter(|&t| t > last)
-            .map(|missed| Owed {
-                scheduled_at: missed,
-                missed: true,
-                try_at: now,
-                failures: 0,
-            });
-        s.next = s.spec.next_after(now);
+    for (function_id, spec) in crons_of(&engine.registry()) {
+        match start_schedule(
+            &engine,
+            &clock,
+            &mut shutdown,
+            function_id,
+            spec,
+            Start::Boot,
+        )
+        .await
+        {
+            Some(s) => schedules.push(s),
+            None => return,
+        }
     }
     loop {
         let now = clock.now_ms();
@@ -321,18 +400,31 @@ async fn run_with(
                 }
             }
         }
-        let Some(wake) = schedules
+        let wake = schedules
             .iter()
             .flat_map(|s| [s.next, s.owed.as_ref().map(|o| o.try_at)])
             .flatten()
-            .min()
-        else {
-            return;
+            .min();
+        // With no cron, nothing to sleep for: only a sync (or the shutdown) wakes it.
+        let sleep = match wake {
+            Some(wake) => {
+                let wait = (wake - clock.now_ms()).clamp(0, SLICE_MS) as u64;
+                clock.sleep(Duration::from_millis(wait))
+            }
+            None => Box::pin(std::future::pending()),
         };
-        let wait = (wake - clock.now_ms()).clamp(0, SLICE_MS) as u64;
         tokio::select! {
-            _ = clock.sleep(Duration::from_millis(wait)) => {}
+            _ = sleep => {}
             _ = shutdown.changed() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                changes.borrow_and_update();
+                if !reschedule(&engine, &clock, &mut shutdown, &mut schedules).await {
+                    return;
+                }
+            }
         }
     }
 }
@@ -345,7 +437,6 @@ pub fn next_fire(spec: &CronSpec) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
-    use std::sync::Mutex;
 
     use tokio::sync::{mpsc, oneshot};
 
@@ -412,20 +503,15 @@ mod tests {
                 .on_cron("0 3 * * *")
                 .handler(|_ctx| async move { Ok(serde_json::json!(null)) })
                 .unwrap();
-            let (shutdown, _) = watch::channel(false);
-            let engine = Arc::new(EngineInner {
+            let engine = Arc::new(EngineInner::new(
                 store,
-                registry: Arc::new(Registry::new(vec![nightly]).unwrap()),
-                dispatcher: Arc::new(Dispatcher::default()),
-                config: EngineConfig::new(dir.path()),
-                gates: Vec::new(),
-                boot_id: 0,
-                inspecting: false,
-                feed: Default::default(),
-                stats: Default::default(),
-                shutdown,
-                tasks: Mutex::new(Vec::new()),
-            });
+                Arc::new(Registry::new(vec![nightly]).unwrap()),
+                Arc::new(Dispatcher::default()),
+                EngineConfig::new(dir.path()),
+                Vec::new(),
+                0,
+                false,
+            ));
             let (tx, sleeps) = mpsc::unbounded_channel();
             let clock = Arc::new(TestClock {
                 now: Arc::new(AtomicI64::new(ms(start))),
@@ -532,6 +618,137 @@ mod tests {
         wake.send(ms("2026-01-01T03:01:03Z")).unwrap();
         let (_, _wake) = h.next_sleep().await;
         assert_eq!(h.fires().await.0.len(), 1);
+        h.stop().await;
+    }
+
+    impl Harness {
+        /// Scheduled times fired for one function.
+        async fn fires_of(&self, function_id: &str) -> Vec<i64> {
+            let id = function_id.to_string();
+            self.engine
+                .store
+                .read(move |c| {
+                    let mut stmt = c.prepare(
+                        "SELECT scheduled_at FROM cron_fires WHERE function_id = ?1 ORDER BY scheduled_at",
+                    )?;
+                    let fires = stmt
+                        .query_map([id], |r| r.get(0))?
+                        .collect::<Result<Vec<i64>, _>>()?;
+                    Ok(fires)
+                })
+                .await
+                .unwrap()
+        }
+
+        async fn anchor_of(&self, function_id: &str) -> Option<i64> {
+            let id = function_id.to_string();
+            self.engine
+                .store
+                .read(move |c| Ok(crons::state(c, &id)?.map(|(_, anchor)| anchor)))
+                .await
+                .unwrap()
+        }
+
+        async fn sync(&self, functions: Vec<Function>) -> crate::SyncReport {
+            crate::Engine {
+                inner: self.engine.clone(),
+            }
+            .sync_functions("app", functions)
+            .await
+            .unwrap()
+        }
+    }
+
+    fn cron_fn(id: &str, cron: &str) -> Function {
+        Function::builder(id)
+            .on_cron(cron)
+            .handler(|_ctx| async move { Ok(serde_json::json!(null)) })
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn crons_follow_syncs_without_double_fires() {
+        let mut h = Harness::start("2026-01-01T02:59:00Z").await;
+        let (d, stale) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(60), "the nightly cron at 03:00");
+        // A sync adds a cron every five minutes: the scheduler wakes and reschedules.
+        let report = h.sync(vec![cron_fn("app-five", "*/5 * * * *")]).await;
+        assert_eq!(report.added, ["app-five"]);
+        drop(stale);
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(60));
+        assert_eq!(
+            h.anchor_of("app-five").await,
+            Some(ms("2026-01-01T02:59:00Z")),
+            "nothing is owed from before the sync"
+        );
+        wake.send(ms("2026-01-01T03:00:00Z")).unwrap();
+        let (_, wake) = h.next_sleep().await;
+        assert_eq!(h.fires_of("app-five").await, [ms("2026-01-01T03:00:00Z")]);
+        assert_eq!(h.fires_of("nightly").await, [ms("2026-01-01T03:00:00Z")]);
+
+        // A resync with the same cron keeps its schedule as it was.
+        wake.send(ms("2026-01-01T03:02:30Z")).unwrap();
+        let (_, stale) = h.next_sleep().await;
+        let report = h.sync(vec![cron_fn("app-five", "*/5 * * * *")]).await;
+        assert!(!report.changed, "{report:?}");
+        drop(stale);
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(60));
+        assert_eq!(
+            h.anchor_of("app-five").await,
+            Some(ms("2026-01-01T02:59:00Z")),
+            "the unchanged cron was not started again"
+        );
+        wake.send(ms("2026-01-01T03:05:00Z")).unwrap();
+        let (_, stale) = h.next_sleep().await;
+        assert_eq!(
+            h.fires_of("app-five").await,
+            [ms("2026-01-01T03:00:00Z"), ms("2026-01-01T03:05:00Z")],
+            "each time fired once"
+        );
+
+        // Another cron for the function: the old one stops, the new one fires.
+        let report = h.sync(vec![cron_fn("app-five", "7 * * * *")]).await;
+        assert_eq!(report.updated, ["app-five"]);
+        drop(stale);
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(60), "03:07 is two minutes away");
+        wake.send(ms("2026-01-01T03:06:00Z")).unwrap();
+        let (d, wake) = h.next_sleep().await;
+        assert_eq!(d, Duration::from_secs(60));
+        wake.send(ms("2026-01-01T03:07:00Z")).unwrap();
+        let (_, wake) = h.next_sleep().await;
+        wake.send(ms("2026-01-01T03:10:00Z")).unwrap();
+        let (_, stale) = h.next_sleep().await;
+        assert_eq!(
+            h.fires_of("app-five").await,
+            [
+                ms("2026-01-01T03:00:00Z"),
+                ms("2026-01-01T03:05:00Z"),
+                ms("2026-01-01T03:07:00Z"),
+            ],
+            "03:10 belonged to the old cron"
+        );
+
+        // The function is archived: its cron stops; the other cron goes on.
+        let report = h.sync(vec![]).await;
+        assert_eq!(report.archived, ["app-five"]);
+        drop(stale);
+        let (_, wake) = h.next_sleep().await;
+        wake.send(ms("2026-01-01T04:07:00Z")).unwrap();
+        let (_, wake) = h.next_sleep().await;
+        wake.send(ms("2026-01-02T03:00:00Z")).unwrap();
+        let (_, _wake) = h.next_sleep().await;
+        assert_eq!(
+            h.fires_of("app-five").await.len(),
+            3,
+            "no fire after archiving"
+        );
+        assert_eq!(
+            h.fires_of("nightly").await,
+            [ms("2026-01-01T03:00:00Z"), ms("2026-01-02T03:00:00Z")]
+        );
         h.stop().await;
     }
 }

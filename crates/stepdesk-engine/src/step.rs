@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, ErrorBody};
 use crate::event::{lookup, Event, NewEvent};
+use crate::model::StepKind;
 use crate::time::now_ms;
 
 /// Longest sleep, wait or invoke timeout: a year, as in Inngest.
@@ -34,10 +35,18 @@ pub struct Ctx {
     pub function_id: String,
     /// Zero-based attempt of the function body (function-level retries).
     pub attempt: u32,
+    /// Attempts the function allows each step and the body: its retries + 1.
+    pub max_attempts: u32,
     pub step: Step,
 }
 
 impl Ctx {
+    /// The run's events, as stored (`{name, data, user, id, ts, v}`): today always one, the
+    /// event that started the run. For drivers that hand them to code running elsewhere.
+    pub fn events(&self) -> Vec<Value> {
+        vec![self.step.lock().trigger.clone()]
+    }
+
     /// The event's `data`, decoded; a mismatch is a non-retriable error naming the problem.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_value(Value::Object(self.event.data.clone())).map_err(|e| {
@@ -105,8 +114,148 @@ pub struct Invoke {
 pub(crate) enum Memo {
     Completed(Value),
     Failed(ErrorBody),
-    /// A `run` step that failed `attempts` times and will be tried again.
-    Retrying,
+    /// A `run` step that failed `attempts` times (or was interrupted) and will be tried again.
+    Retrying {
+        attempts: u32,
+    },
+    /// Sleeping, waiting or invoking, and not due yet.
+    Pending,
+}
+
+impl Memo {
+    /// The step has its final result.
+    pub(crate) fn is_final(&self) -> bool {
+        matches!(self, Memo::Completed(_) | Memo::Failed(_))
+    }
+}
+
+/// What a recorded step is, besides its state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StepMeta {
+    pub hash: String,
+    pub step_id: String,
+    pub kind: StepKind,
+}
+
+/// A run's recorded steps as the replay sees them: each step's state by hash, and the order
+/// drivers read them in ([`Step::memo`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Memos {
+    by_hash: HashMap<String, Memo>,
+    /// Finished steps in the order they finished, then the others in the order the run
+    /// reached them. Shared with each execution's [`Step`] rather than copied: only
+    /// drivers read it, and it changes only when a step finishes.
+    order: Arc<Vec<StepMeta>>,
+    /// How many of `order` are finished (they come first).
+    finished: usize,
+}
+
+impl Memos {
+    /// Adds a step as loaded from the store, which gives them in memo order.
+    pub(crate) fn push_loaded(&mut self, meta: StepMeta, memo: Memo) {
+        if memo.is_final() {
+            self.finished += 1;
+        }
+        self.by_hash.insert(meta.hash.clone(), memo);
+        Arc::make_mut(&mut self.order).push(meta);
+    }
+
+    /// Records a step's new state during the run's execution, keeping the memo order: a step
+    /// that just finished goes after the steps that finished before it.
+    pub(crate) fn set(&mut self, hash: &str, step_id: &str, kind: StepKind, memo: Memo) {
+        let order = Arc::make_mut(&mut self.order);
+        let at = order.iter().position(|m| m.hash == hash);
+        let was_final = self.by_hash.get(hash).is_some_and(Memo::is_final);
+        if memo.is_final() && !was_final {
+            let meta = match at {
+                Some(i) => order.remove(i),
+                None => StepMeta {
+                    hash: hash.to_string(),
+                    step_id: step_id.to_string(),
+                    kind,
+                },
+            };
+            order.insert(self.finished, meta);
+            self.finished += 1;
+        } else if at.is_none() {
+            order.push(StepMeta {
+                hash: hash.to_string(),
+                step_id: step_id.to_string(),
+                kind,
+            });
+        }
+        self.by_hash.insert(hash.to_string(), memo);
+    }
+
+    pub(crate) fn get(&self, hash: &str) -> Option<&Memo> {
+        self.by_hash.get(hash)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn from_map(by_hash: HashMap<String, Memo>) -> Memos {
+        let mut memos = Memos::default();
+        for (hash, memo) in by_hash {
+            let meta = StepMeta {
+                hash: hash.clone(),
+                step_id: hash,
+                kind: StepKind::Run,
+            };
+            memos.push_loaded(meta, memo);
+        }
+        memos
+    }
+
+    /// Every recorded step with its state, in memo order.
+    fn recorded(&self) -> Vec<RecordedStep> {
+        self.order
+            .iter()
+            .filter_map(|m| {
+                let state = match self.by_hash.get(&m.hash)? {
+                    Memo::Completed(v) => StepState::Completed(v.clone()),
+                    Memo::Failed(e) => StepState::Failed(e.clone()),
+                    Memo::Retrying { attempts } => StepState::Retrying {
+                        attempts: *attempts,
+                    },
+                    Memo::Pending => StepState::Pending,
+                };
+                Some(RecordedStep {
+                    hash: m.hash.clone(),
+                    step_id: m.step_id.clone(),
+                    kind: m.kind,
+                    state,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A recorded step of a run, as [`Step::memo`] gives it to drivers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedStep {
+    /// The step's hash: the SHA-1 of its id ([`hash_step_id`]), or the hash a driver gave.
+    pub hash: String,
+    /// The step's id (with `:N` for repeats), or the display name a driver gave.
+    pub step_id: String,
+    pub kind: StepKind,
+    pub state: StepState,
+}
+
+/// Where a recorded step stands.
+///
+/// What a finished step holds depends on its kind: a `Run` step its value (or error); a
+/// `Sleep` `null`; a `WaitForEvent` the event that matched (`{name, data, user, id, ts}`),
+/// or `null` when it timed out; an `Invoke` the invoked run's output, or its error (an
+/// `InngestInvokeTimeoutError` when it timed out); a `SendEvent` the sent events' ids.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepState {
+    Completed(Value),
+    Failed(ErrorBody),
+    /// A `Run` step that failed `attempts` times (or was cut short by a restart, which is
+    /// not counted) and will be tried again: its next attempt is number `attempts`
+    /// (zero-based).
+    Retrying {
+        attempts: u32,
+    },
     /// Sleeping, waiting or invoking, and not due yet.
     Pending,
 }
@@ -156,7 +305,7 @@ pub(crate) enum Outcome {
 }
 
 pub(crate) struct Replay {
-    pub(crate) memo: HashMap<String, Memo>,
+    pub(crate) memo: Memos,
     seen: HashMap<String, u32>,
     pub(crate) outcome: Option<Outcome>,
     trigger: Value,
@@ -184,11 +333,11 @@ pub fn hash_step_id(step_id: &str) -> String {
 impl Step {
     #[cfg(test)]
     pub(crate) fn new(memo: HashMap<String, Memo>, trigger: Value, run_id: String) -> Step {
-        Step::with_input_override(memo, trigger, run_id, None)
+        Step::with_input_override(Memos::from_map(memo), trigger, run_id, None)
     }
 
     pub(crate) fn with_input_override(
-        memo: HashMap<String, Memo>,
+        memo: Memos,
         trigger: Value,
         run_id: String,
         input_override: Option<(String, Value)>,
@@ -262,7 +411,7 @@ impl Step {
             Some(Memo::Completed(v)) => return decode(&step_id, v),
             Some(Memo::Failed(body)) => return Err(Error::StepFailed(body)),
             Some(Memo::Pending) => return Err(self.suspend(Outcome::Pending)),
-            Some(Memo::Retrying) | None => {}
+            Some(Memo::Retrying { .. }) | None => {}
         }
         self.execute(step_id, hash, None, f()).await
     }
@@ -282,7 +431,7 @@ impl Step {
             Some(Memo::Completed(v)) => return decode(&step_id, v),
             Some(Memo::Failed(body)) => return Err(Error::StepFailed(body)),
             Some(Memo::Pending) => return Err(self.suspend(Outcome::Pending)),
-            Some(Memo::Retrying) | None => {}
+            Some(Memo::Retrying { .. }) | None => {}
         }
         let edited = {
             let r = self.lock();
@@ -499,6 +648,235 @@ impl Step {
     }
 }
 
+/// The driver API: for handlers whose steps execute elsewhere (an SDK app over HTTP).
+///
+/// Such a handler reads what the run has recorded ([`Step::memo`], [`Ctx::events`],
+/// [`Ctx::attempt`], [`Step::retrying_attempt`], [`Ctx::max_attempts`]), has the body
+/// executed elsewhere, and reports what that execution did as the one outcome a Rust step
+/// would have produced, under the step's hash: `record_run`, `record_sleep`, `record_wait`
+/// or `record_invoke`. Each returns the error the handler then returns (`Err(..)`), exactly
+/// as a Rust step does: normally [`Error::Interrupt`], after which the engine persists the
+/// outcome and calls the handler again. A handler that returns `Ok(value)` completes the
+/// run; one that returns an error fails this attempt of the function (retried by the
+/// engine's rules, see [`Error`]).
+///
+/// Retries stay the engine's: a failed `record_run` with [`Error::Retriable`] is retried
+/// with the engine's backoff, [`Error::RetryAfter`] not before its time,
+/// [`Error::NonRetriable`] (or [`Error::StepFailed`]) fails the step at once; after the
+/// last attempt the step fails for good and the next execution sees it as
+/// [`StepState::Failed`].
+///
+/// One outcome per execution: the first report wins. A later report in the same execution
+/// (or a Rust step after it) records nothing, logs a warning, and returns
+/// [`Error::Interrupt`]: report one step per execution.
+///
+/// A report for a step that is still pending (its sleep, wait or invoke not due) records
+/// nothing new: the run waits for that step, as a Rust body reaching it would. A report for
+/// a step that already has its result is refused with [`Error::NonRetriable`] (a step never
+/// runs again once it finished). Bad arguments (a hash that is not a SHA-1 in lowercase
+/// hex, an empty step id, a time more than a year ahead, a bad `if` expression) are refused
+/// the same way, naming the problem, and record nothing.
+impl Step {
+    /// Every recorded step of the run: the finished ones in the order they finished (the
+    /// SDK's `ctx.stack`), then the retrying and pending ones in the order the run reached
+    /// them. A step recorded earlier in this execution is not included.
+    pub fn memo(&self) -> Vec<RecordedStep> {
+        self.lock().memo.recorded()
+    }
+
+    /// The zero-based attempt of the step that is being retried, if one is: the attempts it
+    /// used so far (the SDK's per-step `ctx.attempt`). If several are retrying (a body that
+    /// took another path), the last one the run reached.
+    pub fn retrying_attempt(&self) -> Option<u32> {
+        let r = self.lock();
+        r.memo
+            .order
+            .iter()
+            .rev()
+            .find_map(|m| match r.memo.get(&m.hash) {
+                Some(Memo::Retrying { attempts }) => Some(*attempts),
+                _ => None,
+            })
+    }
+
+    /// For a "Rerun from step" with an edited input: the step's hash and the input it is to
+    /// run with instead of its own.
+    pub fn edited_input(&self) -> Option<(String, Value)> {
+        self.lock().input_override.clone()
+    }
+
+    /// Reports a `run` step executed elsewhere: its result (or error), its input if it has
+    /// one (shown in the console), and when it ran (ms since the epoch).
+    pub fn record_run(
+        &self,
+        hash: &str,
+        step_id: &str,
+        input: Option<Value>,
+        result: Result<Value, Error>,
+        started_at: i64,
+        ended_at: i64,
+    ) -> Error {
+        let result = match result {
+            Err(Error::Interrupt) => Err(Error::non_retriable(format!(
+                "step `{step_id}` reported an interrupt as its error"
+            ))),
+            other => other,
+        };
+        self.record(hash, step_id, || {
+            Ok(Outcome::Ran {
+                hash: hash.to_string(),
+                step_id: step_id.to_string(),
+                input,
+                result,
+                started_at,
+                ended_at: ended_at.max(started_at),
+            })
+        })
+    }
+
+    /// Reports a sleep until `until_ms` (ms since the epoch; at most a year ahead). Its
+    /// memo, once over, is `null`.
+    pub fn record_sleep(&self, hash: &str, step_id: &str, until_ms: i64) -> Error {
+        self.record(hash, step_id, || {
+            check_deadline(until_ms, &format!("sleep `{step_id}`"))?;
+            Ok(Outcome::Sleep {
+                hash: hash.to_string(),
+                step_id: step_id.to_string(),
+                until: until_ms,
+            })
+        })
+    }
+
+    /// Reports a wait for an event named `event`, received after now, until `expires_at`
+    /// (ms since the epoch, at most a year ahead; a time already past times out at once).
+    /// `if_expr` is the Inngest `if` the event must satisfy, as for
+    /// [`WaitForEvent::if_expr`]: `async` is the incoming event, `event` the run's own, whose
+    /// values are taken now. Its memo is the matching event, or `null` on timeout.
+    pub fn record_wait(
+        &self,
+        hash: &str,
+        step_id: &str,
+        event: &str,
+        if_expr: Option<String>,
+        expires_at: i64,
+    ) -> Error {
+        self.record(hash, step_id, || {
+            let what = format!("wait_for_event `{step_id}`");
+            check_deadline(expires_at, &what)?;
+            if event.is_empty() {
+                return Err(Error::non_retriable(format!("{what}: no event name")));
+            }
+            let expr = if_expr
+                .as_deref()
+                .map(crate::expr::cached)
+                .transpose()
+                .map_err(|e| Error::non_retriable(format!("{what}: {e}")))?;
+            let if_event = {
+                let r = self.lock();
+                expr.as_ref().and_then(|e| e.event_part(&r.trigger))
+            };
+            Ok(Outcome::Wait {
+                hash: hash.to_string(),
+                step_id: step_id.to_string(),
+                event: event.to_string(),
+                match_field: None,
+                match_value: None,
+                if_expr,
+                if_event,
+                expires_at,
+            })
+        })
+    }
+
+    /// Reports an invoke of the registered function `function_id` with `data` (the `data`
+    /// of the `inngest/function.invoked` event it receives), waiting for its result until
+    /// `expires_at` (ms since the epoch, at most a year ahead). Its memo is the invoked
+    /// run's output or error; a function that does not exist fails the step at once
+    /// (`FunctionNotFound`).
+    pub fn record_invoke(
+        &self,
+        hash: &str,
+        step_id: &str,
+        function_id: &str,
+        data: serde_json::Map<String, Value>,
+        expires_at: i64,
+    ) -> Error {
+        self.record(hash, step_id, || {
+            check_deadline(expires_at, &format!("invoke `{step_id}`"))?;
+            if function_id.is_empty() {
+                return Err(Error::non_retriable(format!(
+                    "invoke `{step_id}`: no function id"
+                )));
+            }
+            Ok(Outcome::Invoke {
+                hash: hash.to_string(),
+                step_id: step_id.to_string(),
+                function_id: function_id.to_string(),
+                data,
+                expires_at,
+            })
+        })
+    }
+
+    /// The part every report shares: one outcome per execution, a memoized step is not
+    /// reported again, a pending one keeps the run waiting.
+    fn record(
+        &self,
+        hash: &str,
+        step_id: &str,
+        outcome: impl FnOnce() -> Result<Outcome, Error>,
+    ) -> Error {
+        {
+            let r = self.lock();
+            if r.outcome.is_some() {
+                tracing::warn!(run_id = %r.run_id, step = %step_id, "a second step outcome in one execution is ignored: report one step per execution");
+                return Error::Interrupt;
+            }
+        }
+        if let Err(e) = check_hash(hash) {
+            return Error::non_retriable(format!("step `{step_id}`: {e}"));
+        }
+        if step_id.is_empty() {
+            return Error::non_retriable(format!("step {hash}: the step id must not be empty"));
+        }
+        let memo = self.lock().memo.get(hash).cloned();
+        match memo {
+            Some(Memo::Completed(_) | Memo::Failed(_)) => Error::non_retriable(format!(
+                "step `{step_id}` ({hash}) was reported again, but it already has its result"
+            )),
+            Some(Memo::Pending) => self.suspend(Outcome::Pending),
+            Some(Memo::Retrying { .. }) | None => match outcome() {
+                Ok(o) => self.suspend(o),
+                Err(e) => e,
+            },
+        }
+    }
+}
+
+/// A step hash as drivers give it: the SHA-1 of the step id in lowercase hex, as
+/// [`hash_step_id`] makes and Inngest's SDKs send. Anything else could collide with the
+/// engine's own keys (`$function` for the body's attempts, `cancel:N` for cancel rules).
+fn check_hash(hash: &str) -> Result<(), String> {
+    let ok = hash.len() == 40 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the step hash {hash:?} is not a SHA-1 in lowercase hex (40 characters)"
+        ))
+    }
+}
+
+/// A deadline a driver gives must be at most a year ahead (Inngest's limit).
+fn check_deadline(at_ms: i64, what: &str) -> Result<(), Error> {
+    if at_ms.saturating_sub(now_ms()) > MAX_SUSPEND.as_millis() as i64 {
+        return Err(Error::non_retriable(format!(
+            "{what} is longer than a year"
+        )));
+    }
+    Ok(())
+}
+
 fn decode<T: DeserializeOwned>(step_id: &str, v: Value) -> Result<T, Error> {
     serde_json::from_value(v).map_err(|e| {
         Error::non_retriable(format!(
@@ -627,5 +1005,147 @@ mod tests {
             }
             other => panic!("unexpected outcome {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_driver_reports_one_outcome_per_execution_the_first_wins() {
+        let step = Step::new(HashMap::new(), json!({}), "r".into());
+        let (a, b) = (hash_step_id("a"), hash_step_id("b"));
+        assert!(matches!(
+            step.record_sleep(&a, "a", now_ms() + 1_000),
+            Error::Interrupt
+        ));
+        // A second report, and a Rust step after it, record nothing.
+        assert!(matches!(
+            step.record_run(&b, "b", None, Ok(json!(1)), 0, 0),
+            Error::Interrupt
+        ));
+        let r: Result<i32, _> = step.run("c", || async { Ok(3) }).await;
+        assert!(matches!(r, Err(Error::Interrupt)));
+        match step.take_outcome() {
+            Some(Outcome::Sleep { hash, step_id, .. }) => {
+                assert_eq!((hash, step_id.as_str()), (a, "a"));
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_driver_report_of_a_pending_or_finished_step_records_nothing_new() {
+        let (pending, done) = (hash_step_id("p"), hash_step_id("d"));
+        let mut memo = HashMap::new();
+        memo.insert(pending.clone(), Memo::Pending);
+        memo.insert(done.clone(), Memo::Completed(json!(1)));
+        let step = Step::new(memo.clone(), json!({}), "r".into());
+        // A pending step reported again keeps the run waiting for it.
+        assert!(matches!(
+            step.record_sleep(&pending, "p", now_ms() + 1_000),
+            Error::Interrupt
+        ));
+        assert!(matches!(step.take_outcome(), Some(Outcome::Pending)));
+        // A finished one is refused: a step never runs again once it has its result.
+        let step = Step::new(memo, json!({}), "r".into());
+        match step.record_run(&done, "d", None, Ok(json!(2)), 0, 0) {
+            Error::NonRetriable(b) => assert!(
+                b.message.contains("already has its result"),
+                "{}",
+                b.message
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(step.take_outcome().is_none());
+    }
+
+    #[tokio::test]
+    async fn bad_driver_reports_are_refused_naming_the_problem() {
+        let step = Step::new(HashMap::new(), json!({}), "r".into());
+        let h = hash_step_id("x");
+        let cases = [
+            (step.record_sleep("cancel:0", "x", 0), "not a SHA-1"),
+            (step.record_sleep(&h.to_uppercase(), "x", 0), "not a SHA-1"),
+            (step.record_sleep(&h, "", 0), "step id must not be empty"),
+            (
+                step.record_sleep(&h, "x", now_ms() + 400 * 24 * 3600 * 1000),
+                "sleep `x` is longer than a year",
+            ),
+            (
+                step.record_wait(&h, "x", "app/e", Some("async.data ==".into()), now_ms()),
+                "wait_for_event `x`",
+            ),
+            (
+                step.record_wait(&h, "x", "", None, now_ms()),
+                "no event name",
+            ),
+            (
+                step.record_invoke(&h, "x", "", Default::default(), now_ms()),
+                "no function id",
+            ),
+        ];
+        for (err, expected) in cases {
+            match err {
+                Error::NonRetriable(b) => assert!(b.message.contains(expected), "{}", b.message),
+                other => panic!("unexpected {other:?} (expected {expected})"),
+            }
+        }
+        assert!(step.take_outcome().is_none(), "nothing was recorded");
+    }
+
+    #[tokio::test]
+    async fn a_driver_wait_keeps_what_its_if_reads_of_the_run_event() {
+        let step = Step::new(
+            HashMap::new(),
+            json!({"data": {"userId": "u1", "other": "x"}}),
+            "r".into(),
+        );
+        let h = hash_step_id("w");
+        let if_expr = "async.data.userId == event.data.userId";
+        assert!(matches!(
+            step.record_wait(&h, "w", "app/done", Some(if_expr.into()), now_ms() + 1_000),
+            Error::Interrupt
+        ));
+        match step.take_outcome() {
+            Some(Outcome::Wait {
+                if_expr: e,
+                if_event,
+                match_field,
+                ..
+            }) => {
+                assert_eq!(e.as_deref(), Some(if_expr));
+                assert_eq!(if_event, Some(json!({"data": {"userId": "u1"}})));
+                assert_eq!(match_field, None);
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+
+    #[test]
+    fn memos_keep_finished_steps_in_completion_order() {
+        let mut m = Memos::default();
+        let meta = |h: &str| StepMeta {
+            hash: h.into(),
+            step_id: h.into(),
+            kind: StepKind::Run,
+        };
+        m.push_loaded(meta("a"), Memo::Completed(json!(1)));
+        m.push_loaded(meta("r"), Memo::Retrying { attempts: 2 });
+        m.set("b", "b", StepKind::Sleep, Memo::Completed(Value::Null));
+        m.set("p", "p", StepKind::WaitForEvent, Memo::Pending);
+        m.set(
+            "r",
+            "r",
+            StepKind::Run,
+            Memo::Failed(ErrorBody::new("E", "x")),
+        );
+        let order: Vec<(String, StepKind)> =
+            m.recorded().into_iter().map(|s| (s.hash, s.kind)).collect();
+        assert_eq!(
+            order,
+            [
+                ("a".into(), StepKind::Run),
+                ("b".into(), StepKind::Sleep),
+                ("r".into(), StepKind::Run),
+                ("p".into(), StepKind::WaitForEvent),
+            ]
+        );
     }
 }

@@ -2,7 +2,8 @@ import type { FunctionView } from "./api/generated";
 
 /**
  * The SDK app a function comes from (its app id), or null for the functions built into
- * Stepdesk. An older engine has no `source` at all: everything it runs is built in.
+ * Stepdesk (the engine leaves `source` out for those, as an engine older than SDK apps does
+ * for every function).
  */
 export function functionApp(f: FunctionView): string | null {
   return f.source ?? null;

@@ -38,6 +38,10 @@ const ENGINE: &[Migration] = &[
         name: "expressions",
         sql: include_str!("migrations/0004_expressions.sql"),
     },
+    Migration {
+        name: "sdk-functions",
+        sql: include_str!("migrations/0005_sdk_functions.sql"),
+    },
 ];
 
 /// The schema version this build writes.
@@ -228,6 +232,7 @@ mod tests {
                 ("engine".to_string(), 2, "singletons".to_string()),
                 ("engine".to_string(), 3, "console".to_string()),
                 ("engine".to_string(), 4, "expressions".to_string()),
+                ("engine".to_string(), 5, "sdk-functions".to_string()),
                 ("things".to_string(), 1, "things".to_string()),
                 ("things".to_string(), 2, "things-size".to_string()),
             ]

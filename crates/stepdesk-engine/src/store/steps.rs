@@ -6,22 +6,30 @@ use super::StoreResult;
 use crate::model::{StepKind, StepStatus};
 use crate::progress::{AttemptWrite, StepWrite};
 
+/// The next place in a run's completion order (`done_seq`): SQL for a step that finishes
+/// now, with the run's id as `?1`.
+const NEXT_DONE: &str = "(SELECT coalesce(max(done_seq), 0) + 1 FROM steps WHERE run_id = ?1)";
+
 /// Inserts or updates a step (keeping its place in the run, its first start and its input
-/// when none is given); it is no longer executing.
+/// when none is given); it is no longer executing. A step that reaches its final status
+/// takes the next place in the run's completion order.
 pub(crate) fn upsert(conn: &Connection, run_id: &str, s: &StepWrite) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts, started_at, ended_at, wake_at, input, output, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM steps WHERE run_id = ?1), ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+    let done = matches!(s.status, StepStatus::Completed | StepStatus::Failed);
+    conn.prepare_cached(&format!(
+        "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts, started_at, ended_at, wake_at, input, output, error, done_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM steps WHERE run_id = ?1), ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+                 CASE WHEN ?13 THEN {NEXT_DONE} END)
          ON CONFLICT (run_id, hash) DO UPDATE SET
             status = excluded.status, attempts = excluded.attempts,
             started_at = coalesce(steps.started_at, excluded.started_at),
             ended_at = excluded.ended_at, wake_at = excluded.wake_at,
             input = coalesce(excluded.input, steps.input),
-            output = excluded.output, error = excluded.error, running_since = NULL",
-    )?
+            output = excluded.output, error = excluded.error, running_since = NULL,
+            done_seq = CASE WHEN ?13 THEN coalesce(steps.done_seq, {NEXT_DONE}) END"
+    ))?
     .execute(params![
         run_id, s.hash, s.step_id, s.kind, s.status, s.attempts, s.started_at, s.ended_at, s.wake_at, s.input,
-        s.output, s.error
+        s.output, s.error, done
     ])?;
     Ok(())
 }
@@ -54,7 +62,7 @@ pub(crate) fn started(
     Ok(())
 }
 
-/// Gives a suspended step its final state.
+/// Gives a suspended step its final state (and the next place in the completion order).
 pub(crate) fn settle(
     conn: &Connection,
     run_id: &str,
@@ -64,20 +72,21 @@ pub(crate) fn settle(
     error: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE steps SET status = ?3, output = ?4, error = ?5, ended_at = ?6
-         WHERE run_id = ?1 AND hash = ?2",
-    )?
+    conn.prepare_cached(&format!(
+        "UPDATE steps SET status = ?3, output = ?4, error = ?5, ended_at = ?6,
+            done_seq = coalesce(done_seq, {NEXT_DONE})
+         WHERE run_id = ?1 AND hash = ?2"
+    ))?
     .execute(params![run_id, hash, status, output, error, now])?;
     Ok(())
 }
 
 /// Completes the sleeps of a run that are over.
 pub(crate) fn complete_sleeps(conn: &Connection, run_id: &str, now: i64) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE steps SET status = ?3, ended_at = wake_at
-         WHERE run_id = ?1 AND status = ?4 AND wake_at <= ?2",
-    )?
+    conn.prepare_cached(&format!(
+        "UPDATE steps SET status = ?3, ended_at = wake_at, done_seq = {NEXT_DONE}
+         WHERE run_id = ?1 AND status = ?4 AND wake_at <= ?2"
+    ))?
     .execute(params![
         run_id,
         now,
@@ -106,6 +115,8 @@ pub(crate) fn expired(
 /// A step as the replay needs it.
 pub(crate) struct MemoRow {
     pub hash: String,
+    pub step_id: String,
+    pub kind: StepKind,
     pub status: StepStatus,
     pub attempts: u32,
     pub wake_at: Option<i64>,
@@ -113,20 +124,30 @@ pub(crate) struct MemoRow {
     pub error: Option<String>,
 }
 
+/// A run's steps in memo order: the finished ones in the order they finished (those
+/// finished before the completion order was kept come first, in the order the run reached
+/// them), then the others in the order the run reached them.
 pub(crate) fn memo_rows(conn: &Connection, run_id: &str) -> StoreResult<Vec<MemoRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT hash, status, attempts, wake_at, output, error FROM steps WHERE run_id = ?1",
+        "SELECT hash, step_id, kind, status, attempts, wake_at, output, error FROM steps
+         WHERE run_id = ?1
+         ORDER BY status NOT IN (?2, ?3), coalesce(done_seq, 0), seq",
     )?;
-    let rows = stmt.query_map([run_id], |r| {
-        Ok(MemoRow {
-            hash: r.get(0)?,
-            status: r.get(1)?,
-            attempts: r.get(2)?,
-            wake_at: r.get(3)?,
-            output: r.get(4)?,
-            error: r.get(5)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![run_id, StepStatus::Completed, StepStatus::Failed],
+        |r| {
+            Ok(MemoRow {
+                hash: r.get(0)?,
+                step_id: r.get(1)?,
+                kind: r.get(2)?,
+                status: r.get(3)?,
+                attempts: r.get(4)?,
+                wake_at: r.get(5)?,
+                output: r.get(6)?,
+                error: r.get(7)?,
+            })
+        },
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -194,9 +215,10 @@ pub(crate) fn copy_finished_before(
 ) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO steps (run_id, hash, step_id, kind, status, seq, attempts,
-                            started_at, ended_at, wake_at, input, output, error, reused_from)
+                            started_at, ended_at, wake_at, input, output, error, reused_from,
+                            done_seq)
          SELECT ?1, hash, step_id, kind, status, seq, attempts, started_at, ended_at,
-                NULL, input, output, error, ?2
+                NULL, input, output, error, ?2, done_seq
          FROM steps WHERE run_id = ?2 AND seq < ?3 AND status IN (?4, ?5)",
     )?
     .execute(params![

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod remote;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -223,4 +225,24 @@ pub fn bump(c: &Counter) -> usize {
 
 pub fn now_ms() -> i64 {
     stepdesk_engine::time::now_ms()
+}
+
+/// Makes the last boot of a stopped engine's data directory look like it was killed (no
+/// clean end), as after a SIGKILL.
+pub async fn crash_marks(dir: &Path) {
+    let store = stepdesk_engine::Store::open(
+        &stepdesk_engine::database_path(dir),
+        stepdesk_engine::Durability::Normal,
+    )
+    .unwrap();
+    store
+        .write(|c| {
+            c.execute("UPDATE boots SET ended_at = NULL", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .unwrap();
 }

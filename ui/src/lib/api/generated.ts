@@ -167,13 +167,19 @@ cursor?: string,
  */
 limit?: number, };
 
-export type FunctionStats = { function_id: string, day: StatsWindow, week: StatsWindow, };
+export type FunctionStats = { function_id: string, 
+/**
+ * Where the function comes from: absent for Stepdesk's own functions, else the source
+ * that synced it (an SDK app's id). An archived function keeps its statistics.
+ */
+source?: string, day: StatsWindow, week: StatsWindow, };
 
 export type FunctionView = { id: string, name: string, triggers: Array<TriggerView>, retries: number, has_failure_handler: boolean, failure_handler_of?: string, 
 /**
- * The SDK app it comes from (its app id); `null` for functions built into Stepdesk.
+ * Where the function comes from: absent for Stepdesk's own functions, else the source
+ * that synced it (an SDK app's id).
  */
-source: string | null, };
+source?: string, };
 
 export type Info = { name: string, version: string, data_dir: string, 
 /**
