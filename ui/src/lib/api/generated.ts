@@ -7,12 +7,6 @@ export type AddUserParams = { id: string, name?: string,
  */
 token?: string, };
 
-export type AppUrlParams = { 
-/**
- * The app's serve URL (`http://host:port/api/inngest`).
- */
-url: string, };
-
 export type AttemptView = { attempt: number, started_at: number, ended_at: number, duration_ms: number, error: JsonValue, retry_at: number | null, };
 
 export type AuditEntry = { id: number, 
@@ -46,6 +40,8 @@ ended_at: number | null,
 current: boolean, };
 
 export type ById = { id: string, };
+
+export type ByUrl = { url: string, };
 
 export type Change = { 
 /**
@@ -386,36 +382,24 @@ cron_scheduled_at: number | null,
  */
 late: boolean, };
 
-export type SdkApp = { 
+export type SdkApp = { url: string, 
 /**
- * The app's serve URL, which identifies it.
- */
-url: string, 
-/**
- * The app id it registered with (`appName`); `null` until it has synced.
+ * Its `appName`, once it has registered.
  */
 app_id: string | null, 
 /**
- * How Stepdesk knows it: `flag` (`-u`), `discovered` (`stepdesk dev`), `added` (the
- * console or the API) or `registered` (it registered itself).
+ * How it was added: `flag` (-u), `discovered`, `added` (admin/console) or `registered`
+ * (it synced itself).
  */
-origin: string, 
+origin: string, sdk: string | null, framework: string | null, app_version: string | null, 
 /**
- * The SDK and its version, e.g. `js:v4.24.0`.
- */
-sdk: string | null, framework: string | null, app_version: string | null, 
-/**
- * Its functions' ids.
+ * Its functions' ids, as last registered.
  */
 functions: Array<string>, 
 /**
- * Why the last sync or check failed, in plain words; `null` when it succeeded.
+ * The last sync's or poll's error, in plain words; None when it answered.
  */
-error: string | null, 
-/**
- * Milliseconds since the epoch.
- */
-added_at: number, synced_at: number | null, checked_at: number | null, };
+error: string | null, added_at: number, synced_at: number | null, checked_at: number | null, };
 
 export type SearchParams = { 
 /**
@@ -575,6 +559,10 @@ export interface Commands {
   cron_fires: { params: CronFiresParams; result: Array<CronFire>; kind: "read"; method: "GET"; path: "/api/admin/functions/{id}/cron-fires" };
   run_cron: { params: RunCronParams; result: Started; kind: "write"; method: "POST"; path: "/api/admin/functions/{id}/run-cron" };
   boots: { params: LimitParams; result: Array<Boot>; kind: "read"; method: "GET"; path: "/api/admin/boots" };
+  apps: { params: NoParams; result: Array<SdkApp>; kind: "read"; method: "GET"; path: "/api/admin/apps" };
+  add_app: { params: ByUrl; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps" };
+  sync_app: { params: ByUrl; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps/sync" };
+  remove_app: { params: ByUrl; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps/remove" };
   events: { params: EventQuery; result: EventPage; kind: "read"; method: "GET"; path: "/api/admin/events" };
   event: { params: ById; result: StoredEvent; kind: "read"; method: "GET"; path: "/api/admin/events/{id}" };
   event_runs: { params: ById; result: Array<RunSummary>; kind: "read"; method: "GET"; path: "/api/admin/events/{id}/runs" };
@@ -601,10 +589,6 @@ export interface Commands {
   remove_key: { params: KeyParams; result: KeyChange; kind: "write"; method: "DELETE"; path: "/api/admin/keys/{name}" };
   focus_window: { params: NoParams; result: boolean; kind: "write"; method: "POST"; path: "/api/admin/window/focus" };
   diagnostics: { params: NoParams; result: Diagnostics; kind: "read"; method: "GET"; path: "/api/admin/diagnostics" };
-  apps: { params: NoParams; result: Array<SdkApp>; kind: "read"; method: "GET"; path: "/api/admin/apps" };
-  add_app: { params: AppUrlParams; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps" };
-  sync_app: { params: AppUrlParams; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps/sync" };
-  remove_app: { params: AppUrlParams; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps/remove" };
 }
 
 /** The registry at run time: kind and REST route of each command. */
@@ -622,6 +606,10 @@ export const COMMANDS = {
   cron_fires: { kind: "read", method: "GET", path: "/api/admin/functions/{id}/cron-fires" },
   run_cron: { kind: "write", method: "POST", path: "/api/admin/functions/{id}/run-cron" },
   boots: { kind: "read", method: "GET", path: "/api/admin/boots" },
+  apps: { kind: "read", method: "GET", path: "/api/admin/apps" },
+  add_app: { kind: "write", method: "POST", path: "/api/admin/apps" },
+  sync_app: { kind: "write", method: "POST", path: "/api/admin/apps/sync" },
+  remove_app: { kind: "write", method: "POST", path: "/api/admin/apps/remove" },
   events: { kind: "read", method: "GET", path: "/api/admin/events" },
   event: { kind: "read", method: "GET", path: "/api/admin/events/{id}" },
   event_runs: { kind: "read", method: "GET", path: "/api/admin/events/{id}/runs" },
@@ -648,10 +636,6 @@ export const COMMANDS = {
   remove_key: { kind: "write", method: "DELETE", path: "/api/admin/keys/{name}" },
   focus_window: { kind: "write", method: "POST", path: "/api/admin/window/focus" },
   diagnostics: { kind: "read", method: "GET", path: "/api/admin/diagnostics" },
-  apps: { kind: "read", method: "GET", path: "/api/admin/apps" },
-  add_app: { kind: "write", method: "POST", path: "/api/admin/apps" },
-  sync_app: { kind: "write", method: "POST", path: "/api/admin/apps/sync" },
-  remove_app: { kind: "write", method: "POST", path: "/api/admin/apps/remove" },
 } as const;
 
 export type CommandName = keyof Commands;
