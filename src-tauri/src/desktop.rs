@@ -236,6 +236,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let started = tauri::async_runtime::block_on(crate::server::start(&args, &data_dir))?;
     let engine = started.engine.clone();
+    let apps = started.apps.clone();
     let api = started.api.clone();
     let url = started.url.clone();
     let signals = shutdown_signals().context("cannot listen for Ctrl-C and SIGTERM")?;
@@ -280,6 +281,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tauri::async_runtime::block_on(async {
         let _ = server.await;
         drop(server_file);
+        if let Some(apps) = &apps {
+            apps.stop();
+        }
         engine.shutdown(std::time::Duration::from_secs(10)).await;
     });
     Ok(())

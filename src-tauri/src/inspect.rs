@@ -82,6 +82,13 @@ pub fn run(args: InspectArgs, readwise: crate::readwise::ReadwiseArgs) -> anyhow
         allow_host: Vec::new(),
         event_key: None,
         retry_interval: None,
+        // Nothing runs in an inspection: no apps are polled or driven.
+        sdk_url: Vec::new(),
+        no_poll: true,
+        poll_interval: 5,
+        signing_key: None,
+        signing_key_fallback: None,
+        discovery: false,
         engine: EngineArgs::at(copy.path().to_path_buf()),
         readwise,
         inspect: Some(source),

@@ -2,8 +2,12 @@
 //!
 //! - [`store`]: the SQLite file, with a group-committing writer and pooled readers.
 //! - [`event`]: the event shape and its validation; [`ingest`](crate) turns events into runs.
-//! - [`function`]: functions written in Rust and the registry that matches triggers.
-//! - [`step`]: the step API (`run`, `sleep`, `wait_for_event`, `invoke`, `send_event`).
+//! - [`function`]: functions written in Rust and the registry that matches triggers. Sources
+//!   (SDK apps) add, replace and archive their functions while the engine runs
+//!   ([`Engine::sync_functions`]).
+//! - [`step`]: the step API (`run`, `sleep`, `wait_for_event`, `invoke`, `send_event`), and
+//!   the driver API for handlers whose steps execute elsewhere (`Step::memo`,
+//!   `Step::record_run`, ...).
 //! - the executor replays function bodies and persists each step before moving on;
 //!   the scheduler fires crons exactly once per scheduled time.
 //! - [`admin`]: the admin API used by the HTTP routes and the desktop window alike.
