@@ -108,13 +108,15 @@ fn forward_changes(app: tauri::AppHandle, engine: stepdesk_engine::Engine) {
 }
 
 /// The console's pages, as the View menu opens them.
-const PAGES: [(&str, &str, &str); 6] = [
+const PAGES: [(&str, &str, &str); 7] = [
     ("view-runs", "Runs", "#/runs"),
     ("view-functions", "Functions", "#/functions"),
     ("view-events", "Events", "#/events"),
     ("view-users", "Users", "#/users"),
     ("view-daily-sync", "Daily sync", "#/daily-sync"),
     ("view-settings", "Settings", "#/settings"),
+    // Last, so that the shortcuts of the pages before it stay as they were.
+    ("view-apps", "Apps", "#/apps"),
 ];
 
 /// The native menu: File (open the console in a browser, quit), View (the pages, reload),
