@@ -42,7 +42,7 @@ WINDOW_TESTS := tests/window
 XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
 
 .PHONY: help deps deps-apt deps-npm deps-sdk deps-toolchain ui ui-check build build-debug run test test-all \
-	lint test-rust test-ui test-window test-sdk bench package ui-node18
+	lint test-rust test-ui test-window test-sdk test-sdk-in-session bench package ui-node18
 
 help:
 	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -162,7 +162,7 @@ run: deps build-debug
 test: deps
 	tests/with-session.sh $(MAKE) --no-print-directory test-all
 
-test-all: lint test-rust test-ui test-window
+test-all: lint test-rust test-ui test-window test-sdk-in-session
 
 # The standards' checks: formatting and clippy with warnings as errors, on every crate.
 lint: deps-toolchain ui-check ui-node18
@@ -185,10 +185,13 @@ test-window: build-debug
 		$(XVFB_RUN) $(NODE) --test $(WINDOW_TESTS)/*.test.mjs
 
 # The SDK test apps on their own (tests/sdk/apps.test.mjs), then driven by the real binary
-# (tests/sdk/driver.test.mjs, skipped while `stepdesk dev` does not exist), in a private
-# session like `make test`.
+# (tests/sdk/driver.test.mjs: every opcode and error path, signed mode, restart after SIGKILL).
+# `test-sdk` starts its own private session; `make test` runs the same inside its session.
 test-sdk: build-debug deps-sdk
 	STEPDESK_BIN="$(DEBUG_BIN)" tests/with-session.sh $(NODE) --test $(SDK_TESTS)/*.test.mjs
+
+test-sdk-in-session: build-debug deps-sdk
+	STEPDESK_BIN="$(DEBUG_BIN)" $(NODE) --test $(SDK_TESTS)/*.test.mjs
 
 # ---- Package ----------------------------------------------------------------------------
 

@@ -55,6 +55,26 @@ enum Command {
     /// Open a copy of a data directory (one a user sent, say) for reading only: nothing runs,
     /// nothing is changed, and the original is left untouched.
     Inspect(crate::inspect::InspectArgs),
+    /// The Inngest dev server's command line: `serve` plus autodiscovery of apps built with
+    /// the Inngest SDKs (replace `npx inngest-cli dev -u URL` with `stepdesk dev -u URL`).
+    Dev(DevArgs),
+}
+
+/// `stepdesk dev`: `inngest dev`'s flags. Stepdesk always persists, so `--persist` and
+/// `--tick` are accepted and ignored.
+#[derive(Args, Clone)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Do not look for apps on the usual local ports and paths.
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Accepted for `inngest dev` compatibility; Stepdesk always persists to its data directory.
+    #[arg(long, hide = true)]
+    pub persist: bool,
+    /// Accepted for `inngest dev` compatibility; Stepdesk's queue does not poll.
+    #[arg(long, hide = true, value_name = "MS")]
+    pub tick: Option<u64>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -84,8 +104,36 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1", env = "STEPDESK_HOST")]
     pub host: String,
     /// Port to listen on (8288 is the Inngest dev server's, so SDKs find Stepdesk). 0 picks a free one.
-    #[arg(long, default_value_t = 8288, env = "STEPDESK_PORT")]
+    #[arg(short = 'p', long, default_value_t = 8288, env = "STEPDESK_PORT")]
     pub port: u16,
+    /// The serve URL of an app built with an Inngest SDK (e.g.
+    /// http://localhost:3000/api/inngest): Stepdesk syncs it and runs its functions.
+    /// Repeatable; the environment variable takes a comma-separated list.
+    #[arg(
+        short = 'u',
+        long = "sdk-url",
+        value_name = "URL",
+        env = "STEPDESK_SDK_URLS",
+        value_delimiter = ','
+    )]
+    pub sdk_url: Vec<String>,
+    /// Poll only apps whose last sync failed, not every app.
+    #[arg(long)]
+    pub no_poll: bool,
+    /// Seconds between polls of the apps.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub poll_interval: u64,
+    /// Sign call requests to apps and require this key from them, as an Inngest server in
+    /// cloud mode does [env: STEPDESK_SIGNING_KEY]. Default: the key stored with
+    /// `stepdesk keys set signing-key`, else none (like `inngest dev`: nothing is signed).
+    #[arg(long, value_name = "KEY")]
+    pub signing_key: Option<String>,
+    /// Also accept this signing key from apps (while rotating keys).
+    #[arg(long, value_name = "KEY", env = "STEPDESK_SIGNING_KEY_FALLBACK")]
+    pub signing_key_fallback: Option<String>,
+    /// Set by `stepdesk dev` (autodiscovery of apps).
+    #[arg(skip)]
+    pub discovery: bool,
     /// Also accept requests addressed to this host name (the `Host` header), e.g. a name
     /// that resolves to this machine on your network. Repeatable; the environment variable
     /// takes a comma-separated list.
@@ -286,6 +334,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Inspect(args)) => crate::inspect::run(args, cli.readwise),
         Some(Command::Serve(mut args)) => {
             args.readwise = cli.readwise;
+            crate::server::run_headless(args)
+        }
+        Some(Command::Dev(dev)) => {
+            let mut args = dev.serve;
+            args.readwise = cli.readwise;
+            args.discovery = !dev.no_discovery;
             crate::server::run_headless(args)
         }
         Some(Command::Users { command }) => {

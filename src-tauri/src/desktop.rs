@@ -108,13 +108,15 @@ fn forward_changes(app: tauri::AppHandle, engine: stepdesk_engine::Engine) {
 }
 
 /// The console's pages, as the View menu opens them.
-const PAGES: [(&str, &str, &str); 6] = [
+const PAGES: [(&str, &str, &str); 7] = [
     ("view-runs", "Runs", "#/runs"),
     ("view-functions", "Functions", "#/functions"),
     ("view-events", "Events", "#/events"),
     ("view-users", "Users", "#/users"),
     ("view-daily-sync", "Daily sync", "#/daily-sync"),
     ("view-settings", "Settings", "#/settings"),
+    // Last, so that the shortcuts of the pages before it stay as they were.
+    ("view-apps", "Apps", "#/apps"),
 ];
 
 /// The native menu: File (open the console in a browser, quit), View (the pages, reload),
@@ -236,6 +238,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let started = tauri::async_runtime::block_on(crate::server::start(&args, &data_dir))?;
     let engine = started.engine.clone();
+    let apps = started.apps.clone();
     let api = started.api.clone();
     let url = started.url.clone();
     let signals = shutdown_signals().context("cannot listen for Ctrl-C and SIGTERM")?;
@@ -280,6 +283,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tauri::async_runtime::block_on(async {
         let _ = server.await;
         drop(server_file);
+        if let Some(apps) = &apps {
+            apps.stop();
+        }
         engine.shutdown(std::time::Duration::from_secs(10)).await;
     });
     Ok(())

@@ -83,6 +83,13 @@ pub fn run(args: InspectArgs, readwise: crate::readwise::ReadwiseArgs) -> anyhow
         event_key: None,
         retry_interval: None,
         serve_inngest: false,
+        // Nothing runs in an inspection: no apps are polled or driven.
+        sdk_url: Vec::new(),
+        no_poll: true,
+        poll_interval: 5,
+        signing_key: None,
+        signing_key_fallback: None,
+        discovery: false,
         engine: EngineArgs::at(copy.path().to_path_buf()),
         readwise,
         inspect: Some(source),

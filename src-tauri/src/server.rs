@@ -13,6 +13,8 @@ use crate::cli::{KeySource, ServeArgs};
 /// A started engine and its bound listener.
 pub struct Started {
     pub engine: Engine,
+    /// The SDK apps' registry (none in an inspection).
+    pub apps: Option<stepdesk_sdk::Apps>,
     /// The admin API (the window's `admin` command calls it; the server serves it).
     pub api: stepdesk_api::Api,
     /// The data directory lock; keep it for as long as the engine runs.
@@ -78,6 +80,63 @@ async fn event_key(
     }
 }
 
+/// How SDK apps are found and driven: the flags, and the signing key from `--signing-key`,
+/// `STEPDESK_SIGNING_KEY` or the keychain (`stepdesk keys set signing-key`), in that order.
+async fn sdk_config(
+    args: &ServeArgs,
+    keychain: &Result<Secrets, SecretsError>,
+) -> anyhow::Result<stepdesk_sdk::SdkConfig> {
+    let mut urls = Vec::new();
+    for url in &args.sdk_url {
+        if url.trim().is_empty() {
+            continue;
+        }
+        urls.push(
+            stepdesk_sdk::apps::normalize_url(url)
+                .map_err(|e| anyhow::anyhow!("--sdk-url / STEPDESK_SDK_URLS: {e}"))?,
+        );
+    }
+    anyhow::ensure!(
+        args.poll_interval >= 1,
+        "--poll-interval must be at least 1 second"
+    );
+    let pinned = match (&args.signing_key, std::env::var("STEPDESK_SIGNING_KEY")) {
+        (Some(k), _) => Some(("--signing-key", k.clone())),
+        (None, Ok(k)) => Some(("STEPDESK_SIGNING_KEY", k)),
+        (None, Err(_)) => None,
+    };
+    let signing_key = match pinned {
+        Some((what, key)) => {
+            anyhow::ensure!(!key.trim().is_empty(), "{what} is empty");
+            Some(key)
+        }
+        None => match keychain {
+            Ok(secrets) => secrets
+                .get(crate::keys_cli::EngineKey::SigningKey.keychain_name())
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read the signing key from the keychain: {e}\n\
+                         Unlock your keyring and start again, or pass the key with --signing-key \
+                         (or STEPDESK_SIGNING_KEY)."
+                    )
+                })?,
+            Err(_) => None,
+        },
+    };
+    if signing_key.is_some() {
+        tracing::info!("signing key set: call requests are signed and apps must present the key");
+    }
+    Ok(stepdesk_sdk::SdkConfig {
+        urls,
+        discovery: args.discovery,
+        poll: !args.no_poll,
+        poll_interval: std::time::Duration::from_secs(args.poll_interval),
+        signing_key,
+        signing_key_fallback: args.signing_key_fallback.clone(),
+    })
+}
+
 /// Opens the engine and binds the HTTP listener (does not serve yet). `data_dir` is the
 /// prepared one (see `datadir::prepare`).
 pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started> {
@@ -127,6 +186,18 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
         .await
         .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
     let keys_secrets = keychain.as_ref().ok().cloned();
+    // SDK apps: their table is migrated and their stored functions registered before the
+    // engine starts, so their runs resume with them. Not in an inspection (nothing runs).
+    let sdk = if inspecting {
+        None
+    } else {
+        let config = sdk_config(args, &keychain).await?;
+        Some(
+            stepdesk_sdk::Apps::open(store.clone(), config)
+                .await
+                .context("cannot open the SDK apps' registry")?,
+        )
+    };
     let readwise = crate::readwise::open_with(store.clone(), keychain, &args.readwise).await?;
     // With --serve-inngest, an Inngest server runs them (see `serve_inngest`).
     let (functions, served) = crate::serve_inngest::setup(
@@ -147,6 +218,13 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
         .store(store)
         .functions(functions)
         .gate(readwise.gate());
+    let apps = match sdk {
+        Some((apps, stored)) => {
+            builder = builder.functions_from_store(move |_| async move { Ok(stored) });
+            Some(apps)
+        }
+        None => None,
+    };
     if inspecting {
         builder = builder.inspect();
     }
@@ -155,6 +233,9 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
         .await
         .with_context(|| format!("cannot start the engine in {}", data_dir.display()))?;
     readwise.attach(engine.clone());
+    if let Some(apps) = &apps {
+        apps.attach(engine.clone());
+    }
     let local = listener.local_addr()?;
     let beyond_loopback = !ip.is_loopback();
     if beyond_loopback {
@@ -182,6 +263,9 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
     if !inspecting {
         api = api.keys(std::sync::Arc::new(keys));
     }
+    if let Some(apps) = &apps {
+        api = api.apps(apps.clone());
+    }
     let api = api
         .info(stepdesk_api::AppInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -205,6 +289,12 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
             extra_routes: (!inspecting).then(|| {
                 let routes =
                     stepdesk_readwise_sync::routes::routes(readwise.admin(), admin_token.clone());
+                let routes = match &apps {
+                    Some(apps) => {
+                        routes.merge(stepdesk_sdk::routes::router(apps.clone(), engine.clone()))
+                    }
+                    None => routes,
+                };
                 match &served {
                     Some(served) => routes.merge(served.router()),
                     None => routes,
@@ -220,6 +310,7 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
     }
     Ok(Started {
         engine,
+        apps,
         api,
         _data_dir_lock: lock,
         listener,
@@ -282,6 +373,9 @@ pub fn run_headless(args: ServeArgs) -> anyhow::Result<()> {
         println!("Stepdesk is listening on {}", started.url);
         stepdesk_server::serve(started.listener, started.router, shutdown_signal()).await?;
         drop(server_file);
+        if let Some(apps) = &started.apps {
+            apps.stop();
+        }
         started
             .engine
             .shutdown(std::time::Duration::from_secs(10))

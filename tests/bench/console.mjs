@@ -68,6 +68,18 @@ const { values: opts } = parseArgs({
     "paint-loads": { type: "string", default: "7" },
     "scroll-frames": { type: "string", default: "900" },
     "million-dir": { type: "string" },
+    // A Chromium trace of the scroll (section 3), for DevTools' Performance panel.
+    trace: { type: "string" },
+    // Comma-separated trace categories instead of Playwright's (which include V8's sampling
+    // profiler, which slows the page), e.g. "toplevel,devtools.timeline".
+    "trace-categories": { type: "string" },
+    // Every scroll frame's record (section 3) as JSON, to look at more than the slowest.
+    "scroll-json": { type: "string" },
+    // Serve the console from this directory (a `ui/dist`) instead of the one embedded in the
+    // binary, in Chromium (sections 3 and 4): to compare console changes without building
+    // the binary again. The API still comes from the binary, through Playwright's routing,
+    // which makes each request a few ms slower: compare like with like.
+    "ui-dist": { type: "string" },
     chromium: { type: "string", default: process.env.STEPDESK_CHROMIUM || "/usr/bin/chromium" },
     driver: { type: "string", default: process.env.STEPDESK_WEBKIT_DRIVER || "WebKitWebDriver" },
   },
@@ -503,10 +515,32 @@ const CHROMIUM_ARGS = [
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-sync",
+  // performance.memory to the byte, not rounded: the scroll notes garbage collections.
+  "--enable-precise-memory-info",
 ];
 
 async function launchChromium() {
   return chromium.launch({ executablePath: opts.chromium, headless: true, args: CHROMIUM_ARGS });
+}
+
+const MIME = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png", ".woff2": "font/woff2", ".json": "application/json" };
+
+/** The console's files from `dir` (see --ui-dist); the API (`/api/...`) from the binary. */
+async function serveUiDist(context, dir) {
+  await context.route("**/*", async (route) => {
+    const { pathname } = new URL(route.request().url());
+    if (pathname.startsWith("/api/")) return route.continue();
+    const root = path.resolve(dir);
+    const file = path.join(root, pathname === "/" ? "index.html" : path.normalize(pathname));
+    if (!file.startsWith(root + path.sep) || !existsSync(file) || !statSync(file).isFile()) {
+      return route.fulfill({ status: 404, body: "not in --ui-dist" });
+    }
+    return route.fulfill({
+      status: 200,
+      contentType: MIME[path.extname(file)] ?? "application/octet-stream",
+      body: readFileSync(file),
+    });
+  });
 }
 
 async function newPage(browser) {
@@ -515,6 +549,7 @@ async function newPage(browser) {
     locale: "en-US",
     timezoneId: "UTC",
   });
+  if (opts["ui-dist"]) await serveUiDist(context, opts["ui-dist"]);
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
@@ -637,8 +672,15 @@ async function million() {
  * Scrolls the runs list by one screenful per frame for `frames` frames (the virtual list
  * loads the next page of 100 runs as the end comes near), recording each frame: the time
  * between frames (requestAnimationFrame timestamps) and the main thread's work in it (from
- * the frame's start until a task queued in its requestAnimationFrame runs, after style,
- * layout and paint), plus long animation frames as Chromium reports them.
+ * the frame's start, its scroll event or else its requestAnimationFrame, until a task queued
+ * in its requestAnimationFrame runs, after style, layout and paint), plus long animation
+ * frames as Chromium reports them.
+ *
+ * And what happened in each frame, to explain the slow ones: rows added to and removed from
+ * the DOM, whether a page of runs was appended (the list's height, read from the sizer's
+ * inline style, which needs no layout) and how long the page took to handle, `runs` requests
+ * that started or ended in it (Resource Timing), and the JS heap (precise with
+ * --enable-precise-memory-info: a drop is a garbage collection).
  */
 async function scrollFrames(browser, url) {
   const { context, page, errors } = await newPage(browser);
@@ -646,8 +688,13 @@ async function scrollFrames(browser, url) {
     await page.goto(`${url}/#/runs`);
     await page.locator("[data-testid=runs-list] a.run-row").first().waitFor({ timeout: 30000 });
     const frames = int("scroll-frames");
+    if (opts.trace) {
+      const categories = opts["trace-categories"]?.split(",");
+      await browser.startTracing(page, { path: opts.trace, screenshots: false, categories });
+    }
     const result = await page.evaluate(async (frames) => {
       const scroller = document.querySelector("[data-testid=runs-list] .scroller");
+      const sizer = scroller.querySelector(".sizer");
       const loaf = [];
       let po;
       try {
@@ -656,43 +703,145 @@ async function scrollFrames(browser, url) {
       } catch {
         po = undefined;
       }
+      // Rows in and out of the DOM, counted per frame.
+      let added = 0;
+      let removed = 0;
+      const mo = new MutationObserver((records) => {
+        for (const r of records) {
+          added += r.addedNodes.length;
+          removed += r.removedNodes.length;
+        }
+      });
+      mo.observe(sizer, { childList: true });
+      // The page's own handling of each page of runs: the console reads a response's text,
+      // then parses it, appends the runs and lets Svelte update the list, all in the
+      // microtasks that follow; a task queued when the text is read runs after them.
+      const handled = [];
+      const text = Response.prototype.text;
+      Response.prototype.text = async function () {
+        const body = await text.call(this);
+        if (this.url.endsWith("/api/rpc/runs")) {
+          const at = performance.now();
+          const ch = new MessageChannel();
+          ch.port1.onmessage = () => {
+            handled.push({ at, ms: performance.now() - at });
+            ch.port1.close();
+          };
+          ch.port2.postMessage(null);
+        }
+        return body;
+      };
+      const heap = () => performance.memory?.usedJSHeapSize ?? NaN;
+      const height = () => parseFloat(sizer.style.height) || 0;
+      // The scroll set in one frame is handled in the next, before its animation frame
+      // callbacks: the list's scroll listener renders the rows then. A capturing listener on
+      // the window runs before it, and starts the frame's clock.
+      let scrollAt;
+      const onScroll = () => (scrollAt ??= performance.now());
+      addEventListener("scroll", onScroll, { capture: true, passive: true });
       const intervals = [];
       const work = [];
+      // Per frame, from the end of the one before to its own end: { start, raf, end,
+      // prevEnd, loadedPrev, loadedRaf, loadedAfter, heapPrev, heapAfter, added, removed, stall }.
+      const info = [];
       let stalls = 0; // frames where the list was at its loaded end, waiting for a page
       const step = scroller.clientHeight;
+      const t0 = performance.now();
+      let prev = { end: t0, loaded: height(), heap: heap() };
       let last;
       await new Promise((done) => {
         let n = 0;
         const frame = (ts) => {
           if (last !== undefined) intervals.push(ts - last);
           last = ts;
-          const start = performance.now();
+          const raf = performance.now();
+          const start = scrollAt ?? raf;
+          scrollAt = undefined;
+          const rec = { start, raf, prevEnd: prev.end, loadedPrev: prev.loaded, loadedRaf: height(), heapPrev: prev.heap };
           const ch = new MessageChannel();
           ch.port1.onmessage = () => {
-            work.push(performance.now() - start);
+            const end = performance.now();
+            work.push(end - start);
+            // The mutation records of the frame's DOM changes were delivered (microtasks)
+            // before this task.
+            Object.assign(rec, { end, added, removed, heapAfter: heap(), loadedAfter: height() });
+            added = removed = 0;
+            prev = { end, loaded: rec.loadedAfter, heap: rec.heapAfter };
             ch.port1.close();
           };
           ch.port2.postMessage(null);
           if (n++ >= frames) return done();
+          info.push(rec);
           const before = scroller.scrollTop;
           scroller.scrollTop = before + step;
-          if (scroller.scrollTop === before) stalls++;
+          rec.stall = scroller.scrollTop === before;
+          if (rec.stall) stalls++;
           requestAnimationFrame(frame);
         };
         requestAnimationFrame(frame);
       });
       await new Promise((r) => setTimeout(r, 100));
       po?.disconnect();
+      mo.disconnect();
+      removeEventListener("scroll", onScroll, { capture: true });
+      Response.prototype.text = text;
+      const requests = performance
+        .getEntriesByType("resource")
+        .filter((e) => e.name.endsWith("/api/rpc/runs") && e.startTime >= t0)
+        .map((e) => ({ start: e.startTime, end: e.responseEnd }));
       const rows = document.querySelectorAll("[data-testid=runs-list] a.run-row");
       const lastRow = Math.max(...[...rows].map((a) => Number(a.dataset.index)));
-      return { intervals, work: work.slice(0, frames), loaf, loafSupported: !!po, stalls, step, lastRow };
+      return { intervals, work: work.slice(0, frames), info, requests, handled, loaf, loafSupported: !!po, stalls, step, lastRow };
     }, frames);
+    if (opts.trace) await browser.stopTracing();
     if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
-    log(`  scroll: ${result.intervals.length} frames, last row ${result.lastRow}, work p99 ${ms(pct(result.work, 99))}, interval p99 ${ms(pct(result.intervals, 99))}`);
+    result.slowest = slowestFrames(result, 10);
+    if (opts["scroll-json"]) writeFileSync(opts["scroll-json"], JSON.stringify(result));
+    log(`  scroll: ${result.intervals.length} frames, last row ${result.lastRow}, work p99 ${ms(pct(result.work, 99))}, max ${ms(max(result.work))}, ${result.work.filter((w) => w > 16).length} over 16 ms, interval p99 ${ms(pct(result.intervals, 99))}, ${result.intervals.filter((w) => w > 25).length} over 25 ms, ${result.stalls} stalls`);
+    for (const f of result.slowest) log(`    frame ${f.index}: ${ms(f.work)} ${f.what}`);
     return result;
   } finally {
     await context.close();
   }
+}
+
+/**
+ * The `n` frames with the most main-thread work, each with what happened since the frame
+ * before ended: the rows it added to and removed from the DOM, a page of runs appended (and
+ * so the rows loaded; "between frames" when a task of its own did it before this frame
+ * began, which the frame's work does not count but its interval shows), the `runs` requests
+ * that started or whose response arrived, a garbage collection (the heap shrank), a stall at
+ * the loaded end, and the interval to the next frame.
+ */
+function slowestFrames(sc, n) {
+  return sc.work
+    .map((work, index) => ({ work, index }))
+    .sort((a, b) => b.work - a.work)
+    .slice(0, n)
+    .map(({ work, index }) => ({ index, work, what: frameWhat(sc, index) }));
+}
+
+function frameWhat(sc, index) {
+  const f = sc.info[index];
+  const what = [`${f.added} rows in, ${f.removed} out`];
+  const rows = (px) => Math.round(px / 36);
+  if (rows(f.loadedAfter) !== rows(f.loadedPrev)) {
+    const between = rows(f.loadedRaf) !== rows(f.loadedPrev);
+    what.push(`page appended${between ? " between frames" : ""} (${fmt(rows(f.loadedPrev))} → ${fmt(rows(f.loadedAfter))} rows loaded)`);
+  }
+  const started = sc.requests.filter((q) => q.start >= f.prevEnd && q.start < f.end).length;
+  const ended = sc.requests.filter((q) => q.end >= f.prevEnd && q.end < f.end).length;
+  if (started) what.push(`${started} runs request${started > 1 ? "s" : ""} sent`);
+  if (ended) what.push(`${ended} runs response${ended > 1 ? "s" : ""} in`);
+  for (const h of sc.handled.filter((h) => h.at >= f.prevEnd && h.at < f.end)) {
+    what.push(`page handled in ${ms(h.ms)}${h.at < f.start ? " between frames" : ""}`);
+  }
+  const heapMiB = (f.heapAfter - f.heapPrev) / 2 ** 20;
+  if (heapMiB < -0.5) what.push(`GC (heap ${fmt(heapMiB, 1)} MiB)`);
+  if (f.stall) what.push("stalled at the loaded end");
+  const next = sc.intervals[index];
+  if (next !== undefined) what.push(`next frame after ${ms(next)}`);
+  return what.join("; ");
 }
 
 // ---- 4. A change reaching the DOM ----------------------------------------------------------
@@ -989,13 +1138,25 @@ function report(r) {
       const over = (xs, t) => `${fmt((100 * xs.filter((v) => v > t).length) / xs.length, 1)}%`;
       L.push("#### Scrolling", "");
       L.push(
-        `One screenful (${sc.step} px, about ${Math.round(sc.step / 36)} rows) further each frame for ${sc.work.length} frames, set as \`scrollTop\` from \`requestAnimationFrame\`; the virtual list renders the rows in view and fetches the next page of 100 runs (by cursor) when the end of what is loaded comes near. It got to row ${fmt(sc.lastRow)}; in ${sc.stalls} frame${sc.stalls === 1 ? "" : "s"} it was at the end of what was loaded, waiting for the next page. *Work per frame* is the main thread's time from the frame's \`requestAnimationFrame\` until a task queued there runs (after the frame's style, layout and paint); *frame interval* is the time between consecutive \`requestAnimationFrame\` timestamps (16.7 ms at 60 Hz when no frame is dropped). ${sc.loafSupported ? `Chromium's Long Animation Frames API reported ${sc.loaf.length} frames over 50 ms${sc.loaf.length ? ` (longest ${ms(max(sc.loaf))})` : ""}.` : ""}`,
+        `One screenful (${sc.step} px, about ${Math.round(sc.step / 36)} rows) further each frame for ${sc.work.length} frames, set as \`scrollTop\` from \`requestAnimationFrame\`; the virtual list renders the rows in view and fetches the next page of 100 runs (by cursor) when the end of what is loaded comes near. It got to row ${fmt(sc.lastRow)}; in ${sc.stalls} frame${sc.stalls === 1 ? "" : "s"} it was at the end of what was loaded, waiting for the next page. *Work per frame* is the main thread's time from the frame's start until a task queued in its \`requestAnimationFrame\` runs (after the frame's style, layout and paint); the frame starts with the scroll event of the \`scrollTop\` set in the frame before (dispatched before the animation frame callbacks: the list renders the rows it brings into view then), noted by a capturing listener on the window, which runs before the list's; *frame interval* is the time between consecutive \`requestAnimationFrame\` timestamps (16.7 ms at 60 Hz when no frame is dropped). ${sc.loafSupported ? `Chromium's Long Animation Frames API reported ${sc.loaf.length} frames over 50 ms${sc.loaf.length ? ` (longest ${ms(max(sc.loaf))})` : ""}.` : ""}`,
         "",
       );
       L.push("| | Frames | p50 | p95 | p99 | Max | Over budget |", "|---|---:|---:|---:|---:|---:|---:|");
       L.push(`| Work per frame (budget 16 ms) | ${sc.work.length} | ${ms(pct(sc.work, 50))} | ${ms(pct(sc.work, 95))} | ${ms(pct(sc.work, 99))} | ${ms(max(sc.work))} | ${over(sc.work, 16)} |`);
       L.push(`| Frame interval (budget 25 ms: longer means a frame was dropped) | ${sc.intervals.length} | ${ms(pct(sc.intervals, 50))} | ${ms(pct(sc.intervals, 95))} | ${ms(pct(sc.intervals, 99))} | ${ms(max(sc.intervals))} | ${over(sc.intervals, 25)} |`);
       L.push("");
+      const handled = sc.handled.map((h) => h.ms);
+      const took = sc.requests.map((q) => q.end - q.start);
+      L.push(
+        `Pages of runs fetched while scrolling: ${sc.requests.length}, each request ${ms(pct(took, 50))} (median, Resource Timing, from sending to the response's end; max ${ms(max(took))}). The page's handling of each (from reading the response's text until a task queued then runs: parsing, appending the runs, Svelte's update of the list, and a frame if one comes first; the style and layout of the longer list come in the next frame): median ${ms(pct(handled, 50))}, p95 ${ms(pct(handled, 95))}, max ${ms(max(handled))}.`,
+        "",
+        `The ${sc.slowest.length} frames with the most work, with what happened since the frame before ended: rows in and out of the DOM (a MutationObserver on the list), a page appended (the list's height grew; *between frames* when its handling ran as a task of its own before the frame began, which that frame's work does not count, though its interval would show it), the \`runs\` requests sent and responses in, a garbage collection (the JS heap shrank, \`performance.memory\` with \`--enable-precise-memory-info\`), a stall at the loaded end, and the interval to the next frame.`,
+        "",
+        "| Frame | Work | What happened |",
+        "|---:|---:|---|",
+        ...sc.slowest.map((f) => `| ${f.index} | ${ms(f.work)} | ${f.what} |`),
+        "",
+      );
     }
   }
 

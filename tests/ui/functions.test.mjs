@@ -46,7 +46,8 @@ test("the functions table lists every function with its triggers, next fire, ret
   assert.equal(byId["fixture-flaky"].Retries, "3");
   assert.match(byId["fixture-fail-failure"]["Failure handler"], /handles fixture-fail/);
   assert.equal(byId["fixture-fail"]["Failure handler"], "yes");
-  assert.equal(byId["fixture-noop"].Source, "test fixtures");
+  // Built into Stepdesk (no SDK app), and which part of it.
+  assert.equal(byId["fixture-noop"].Source, "built in (test fixtures)");
   // The token came in the URL (`#token=`): changes are unlocked, and the URL is clean.
   await page.getByRole("button", { name: "Lock changes" }).waitFor();
   assert.doesNotMatch(page.url(), /token/);

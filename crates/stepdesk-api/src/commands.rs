@@ -16,13 +16,14 @@ use stepdesk_engine::SendError;
 use stepdesk_readwise_sync::admin::{SyncRequested, TokenCheck};
 use stepdesk_readwise_sync::users::{DailySyncDetail, DailySyncProgress, User};
 use stepdesk_readwise_sync::ReadwiseSettings;
+use stepdesk_sdk::SdkApp;
 
 use crate::audit::{self, AuditEntry};
 use crate::keys::{KeyChange, KeysStatus};
 use crate::types::*;
 use crate::{
-    params_from, params_from_query, Api, ApiError, ApiResult, ById, CallCtx, CommandSpec, Kind,
-    NoParams,
+    params_from, params_from_query, Api, ApiError, ApiResult, ById, ByUrl, CallCtx, CommandSpec,
+    Kind, NoParams,
 };
 
 macro_rules! commands {
@@ -237,6 +238,25 @@ commands! {
     /// The engine's starts and clean stops, newest first (restarts explain interrupted steps).
     boots(LimitParams) -> Vec<Boot>, Read "GET" "/api/admin/boots"
         => |api, p| Ok(api.inner.admin.boots(p.limit.unwrap_or(20)).await?);
+
+    // ---- SDK apps ----------------------------------------------------------------------
+
+    /// Apps built with the Inngest SDKs: URL, SDK, framework, functions, last sync and error.
+    apps(NoParams) -> Vec<SdkApp>, Read "GET" "/api/admin/apps"
+        => |api, _p| Ok(api.apps()?.list().await?);
+
+    /// Adds an app by its serve URL and asks it to sync (kept, with its error, if it cannot
+    /// be reached yet).
+    add_app(ByUrl) -> SdkApp, Write "POST" "/api/admin/apps"
+        => |api, p| Ok(api.apps()?.add(&p.url).await?);
+
+    /// Asks an app to sync now.
+    sync_app(ByUrl) -> SdkApp, Write "POST" "/api/admin/apps/sync"
+        => |api, p| Ok(api.apps()?.sync(&p.url).await?);
+
+    /// Removes an app; its functions are archived, their runs kept.
+    remove_app(ByUrl) -> SdkApp, Write "POST" "/api/admin/apps/remove"
+        => |api, p| Ok(api.apps()?.remove(&p.url).await?);
 
     /// Events, newest first, filtered and paged.
     events(EventQuery) -> EventPage, Read "GET" "/api/admin/events"

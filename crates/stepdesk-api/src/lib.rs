@@ -141,6 +141,18 @@ impl From<AdminError> for ApiError {
     }
 }
 
+impl From<stepdesk_sdk::AppError> for ApiError {
+    fn from(e: stepdesk_sdk::AppError) -> Self {
+        use stepdesk_sdk::AppError as E;
+        match e {
+            E::Invalid(m) => ApiError::BadRequest(m),
+            E::NotFound(_) => ApiError::NotFound(e.to_string()),
+            E::NotReady => ApiError::Unavailable(e.to_string()),
+            E::Store(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<stepdesk_engine::StoreError> for ApiError {
     fn from(e: stepdesk_engine::StoreError) -> Self {
         ApiError::Internal(e.to_string())
@@ -169,6 +181,7 @@ pub(crate) struct Inner {
     pub engine: Engine,
     pub admin: AdminApi,
     pub readwise: Option<ReadwiseAdmin>,
+    pub apps: Option<stepdesk_sdk::Apps>,
     pub keys: Option<Arc<dyn KeyStore>>,
     pub event_key: EventKey,
     pub info: AppInfo,
@@ -188,6 +201,7 @@ pub trait WindowControl: Send + Sync {
 pub struct ApiBuilder {
     engine: Engine,
     readwise: Option<ReadwiseAdmin>,
+    apps: Option<stepdesk_sdk::Apps>,
     keys: Option<Arc<dyn KeyStore>>,
     event_key: EventKey,
     info: AppInfo,
@@ -197,6 +211,12 @@ pub struct ApiBuilder {
 impl ApiBuilder {
     pub fn readwise(mut self, readwise: ReadwiseAdmin) -> Self {
         self.readwise = Some(readwise);
+        self
+    }
+
+    /// The SDK apps' registry (`apps`, `add_app`, `sync_app`, `remove_app`).
+    pub fn apps(mut self, apps: stepdesk_sdk::Apps) -> Self {
+        self.apps = Some(apps);
         self
     }
 
@@ -232,6 +252,7 @@ impl ApiBuilder {
                 admin: self.engine.admin(),
                 engine: self.engine,
                 readwise: self.readwise,
+                apps: self.apps,
                 keys: self.keys,
                 event_key: self.event_key,
                 info: self.info,
@@ -248,6 +269,7 @@ impl Api {
         ApiBuilder {
             engine,
             readwise: None,
+            apps: None,
             keys: None,
             event_key: EventKey::default(),
             info: AppInfo {
@@ -285,6 +307,13 @@ impl Api {
             .readwise
             .as_ref()
             .ok_or_else(|| ApiError::NotFound("the Readwise sync is not running here".into()))
+    }
+
+    pub(crate) fn apps(&self) -> ApiResult<&stepdesk_sdk::Apps> {
+        self.inner
+            .apps
+            .as_ref()
+            .ok_or_else(|| ApiError::NotFound("SDK apps are not served here".into()))
     }
 
     pub(crate) fn keystore(&self) -> ApiResult<&Arc<dyn KeyStore>> {
@@ -390,6 +419,13 @@ impl From<&stepdesk_engine::feed::Changes> for ChangeNotice {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
+
+/// Params naming an SDK app by its serve URL.
+#[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]
+#[serde(deny_unknown_fields)]
+pub struct ByUrl {
+    pub url: String,
+}
 
 /// Params naming one thing by id (a run, an event, a user, a daily sync).
 #[derive(Debug, Clone, Serialize, Deserialize, ts_rs::TS)]

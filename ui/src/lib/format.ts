@@ -57,6 +57,11 @@ export function norm(s: string | null | undefined): string {
   return (s ?? "").toLowerCase().replace(/[_\s-]/g, "");
 }
 
+/** The classes of a status pill (`Status`, and the runs list's rows, which inline it). */
+export function statusClass(s: string | null | undefined): string {
+  return `status status-${norm(s)}`;
+}
+
 /** A status or kind for display: "wait_for_event" → "Wait for event". */
 export function label(s: string | null | undefined): string {
   if (!s) return "";

@@ -129,15 +129,16 @@ export function hasSearchWord(q: string): boolean {
 }
 
 /** Whether run `a` comes after `b` in the list's order (newest first: ULIDs descending). */
-function after(a: RunSummary, b: RunSummary): boolean {
+function after(a: { id: string }, b: { id: string }): boolean {
   return a.id < b.id;
 }
 
 /**
  * Merges a fresh first page into the loaded list: the fresh rows first, then the loaded
- * rows that come after the fresh page's last row (their cursor stays valid).
+ * rows that come after the fresh page's last row (their cursor stays valid). Runs, or
+ * anything with a run's id (the runs list's rows).
  */
-export function mergeFirstPage(loaded: RunSummary[], fresh: RunSummary[]): RunSummary[] {
+export function mergeFirstPage<T extends { id: string }>(loaded: T[], fresh: T[]): T[] {
   if (!fresh.length) return [];
   const last = fresh[fresh.length - 1];
   const ids = new Set(fresh.map((r) => r.id));

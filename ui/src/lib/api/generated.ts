@@ -41,6 +41,8 @@ current: boolean, };
 
 export type ById = { id: string, };
 
+export type ByUrl = { url: string, };
+
 export type Change = { 
 /**
  * The SQLite table: `runs`, `steps`, `events`, `cron_fires`, a component's
@@ -380,6 +382,25 @@ cron_scheduled_at: number | null,
  */
 late: boolean, };
 
+export type SdkApp = { url: string, 
+/**
+ * Its `appName`, once it has registered.
+ */
+app_id: string | null, 
+/**
+ * How it was added: `flag` (-u), `discovered`, `added` (admin/console) or `registered`
+ * (it synced itself).
+ */
+origin: string, sdk: string | null, framework: string | null, app_version: string | null, 
+/**
+ * Its functions' ids, as last registered.
+ */
+functions: Array<string>, 
+/**
+ * The last sync's or poll's error, in plain words; None when it answered.
+ */
+error: string | null, added_at: number, synced_at: number | null, checked_at: number | null, };
+
 export type SearchParams = { 
 /**
  * Words to find (the last one may be the start of a word).
@@ -538,6 +559,10 @@ export interface Commands {
   cron_fires: { params: CronFiresParams; result: Array<CronFire>; kind: "read"; method: "GET"; path: "/api/admin/functions/{id}/cron-fires" };
   run_cron: { params: RunCronParams; result: Started; kind: "write"; method: "POST"; path: "/api/admin/functions/{id}/run-cron" };
   boots: { params: LimitParams; result: Array<Boot>; kind: "read"; method: "GET"; path: "/api/admin/boots" };
+  apps: { params: NoParams; result: Array<SdkApp>; kind: "read"; method: "GET"; path: "/api/admin/apps" };
+  add_app: { params: ByUrl; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps" };
+  sync_app: { params: ByUrl; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps/sync" };
+  remove_app: { params: ByUrl; result: SdkApp; kind: "write"; method: "POST"; path: "/api/admin/apps/remove" };
   events: { params: EventQuery; result: EventPage; kind: "read"; method: "GET"; path: "/api/admin/events" };
   event: { params: ById; result: StoredEvent; kind: "read"; method: "GET"; path: "/api/admin/events/{id}" };
   event_runs: { params: ById; result: Array<RunSummary>; kind: "read"; method: "GET"; path: "/api/admin/events/{id}/runs" };
@@ -581,6 +606,10 @@ export const COMMANDS = {
   cron_fires: { kind: "read", method: "GET", path: "/api/admin/functions/{id}/cron-fires" },
   run_cron: { kind: "write", method: "POST", path: "/api/admin/functions/{id}/run-cron" },
   boots: { kind: "read", method: "GET", path: "/api/admin/boots" },
+  apps: { kind: "read", method: "GET", path: "/api/admin/apps" },
+  add_app: { kind: "write", method: "POST", path: "/api/admin/apps" },
+  sync_app: { kind: "write", method: "POST", path: "/api/admin/apps/sync" },
+  remove_app: { kind: "write", method: "POST", path: "/api/admin/apps/remove" },
   events: { kind: "read", method: "GET", path: "/api/admin/events" },
   event: { kind: "read", method: "GET", path: "/api/admin/events/{id}" },
   event_runs: { kind: "read", method: "GET", path: "/api/admin/events/{id}/runs" },

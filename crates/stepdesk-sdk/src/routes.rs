@@ -1,0 +1,184 @@
+//! The routes SDK apps call on Stepdesk, as on `inngest dev`: `POST /fn/register` (sync),
+//! `DELETE /fn/remove`, `POST /invoke/{slug}`. Every answer carries
+//! `X-Inngest-Server-Kind`; with a signing key they require it as a Bearer token, plain or
+//! hashed, as Inngest's servers do. Error bodies always hold `status`: the JS SDK takes the
+//! sync's outcome from that field, not from the HTTP status.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use stepdesk_engine::Engine;
+use stepdesk_inngest::sign;
+
+use crate::apps::{AppError, Apps};
+
+#[derive(Clone)]
+struct SdkState {
+    apps: Apps,
+    engine: Engine,
+}
+
+/// The SDK-facing routes, to merge into the server's router.
+pub fn router(apps: Apps, engine: Engine) -> Router {
+    Router::new()
+        .route("/fn/register", post(register))
+        .route("/fn/remove", delete(remove))
+        .route("/invoke/{slug}", post(invoke))
+        .with_state(SdkState { apps, engine })
+}
+
+fn answer(kind: &'static str, status: StatusCode, body: Value) -> Response {
+    let mut res = (status, Json(body)).into_response();
+    res.headers_mut()
+        .insert("x-inngest-server-kind", HeaderValue::from_static(kind));
+    res
+}
+
+fn error(kind: &'static str, status: StatusCode, message: impl Into<String>) -> Response {
+    answer(
+        kind,
+        status,
+        json!({ "error": message.into(), "status": status.as_u16() }),
+    )
+}
+
+fn app_error(kind: &'static str, e: AppError) -> Response {
+    let status = match &e {
+        AppError::Invalid(_) => StatusCode::BAD_REQUEST,
+        AppError::NotFound(_) => StatusCode::NOT_FOUND,
+        AppError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(kind, status, e.to_string())
+}
+
+/// With a signing key, the request must carry it (or its hash) as a Bearer token: the
+/// refusal to send when it does not.
+fn refusal(apps: &Apps, headers: &HeaderMap) -> Option<Response> {
+    let config = apps.config();
+    let Some(key) = config.signing_key.as_deref() else {
+        // A dev server: SDKs send `Bearer undefined` or nothing at all.
+        return None;
+    };
+    let presented = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let keys = std::iter::once(key).chain(config.signing_key_fallback.as_deref());
+    for k in keys {
+        if sign::matches_bearer(presented, k) {
+            return None;
+        }
+    }
+    Some(error(
+        config.server_kind(),
+        StatusCode::UNAUTHORIZED,
+        "a signing key is required: send `Authorization: Bearer <signing key or its hash>` \
+         (the SDKs do when INNGEST_SIGNING_KEY is set)",
+    ))
+}
+
+async fn register(State(s): State<SdkState>, headers: HeaderMap, body: Bytes) -> Response {
+    let kind = s.apps.config().server_kind();
+    if let Some(res) = refusal(&s.apps, &headers) {
+        return res;
+    }
+    let expected = headers
+        .get("x-inngest-expected-server-kind")
+        .and_then(|v| v.to_str().ok());
+    match s.apps.register(&body, expected).await {
+        Ok(reply) => answer(
+            kind,
+            StatusCode::OK,
+            serde_json::to_value(reply).unwrap_or_default(),
+        ),
+        Err(e) => app_error(kind, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    url: Option<String>,
+}
+
+async fn remove(
+    State(s): State<SdkState>,
+    headers: HeaderMap,
+    Query(q): Query<RemoveQuery>,
+) -> Response {
+    let kind = s.apps.config().server_kind();
+    if let Some(res) = refusal(&s.apps, &headers) {
+        return res;
+    }
+    let Some(url) = q.url.filter(|u| !u.is_empty()) else {
+        return error(
+            kind,
+            StatusCode::BAD_REQUEST,
+            "give the app's URL: ?url=...",
+        );
+    };
+    match s.apps.remove(&url).await {
+        Ok(app) => answer(kind, StatusCode::OK, json!({ "ok": true, "app": app })),
+        Err(e) => app_error(kind, e),
+    }
+}
+
+/// `POST /invoke/{slug}`: starts a function with this event's `data` (and `user`), as the
+/// dev server's invoke API does; answers the invocation event's id and the run's.
+async fn invoke(
+    State(s): State<SdkState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: Bytes,
+) -> Response {
+    let kind = s.apps.config().server_kind();
+    if let Some(res) = refusal(&s.apps, &headers) {
+        return res;
+    }
+    let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error(
+                    kind,
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {e}"),
+                )
+            }
+        }
+    };
+    let field = |name: &str| -> Result<Map<String, Value>, String> {
+        match payload.get(name) {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(o)) => Ok(o.clone()),
+            Some(_) => Err(format!("`{name}` must be an object")),
+        }
+    };
+    let (data, user) = match (field("data"), field("user")) {
+        (Ok(d), Ok(u)) => (d, u),
+        (Err(m), _) | (_, Err(m)) => return error(kind, StatusCode::BAD_REQUEST, m),
+    };
+    match s.engine.admin().invoke(&slug, data, user).await {
+        Ok(started) => answer(
+            kind,
+            StatusCode::OK,
+            json!({ "id": started.event_id, "run_id": started.run_id, "status": 200 }),
+        ),
+        Err(e) => {
+            let status = match e {
+                stepdesk_engine::admin::AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+                stepdesk_engine::admin::AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(kind, status, e.to_string())
+        }
+    }
+}

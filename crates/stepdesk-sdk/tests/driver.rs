@@ -1,0 +1,621 @@
+//! The driver and the app registry against a scripted app over real HTTP: the engine on a
+//! real SQLite file, Stepdesk's SDK routes on a loopback port, and an app that answers the
+//! call requests the way the SDKs do (the shapes of the captures in
+//! shared/reference/sdk-captures). The official SDKs themselves are exercised by
+//! tests/sdk/ against the real binary; this file pins the protocol rules one by one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use axum::Router;
+use serde_json::{json, Value};
+use stepdesk_engine::{Backoff, Engine, EngineConfig};
+use stepdesk_inngest::stepid;
+use stepdesk_sdk::{Apps, SdkConfig};
+
+/// What the scripted app answers to one call request.
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Value,
+}
+
+impl Reply {
+    /// A 206 with these ops, as an SDK sends it.
+    fn ops(ops: Value) -> Reply {
+        Reply {
+            status: 206,
+            headers: vec![],
+            body: ops,
+        }
+    }
+
+    fn done(value: Value) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![],
+            body: value,
+        }
+    }
+}
+
+/// The call requests the app received: (step id, body).
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+type Script = Arc<dyn Fn(&str, &Value) -> Reply + Send + Sync>;
+
+#[derive(Clone)]
+struct AppState {
+    stepdesk: String,
+    url: String,
+    functions: Arc<Mutex<Value>>,
+    script: Script,
+    seen: Seen,
+    /// Leave out `X-Inngest-SDK` (not an SDK).
+    anonymous: bool,
+}
+
+async fn app_put(State(s): State<AppState>) -> Response {
+    let body = json!({
+        "url": s.url,
+        "deployType": "ping",
+        "framework": "test",
+        "appName": "fake",
+        "sdk": "js:v4.24.0",
+        "v": "0.1",
+        "functions": s.functions.lock().unwrap().clone(),
+    });
+    let res = reqwest::Client::new()
+        .post(format!("{}/fn/register", s.stepdesk))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let ok = res.status().is_success();
+    let reply: Value = res.json().await.unwrap_or_default();
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    (
+        status,
+        [("x-inngest-sdk", "inngest-js:v4.24.0")],
+        axum::Json(json!({"message": if ok {"Successfully registered".to_string()} else {reply.to_string()}, "modified": reply["modified"]})),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct CallQuery {
+    #[serde(rename = "fnId")]
+    _fn_id: String,
+    #[serde(rename = "stepId")]
+    step_id: String,
+}
+
+async fn app_post(State(s): State<AppState>, Query(q): Query<CallQuery>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap();
+    s.seen
+        .lock()
+        .unwrap()
+        .push((q.step_id.clone(), request.clone()));
+    let reply = (s.script)(&q.step_id, &request);
+    let mut headers = HeaderMap::new();
+    if !s.anonymous {
+        headers.insert("x-inngest-sdk", "inngest-js:v4.24.0".parse().unwrap());
+        headers.insert("x-inngest-req-version", "2".parse().unwrap());
+    }
+    for (k, v) in reply.headers {
+        headers.insert(k, v.parse().unwrap());
+    }
+    (
+        StatusCode::from_u16(reply.status).unwrap(),
+        headers,
+        axum::Json(reply.body),
+    )
+        .into_response()
+}
+
+struct Harness {
+    engine: Engine,
+    apps: Apps,
+    app_url: String,
+    stepdesk: String,
+    functions: Arc<Mutex<Value>>,
+    seen: Seen,
+    dir: tempfile::TempDir,
+}
+
+fn engine_config(dir: &std::path::Path) -> EngineConfig {
+    let mut config = EngineConfig::new(dir);
+    config.backoff = Backoff::Fixed(Duration::from_millis(100));
+    config
+}
+
+fn sdk_config() -> SdkConfig {
+    SdkConfig {
+        poll: false,
+        poll_interval: Duration::from_secs(3600),
+        ..SdkConfig::default()
+    }
+}
+
+/// The engine and registry on `dir`, with the apps' stored functions.
+async fn open(dir: &std::path::Path) -> (Engine, Apps, Vec<String>) {
+    let config = engine_config(dir);
+    let store = config.open_store().await.unwrap();
+    let (apps, stored) = Apps::open(store.clone(), sdk_config()).await.unwrap();
+    let ids = stored
+        .iter()
+        .flat_map(|(_, fs)| fs.iter().map(|f| f.id.clone()))
+        .collect();
+    let engine = Engine::builder(config)
+        .store(store)
+        .functions_from_store(move |_| async move { Ok(stored) })
+        .start()
+        .await
+        .unwrap();
+    apps.attach(engine.clone());
+    (engine, apps, ids)
+}
+
+fn function(id: &str, event: &str, app_url: &str) -> Value {
+    json!({
+        "id": format!("fake-{id}"),
+        "name": id,
+        "triggers": [{"event": event}],
+        "steps": {"step": {"id": "step", "name": "step", "runtime": {
+            "type": "http", "url": format!("{app_url}?fnId=fake-{id}&stepId=step")}}},
+    })
+}
+
+async fn listen() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    (l, url)
+}
+
+async fn harness_with(script: Script, anonymous: bool) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, apps, _) = open(dir.path()).await;
+    let (sd_listener, stepdesk) = listen().await;
+    let routes = stepdesk_sdk::routes::router(apps.clone(), engine.clone());
+    tokio::spawn(async move { axum::serve(sd_listener, routes).await.unwrap() });
+
+    let (app_listener, app_base) = listen().await;
+    let app_url = format!("{app_base}/api/inngest");
+    let functions = Arc::new(Mutex::new(json!([function(
+        "hello",
+        "demo/hello",
+        &app_url
+    )])));
+    let seen: Seen = Arc::default();
+    let state = AppState {
+        stepdesk: stepdesk.clone(),
+        url: app_url.clone(),
+        functions: functions.clone(),
+        script,
+        seen: seen.clone(),
+        anonymous,
+    };
+    let app = Router::new()
+        .route("/api/inngest", put(app_put).post(app_post))
+        .with_state(state);
+    tokio::spawn(async move { axum::serve(app_listener, app).await.unwrap() });
+    let added = apps.add(&app_url).await.unwrap();
+    assert_eq!(added.error, None, "{added:?}");
+    assert_eq!(added.app_id.as_deref(), Some("fake"));
+    Harness {
+        engine,
+        apps,
+        app_url,
+        stepdesk,
+        functions,
+        seen,
+        dir,
+    }
+}
+
+async fn harness(script: impl Fn(&str, &Value) -> Reply + Send + Sync + 'static) -> Harness {
+    harness_with(Arc::new(script), false).await
+}
+
+async fn send(engine: &Engine, name: &str, data: Value) {
+    let body = json!({"name": name, "data": data}).to_string();
+    let events = stepdesk_engine::event::parse_events(body.as_bytes()).unwrap();
+    engine.send_events(events).await.unwrap();
+}
+
+/// Waits for the function's only run to reach `status`; returns its detail.
+async fn wait_run(engine: &Engine, status: &str) -> stepdesk_engine::admin::RunDetail {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = engine
+            .admin()
+            .runs(serde_json::from_value(json!({"function_id": "fake-hello"})).unwrap())
+            .await
+            .unwrap();
+        if let Some(r) = page.runs.first() {
+            let d = engine.admin().run(&r.id).await.unwrap();
+            if d.summary.status == status {
+                return d;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("run still {:?}, not {status}: {d:#?}", d.summary.status);
+            }
+        } else if tokio::time::Instant::now() > deadline {
+            panic!("no run");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn step_run(id: &str, data: Value) -> Value {
+    json!({"id": stepid::hash(id), "op": "StepRun", "name": id, "displayName": id, "opts": {}, "data": data})
+}
+
+fn memo_has(req: &Value, id: &str) -> bool {
+    req["steps"].get(stepid::hash(id)).is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_steps_are_memoized_in_completion_order() {
+    let h = harness(|_, req| {
+        if !memo_has(req, "a") {
+            Reply::ops(json!([step_run("a", json!({"n": 1}))]))
+        } else if !memo_has(req, "b") {
+            Reply::ops(json!([step_run("b", json!(2))]))
+        } else {
+            Reply::done(json!({"a": req["steps"][stepid::hash("a")]["data"], "b": req["steps"][stepid::hash("b")]["data"]}))
+        }
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({"who": "ada"})).await;
+    let d = wait_run(&h.engine, "Completed").await;
+    assert_eq!(d.output, Some(json!({"a": {"n": 1}, "b": 2})));
+    let seen = h.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        3,
+        "one request per step, then the end: {seen:#?}"
+    );
+    let last = &seen[2].1;
+    assert_eq!(seen[2].0, "step");
+    assert_eq!(
+        last["ctx"]["stack"]["stack"],
+        json!([stepid::hash("a"), stepid::hash("b")])
+    );
+    assert_eq!(last["event"]["data"], json!({"who": "ada"}));
+    assert_eq!(last["events"][0]["name"], json!("demo/hello"));
+    assert_eq!(
+        seen[0].1["version"],
+        json!(-1),
+        "-1 until the SDK has said its version"
+    );
+    assert_eq!(
+        last["version"],
+        json!(2),
+        "then the version the SDK reported"
+    );
+    assert!(
+        last["ctx"].get("fn_id").is_none(),
+        "no fn_id: JS v4 would checkpoint"
+    );
+    let hashes: Vec<&str> = d.steps.iter().map(|s| s.hash.as_str()).collect();
+    assert_eq!(hashes, [stepid::hash("a"), stepid::hash("b")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_error_is_retried_with_the_attempt_counted_per_step() {
+    let h = harness(|_, req| {
+        let attempt = req["ctx"]["attempt"].as_u64().unwrap();
+        if !memo_has(req, "flaky") {
+            if attempt == 0 {
+                Reply::ops(
+                    json!([{"id": stepid::hash("flaky"), "op": "StepError", "name": "flaky",
+                    "error": {"name": "Error", "message": "boom", "stack": "at flaky"}}]),
+                )
+            } else {
+                Reply::ops(json!([step_run("flaky", json!({"attempt": attempt}))]))
+            }
+        } else {
+            Reply::done(req["steps"][stepid::hash("flaky")]["data"].clone())
+        }
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Completed").await;
+    assert_eq!(d.output, Some(json!({"attempt": 1})));
+    let seen = h.seen.lock().unwrap().clone();
+    let attempts: Vec<u64> = seen
+        .iter()
+        .map(|(_, r)| r["ctx"]["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        attempts,
+        [0, 1, 0],
+        "per step: the retry is attempt 1, the next item 0 again"
+    );
+    assert_eq!(
+        seen[0].1["ctx"]["max_attempts"],
+        json!(5),
+        "default: 4 retries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_retriable_function_error_fails_the_run_at_once() {
+    let h = harness(|_, _| Reply {
+        status: 400,
+        headers: vec![("x-inngest-no-retry", "true".into())],
+        body: json!({"name": "NonRetriableError", "message": "bad input", "stack": "at fn"}),
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Failed").await;
+    let err = d.error.expect("the run's error");
+    assert_eq!(err["name"], json!("NonRetriableError"));
+    assert_eq!(err["message"], json!("bad input"));
+    assert_eq!(h.seen.lock().unwrap().len(), 1, "not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_for_a_function_error() {
+    let h = harness(|_, req| {
+        if req["ctx"]["attempt"] == json!(0) {
+            Reply {
+                status: 500,
+                headers: vec![
+                    ("retry-after", "1".into()),
+                    ("x-inngest-no-retry", "false".into()),
+                ],
+                body: json!({"name": "RetryAfterError", "message": "later"}),
+            }
+        } else {
+            Reply::done(json!("ok"))
+        }
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    send(&h.engine, "demo/hello", json!({})).await;
+    wait_run(&h.engine, "Completed").await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "Retry-After: 1 waits a second, not the 100 ms backoff: {:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_parallel_steps_run_by_targeted_requests() {
+    let h = harness(|step_id, req| {
+        let (a, b) = (memo_has(req, "a"), memo_has(req, "b"));
+        if step_id == stepid::hash("a") {
+            return Reply::ops(json!([step_run("a", json!("A"))]));
+        }
+        if step_id == stepid::hash("b") {
+            return Reply::ops(json!([step_run("b", json!("B"))]));
+        }
+        match (a, b) {
+            (false, false) => Reply::ops(json!([
+                {"id": stepid::hash("a"), "op": "StepPlanned", "name": "a", "displayName": "a", "opts": {"type": "step.run"}},
+                {"id": stepid::hash("b"), "op": "StepPlanned", "name": "b", "displayName": "b", "opts": {"type": "step.run"}},
+            ])),
+            // One new step left: the SDK runs it at once.
+            (true, false) => Reply::ops(json!([step_run("b", json!("B"))])),
+            _ => Reply::done(json!([req["steps"][stepid::hash("a")]["data"], req["steps"][stepid::hash("b")]["data"]])),
+        }
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Completed").await;
+    assert_eq!(d.output, Some(json!(["A", "B"])));
+    let seen = h.seen.lock().unwrap().clone();
+    assert_eq!(seen[1].0, stepid::hash("a"), "{seen:#?}");
+    assert_eq!(seen[1].1["ctx"]["step_id"], json!(stepid::hash("a")));
+    assert_eq!(seen[1].1["ctx"]["disable_immediate_execution"], json!(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleep_suspends_the_run_and_resumes_with_a_null_memo() {
+    let h = harness(|_, req| {
+        if !memo_has(req, "nap") {
+            Reply::ops(json!([{"id": stepid::hash("nap"), "op": "Sleep", "name": "1s", "displayName": "nap"}]))
+        } else {
+            Reply::done(json!({"memo": req["steps"][stepid::hash("nap")]}))
+        }
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    send(&h.engine, "demo/hello", json!({})).await;
+    let running = wait_run(&h.engine, "Running").await;
+    let _ = running;
+    let d = wait_run(&h.engine, "Completed").await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(d.output, Some(json!({"memo": null})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_with_if_resumes_with_the_matching_event() {
+    let h = harness(|_, req| {
+        if !memo_has(req, "approval") {
+            Reply::ops(json!([{"id": stepid::hash("approval"), "op": "WaitForEvent", "name": "demo/approved",
+                "displayName": "approval", "opts": {"timeout": "1h", "if": "async.data.order == event.data.order && async.data.ok"}}]))
+        } else {
+            Reply::done(req["steps"][stepid::hash("approval")].clone())
+        }
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({"order": 7})).await;
+    // The wait must exist before the events are sent (only later events match).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while h.seen.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&h.engine, "demo/approved", json!({"order": 8, "ok": true})).await;
+    send(&h.engine, "demo/approved", json!({"order": 7, "ok": false})).await;
+    send(
+        &h.engine,
+        "demo/approved",
+        json!({"order": 7, "ok": true, "by": "grace"}),
+    )
+    .await;
+    let d = wait_run(&h.engine, "Completed").await;
+    let out = d.output.unwrap();
+    assert_eq!(out["name"], json!("demo/approved"), "the bare event: {out}");
+    assert_eq!(out["data"]["by"], json!("grace"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_the_sdk_header_is_a_failed_attempt() {
+    let h = harness_with(Arc::new(|_, _| Reply::done(json!("hi"))), true).await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    // Retried (100 ms backoff) until the attempts are used up, then failed.
+    let d = wait_run(&h.engine, "Failed").await;
+    let err = d.error.unwrap();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer as an Inngest SDK"),
+        "{err}"
+    );
+    assert_eq!(h.seen.lock().unwrap().len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_rules() {
+    let h = harness(|_, _| Reply::done(json!(null))).await;
+    let http = reqwest::Client::new();
+    let body = json!({"url": h.app_url, "appName": "fake", "functions": h.functions.lock().unwrap().clone()});
+    // The same configuration again: not modified.
+    let first: Value = http
+        .post(format!("{}/fn/register", h.stepdesk))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let again = http
+        .post(format!("{}/fn/register", h.stepdesk))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.headers()["x-inngest-server-kind"], "dev");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["ok"], json!(true));
+    assert_eq!(again["modified"], json!(false), "{first} then {again}");
+    // Python's spellings and unknown fields.
+    let py = json!({"url": h.app_url, "appname": "fake", "deploy_type": "ping", "whatever": 1,
+        "functions": h.functions.lock().unwrap().clone()});
+    let res = http
+        .post(format!("{}/fn/register", h.stepdesk))
+        .json(&py)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // A cloud app talking to a dev server.
+    let res = http
+        .post(format!("{}/fn/register", h.stepdesk))
+        .header("x-inngest-expected-server-kind", "cloud")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.unwrap();
+    assert_eq!(
+        err["status"],
+        json!(400),
+        "JS reads the status from the body"
+    );
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("expects a `cloud` server"),
+        "{err}"
+    );
+    // Not a registration.
+    let res = http
+        .post(format!("{}/fn/register", h.stepdesk))
+        .body("{\"url\": 3}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // A function dropped from the app is archived: its event starts nothing any more.
+    *h.functions.lock().unwrap() = json!([function("other", "demo/other", &h.app_url)]);
+    let synced = h.apps.sync(&h.app_url).await.unwrap();
+    assert_eq!(synced.functions, ["fake-other"]);
+    send(&h.engine, "demo/hello", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let page = h
+        .engine
+        .admin()
+        .runs(serde_json::from_value(json!({"function_id": "fake-hello"})).unwrap())
+        .await
+        .unwrap();
+    assert!(page.runs.is_empty(), "{:?}", page.runs);
+    // Removed: the app is gone and so are its functions.
+    h.apps.remove(&h.app_url).await.unwrap();
+    assert!(h.apps.list().await.unwrap().is_empty());
+    assert!(h.engine.registry().get("fake-other").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_app_is_kept_with_its_error() {
+    let h = harness(|_, _| Reply::done(json!(null))).await;
+    let (l, dead) = listen().await;
+    drop(l);
+    let app = h.apps.add(&format!("{dead}/api/inngest")).await.unwrap();
+    let err = app.error.expect("an error");
+    assert!(err.starts_with("unreachable"), "{err}");
+    assert_eq!(h.apps.list().await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sleeping_run_resumes_after_a_restart_without_a_new_sync() {
+    let h = harness(|_, req| {
+        if !memo_has(req, "nap") {
+            Reply::ops(json!([{"id": stepid::hash("nap"), "op": "Sleep", "name": "2s", "displayName": "nap"}]))
+        } else {
+            Reply::done(json!("rested"))
+        }
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Running").await;
+    while h.seen.lock().unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.apps.stop();
+    h.engine.shutdown(Duration::from_secs(5)).await;
+    // Started again, the app's functions come from the stored registration (the app is not
+    // asked to sync: polling is off), so the run finishes instead of failing as unknown.
+    let (engine, _apps, ids) = open(h.dir.path()).await;
+    assert_eq!(ids, ["fake-hello"]);
+    let done = wait_run(&engine, "Completed").await;
+    assert_eq!(done.summary.id, d.summary.id);
+    assert_eq!(done.output, Some(json!("rested")));
+    assert_eq!(
+        h.seen.lock().unwrap().len(),
+        2,
+        "the sleep was not asked for again"
+    );
+}
