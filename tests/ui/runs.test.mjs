@@ -215,7 +215,8 @@ test("the page had no script errors", () => {
 });
 
 test("a stopped engine shows as an error, not as an empty list", async () => {
-  const other = await startServer();
+  // No fixtures: their every-minute cron would put a run in the list this test wants empty.
+  const other = await startServer({ fixtures: false });
   const view = await openConsole(other);
   try {
     await view.page.getByTestId("empty").waitFor();
