@@ -290,9 +290,11 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
                 let routes =
                     stepdesk_readwise_sync::routes::routes(readwise.admin(), admin_token.clone());
                 let routes = match &apps {
-                    Some(apps) => {
-                        routes.merge(stepdesk_sdk::routes::router(apps.clone(), engine.clone()))
-                    }
+                    Some(apps) => routes.merge(stepdesk_sdk::routes::router(
+                        apps.clone(),
+                        engine.clone(),
+                        admin_token.clone(),
+                    )),
                     None => routes,
                 };
                 match &served {

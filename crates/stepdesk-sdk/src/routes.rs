@@ -21,15 +21,52 @@ use crate::apps::{AppError, Apps};
 struct SdkState {
     apps: Apps,
     engine: Engine,
+    admin_token: String,
 }
 
-/// The SDK-facing routes, to merge into the server's router.
-pub fn router(apps: Apps, engine: Engine) -> Router {
+/// The SDK-facing routes, to merge into the server's router. `/fn/register` is open in dev
+/// mode (SDKs sync there with no credential, as on `inngest dev`); removing an app and
+/// starting a function by `/invoke` need the signing key (cloud mode) or the admin token: an
+/// invocation is trusted by the engine's gates (it may carry a Readwise `apiKey`), so it
+/// must not be open to any local process.
+pub fn router(apps: Apps, engine: Engine, admin_token: String) -> Router {
     Router::new()
         .route("/fn/register", post(register))
         .route("/fn/remove", delete(remove))
         .route("/invoke/{slug}", post(invoke))
-        .with_state(SdkState { apps, engine })
+        .with_state(SdkState {
+            apps,
+            engine,
+            admin_token,
+        })
+}
+
+/// The bearer token of a request, if any.
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
+/// For the routes that change things on Stepdesk's side: the admin token always, or the
+/// signing key (plain or hashed) when one is set.
+fn refusal_unless_admin(s: &SdkState, headers: &HeaderMap) -> Option<Response> {
+    let presented = bearer(headers);
+    if stepdesk_engine::secrets::constant_time_eq(presented, &s.admin_token) {
+        return None;
+    }
+    let config = s.apps.config();
+    if config.signing_key.is_some() {
+        return refusal(&s.apps, headers);
+    }
+    Some(error(
+        config.server_kind(),
+        StatusCode::UNAUTHORIZED,
+        "this route needs the admin token: send `Authorization: Bearer <token>` \
+         (`stepdesk admin-token` prints it)",
+    ))
 }
 
 fn answer(kind: &'static str, status: StatusCode, body: Value) -> Response {
@@ -65,11 +102,7 @@ fn refusal(apps: &Apps, headers: &HeaderMap) -> Option<Response> {
         // A dev server: SDKs send `Bearer undefined` or nothing at all.
         return None;
     };
-    let presented = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = bearer(headers);
     let keys = std::iter::once(key).chain(config.signing_key_fallback.as_deref());
     for k in keys {
         if sign::matches_bearer(presented, k) {
@@ -113,7 +146,7 @@ async fn remove(
     Query(q): Query<RemoveQuery>,
 ) -> Response {
     let kind = s.apps.config().server_kind();
-    if let Some(res) = refusal(&s.apps, &headers) {
+    if let Some(res) = refusal_unless_admin(&s, &headers) {
         return res;
     }
     let Some(url) = q.url.filter(|u| !u.is_empty()) else {
@@ -138,7 +171,7 @@ async fn invoke(
     body: Bytes,
 ) -> Response {
     let kind = s.apps.config().server_kind();
-    if let Some(res) = refusal(&s.apps, &headers) {
+    if let Some(res) = refusal_unless_admin(&s, &headers) {
         return res;
     }
     let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {

@@ -18,6 +18,8 @@ use stepdesk_engine::{Backoff, Engine, EngineConfig};
 use stepdesk_inngest::stepid;
 use stepdesk_sdk::{Apps, SdkConfig};
 
+const ADMIN: &str = "the-admin-token";
+
 /// What the scripted app answers to one call request.
 struct Reply {
     status: u16,
@@ -184,7 +186,7 @@ async fn harness_with(script: Script, anonymous: bool) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let (engine, apps, _) = open(dir.path()).await;
     let (sd_listener, stepdesk) = listen().await;
-    let routes = stepdesk_sdk::routes::router(apps.clone(), engine.clone());
+    let routes = stepdesk_sdk::routes::router(apps.clone(), engine.clone(), ADMIN.into());
     tokio::spawn(async move { axum::serve(sd_listener, routes).await.unwrap() });
 
     let (app_listener, app_base) = listen().await;
@@ -618,4 +620,49 @@ async fn a_sleeping_run_resumes_after_a_restart_without_a_new_sync() {
         2,
         "the sleep was not asked for again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoking_and_removing_need_the_admin_token() {
+    let h = harness(|_, _| Reply::done(json!("invoked"))).await;
+    let http = reqwest::Client::new();
+    // An invocation is trusted by the engine's gates: no credential, no run.
+    let res = http
+        .post(format!("{}/invoke/fake-hello", h.stepdesk))
+        .json(&json!({"data": {"x": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let err: Value = res.json().await.unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("admin token"),
+        "{err}"
+    );
+    let res = http
+        .delete(format!("{}/fn/remove?url={}", h.stepdesk, h.app_url))
+        .header("authorization", "Bearer wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(h.apps.list().await.unwrap().len(), 1, "not removed");
+    let page = h
+        .engine
+        .admin()
+        .runs(serde_json::from_value(json!({"function_id": "fake-hello"})).unwrap())
+        .await
+        .unwrap();
+    assert!(page.runs.is_empty());
+    // With it: the function runs.
+    let res = http
+        .post(format!("{}/invoke/fake-hello", h.stepdesk))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .json(&json!({"data": {"x": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let d = wait_run(&h.engine, "Completed").await;
+    assert_eq!(d.output, Some(json!("invoked")));
 }

@@ -149,7 +149,11 @@ async fn start_b(signing_key: Option<&str>) -> B {
         .await
         .unwrap();
     let mut server = stepdesk_server::ServerConfig::local("admin-token");
-    server.extra_routes = Some(stepdesk_sdk::routes::router(apps.clone(), engine.clone()));
+    server.extra_routes = Some(stepdesk_sdk::routes::router(
+        apps.clone(),
+        engine.clone(),
+        "admin-token".into(),
+    ));
     let router = stepdesk_server::router(api, server);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
