@@ -11,9 +11,13 @@ set -euo pipefail
 
 if [[ "${1:-}" == "--inside" ]]; then
     shift
-    # Inside dbus-run-session: start the keyring (it reads its password from stdin, creates
-    # login.keyring in the fresh XDG_DATA_HOME and unlocks it), then wait for its bus name.
-    printf %s "stepdesk-ci" | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1
+    # Inside dbus-run-session. The keyring is started by D-Bus activation through our own
+    # service file (see below), so the first use of org.freedesktop.secrets starts it, and
+    # should the daemon ever exit, the next use starts it again, unlocked with the same
+    # password: a daemon activated by the system's service file would have a locked login
+    # keyring, and every write would need a password prompt that cannot be shown here.
+    dbus-send --session --print-reply --dest=org.freedesktop.DBus / \
+        org.freedesktop.DBus.StartServiceByName string:org.freedesktop.secrets uint32:0 >/dev/null
     for _ in $(seq 100); do
         if dbus-send --session --print-reply --dest=org.freedesktop.DBus / \
             org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null |
@@ -31,6 +35,14 @@ if [[ "${1:-}" == "--inside" ]]; then
     secret-tool clear service stepdesk-session-probe user ci
     echo "with-session: D-Bus session bus and unlocked Secret Service (gnome-keyring) ready" >&2
     exec "$@"
+fi
+
+if [[ "${1:-}" == "--keyring" ]]; then
+    # Run by dbus-daemon (service activation): gnome-keyring in the foreground, reading the
+    # login keyring's password from stdin (it creates login.keyring in XDG_DATA_HOME the
+    # first time and unlocks it).
+    echo "with-session: starting gnome-keyring-daemon (pid $$)" >&2
+    exec gnome-keyring-daemon --unlock --foreground --components=secrets < <(printf %s "stepdesk-ci")
 fi
 
 if [[ $# -eq 0 ]]; then
@@ -51,6 +63,14 @@ export XDG_STATE_HOME="$root/home/.local/state"
 export XDG_RUNTIME_DIR="$root/runtime"
 mkdir -p "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME" "$XDG_STATE_HOME"
 mkdir -m 700 "$XDG_RUNTIME_DIR"
+# The session bus reads service files from XDG_DATA_HOME before the system's: ours starts the
+# keyring unlocked (see --keyring above).
+mkdir -p "$XDG_DATA_HOME/dbus-1/services"
+cat >"$XDG_DATA_HOME/dbus-1/services/org.freedesktop.secrets.service" <<EOF
+[D-BUS Service]
+Name=org.freedesktop.secrets
+Exec=$(realpath "$0") --keyring
+EOF
 unset DBUS_SESSION_BUS_ADDRESS
 
 # dbus-run-session stops the bus when the command ends; the keyring daemon exits with it.
