@@ -332,15 +332,24 @@ struct PlanEnv<'a> {
 /// How the body returned: its value, its error, or a panic's message.
 type BodyResult = Result<Result<Value, Error>, String>;
 
-/// Runs a function's body once: at most one new step executes (its outcome is returned),
-/// and a panic in the body is caught and returned as its message.
+/// What one execution of the body did: the finished `run` steps a driver reported (see
+/// [`Step::record_run`]), then the last outcome, and how the body returned.
+struct Executed {
+    done: Vec<Outcome>,
+    outcome: Option<Outcome>,
+    body: BodyResult,
+}
+
+/// Runs a function's body once: at most one new Rust step executes (a driver may report
+/// several finished `run` steps), and a panic in the body is caught and returned as its
+/// message.
 async fn run_body(
     function: &crate::Function,
     event: &Event,
     run: &LoadedRun,
     run_id: &str,
     hook: crate::step::StartHook,
-) -> (Option<Outcome>, BodyResult) {
+) -> Executed {
     let step = Step::with_input_override(
         run.memo.clone(),
         run.event.clone(),
@@ -369,7 +378,60 @@ async fn run_body(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into())
         });
-    (step.take_outcome(), result)
+    let (mut done, mut outcome) = step.take_outcomes();
+    // Steps reported, then the function's value (an SDK that checkpointed its steps and
+    // then answered `RunComplete`): the steps are written and the run completes, at once.
+    if matches!(result, Ok(Ok(_))) && matches!(outcome, Some(Outcome::Ran { .. })) {
+        done.extend(outcome.take());
+    }
+    Executed {
+        done,
+        outcome,
+        body: result,
+    }
+}
+
+/// Plans an execution with several outcomes: each reported `run` step, then the last
+/// outcome. A step that failed and will be retried stops the run until its retry (the rest
+/// of the execution is not written: the replay after the retry finds it again); otherwise
+/// the last outcome decides what follows, except that a run that made progress is replayed
+/// rather than left waiting for a step that is still pending.
+fn plan_all(executed: Executed, run: &mut LoadedRun, env: &PlanEnv<'_>) -> (Vec<Progress>, After) {
+    let Executed {
+        done,
+        outcome,
+        body,
+    } = executed;
+    let progressed = !done.is_empty();
+    let mut progresses = Vec::with_capacity(done.len() + 1);
+    let mut retry_at: Option<i64> = None;
+    for ran in done {
+        let Planned { progress, after } = plan(Some(ran), Ok(Err(Error::Interrupt)), run, env);
+        if let After::Stop(Some(at)) = after {
+            retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+        }
+        progresses.push(progress);
+    }
+    let after = match retry_at {
+        Some(at) => {
+            // The earliest retry wakes the run (each retrying step set its own time).
+            for p in &mut progresses {
+                if let Some(Some(_)) = p.wake_at {
+                    p.wake_at = Some(Some(at));
+                }
+            }
+            After::Stop(Some(at))
+        }
+        None => {
+            let Planned { progress, after } = plan(outcome, body, run, env);
+            progresses.push(progress);
+            match after {
+                After::Pending(_) if progressed => After::Continue,
+                other => other,
+            }
+        }
+    };
+    (progresses, after)
 }
 
 /// Decides what an execution of the body amounts to: the rows to write and what follows.
@@ -686,7 +748,7 @@ async fn prepare(
     let registry = engine.registry();
     let Some(function) = registry.get(&run.function_id).cloned() else {
         let err = ErrorBody::new("FunctionNotFound", registry.missing(&run.function_id));
-        commit(engine, fail(err)).await?;
+        commit(engine, vec![fail(err)]).await?;
         return Ok(Err(None));
     };
     let event: Event = match serde_json::from_value(run.event.clone()) {
@@ -696,7 +758,7 @@ async fn prepare(
                 "InvalidEvent",
                 format!("the run's event cannot be read: {e}"),
             );
-            commit(engine, fail(err)).await?;
+            commit(engine, vec![fail(err)]).await?;
             return Ok(Err(None));
         }
     };
@@ -723,7 +785,7 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
     loop {
         let body_started = now_ms();
         let hook = start_hook(engine, run_id);
-        let (outcome, body) = run_body(&function, &event, &run, run_id, hook).await;
+        let executed = run_body(&function, &event, &run, run_id, hook).await;
         let registry = engine.registry();
         let env = PlanEnv {
             run_id,
@@ -734,7 +796,7 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
             now: now_ms(),
             first_start: first_start.take(),
         };
-        let Planned { progress, after } = plan(outcome, body, &mut run, &env);
+        let (progress, after) = plan_all(executed, &mut run, &env);
         match after {
             After::Continue => {
                 if !commit(engine, progress).await?.applied {
@@ -758,7 +820,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
                 );
             }
             After::Pending(next) => {
-                if progress.started_at.is_some() {
+                // Only the last progress can be there (a run with reported steps continues).
+                if progress.iter().any(|p| p.started_at.is_some()) {
                     commit(engine, progress).await?;
                 }
                 return Ok(next);
@@ -806,13 +869,33 @@ fn suspended(
     }
 }
 
-/// Writes progress and hands the runs it woke to the dispatcher.
-async fn commit(engine: &Arc<EngineInner>, p: Progress) -> Result<progress::Applied, StoreError> {
+/// Writes an execution's progress (one transaction) and hands the runs it woke to the
+/// dispatcher. Nothing is written if the run is no longer running; `sent_ids` are the last
+/// progress's.
+async fn commit(
+    engine: &Arc<EngineInner>,
+    ps: Vec<Progress>,
+) -> Result<progress::Applied, StoreError> {
     let inner = engine.clone();
     let applied = engine
         .store
         // The registry as of the commit (see `Engine::send_events_from`).
-        .write(move |c| progress::apply(c, &inner.registry(), p, now_ms()))
+        .write(move |c| {
+            let registry = inner.registry();
+            let now = now_ms();
+            let mut all = progress::Applied::default();
+            for p in ps {
+                let applied = progress::apply(c, &registry, p, now)?;
+                if !applied.applied {
+                    // Cancelled meanwhile: the first progress wrote nothing, nor will the rest.
+                    return Ok(applied);
+                }
+                all.applied = true;
+                all.wakes.extend(applied.wakes);
+                all.sent_ids = applied.sent_ids;
+            }
+            Ok(all)
+        })
         .await?;
     engine.dispatcher.wake_all(applied.wakes.iter().cloned());
     Ok(applied)

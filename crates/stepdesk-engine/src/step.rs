@@ -307,6 +307,9 @@ pub(crate) enum Outcome {
 pub(crate) struct Replay {
     pub(crate) memo: Memos,
     seen: HashMap<String, u32>,
+    /// Finished `run` steps a driver reported before `outcome` in this execution (parallel
+    /// steps, checkpointed steps), in the order reported.
+    pub(crate) done: Vec<Outcome>,
     pub(crate) outcome: Option<Outcome>,
     trigger: Value,
     run_id: String,
@@ -318,6 +321,30 @@ pub(crate) struct Replay {
     pub(crate) gate: Option<RunGate>,
     /// The new `run` step the gate held back, unexecuted.
     pub(crate) held: Option<HeldStep>,
+}
+
+impl Replay {
+    /// Whether this execution already reported the step with this hash.
+    fn reported(&self, hash: &str) -> bool {
+        self.done
+            .iter()
+            .chain(self.outcome.as_ref())
+            .any(|o| o.hash() == Some(hash))
+    }
+}
+
+impl Outcome {
+    /// The hash of the step this outcome is about (none for [`Outcome::Pending`]).
+    pub(crate) fn hash(&self) -> Option<&str> {
+        match self {
+            Outcome::Ran { hash, .. }
+            | Outcome::Sleep { hash, .. }
+            | Outcome::Wait { hash, .. }
+            | Outcome::Invoke { hash, .. }
+            | Outcome::Send { hash, .. } => Some(hash),
+            Outcome::Pending => None,
+        }
+    }
 }
 
 /// Which new `run` step an execution driven from outside may execute (Inngest's targeted
@@ -369,6 +396,7 @@ impl Step {
             replay: Arc::new(Mutex::new(Replay {
                 memo,
                 seen: HashMap::new(),
+                done: Vec::new(),
                 outcome: None,
                 trigger,
                 run_id,
@@ -421,6 +449,13 @@ impl Step {
 
     pub(crate) fn take_outcome(&self) -> Option<Outcome> {
         self.lock().outcome.take()
+    }
+
+    /// Every outcome of the execution: the finished `run` steps a driver reported first (see
+    /// [`Step::record_run`]), then the last outcome.
+    pub(crate) fn take_outcomes(&self) -> (Vec<Outcome>, Option<Outcome>) {
+        let mut r = self.lock();
+        (std::mem::take(&mut r.done), r.outcome.take())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Replay> {
@@ -731,9 +766,14 @@ impl Step {
 /// last attempt the step fails for good and the next execution sees it as
 /// [`StepState::Failed`].
 ///
-/// One outcome per execution: the first report wins. A later report in the same execution
-/// (or a Rust step after it) records nothing, logs a warning, and returns
-/// [`Error::Interrupt`]: report one step per execution.
+/// Several `run` steps may be reported in one execution (parallel steps that ran at once,
+/// steps an SDK checkpointed while its request was in flight), then at most one other
+/// report (a sleep, a wait, an invoke): they are all persisted together when the handler
+/// returns, in the order reported. A handler that reports `run` steps and then returns
+/// `Ok(value)` completes the run in the same write. Anything after a sleep, wait or invoke
+/// (or a Rust step after any report) records nothing, logs a warning, and returns
+/// [`Error::Interrupt`]; so does a second report of the same step in one execution (an SDK
+/// retrying a checkpoint whose answer it missed).
 ///
 /// A report for a step that is still pending (its sleep, wait or invoke not due) records
 /// nothing new: the run waits for that step, as a Rust body reaching it would. A report for
@@ -744,7 +784,7 @@ impl Step {
 impl Step {
     /// Every recorded step of the run: the finished ones in the order they finished (the
     /// SDK's `ctx.stack`), then the retrying and pending ones in the order the run reached
-    /// them. A step recorded earlier in this execution is not included.
+    /// them. A step reported earlier in this execution is not included.
     pub fn memo(&self) -> Vec<RecordedStep> {
         self.lock().memo.recorded()
     }
@@ -893,8 +933,15 @@ impl Step {
     ) -> Error {
         {
             let r = self.lock();
-            if r.outcome.is_some() {
-                tracing::warn!(run_id = %r.run_id, step = %step_id, "a second step outcome in one execution is ignored: report one step per execution");
+            match &r.outcome {
+                None | Some(Outcome::Ran { .. }) => {}
+                Some(_) => {
+                    tracing::warn!(run_id = %r.run_id, step = %step_id, "a report after a sleep, wait or invoke in one execution is ignored");
+                    return Error::Interrupt;
+                }
+            }
+            if r.reported(hash) {
+                tracing::debug!(run_id = %r.run_id, step = %step_id, "step reported twice in one execution; the first report stands");
                 return Error::Interrupt;
             }
         }
@@ -911,7 +958,14 @@ impl Step {
             )),
             Some(Memo::Pending) => self.suspend(Outcome::Pending),
             Some(Memo::Retrying { .. }) | None => match outcome() {
-                Ok(o) => self.suspend(o),
+                Ok(o) => {
+                    let mut r = self.lock();
+                    if let Some(ran @ Outcome::Ran { .. }) = r.outcome.take() {
+                        r.done.push(ran);
+                    }
+                    r.outcome = Some(o);
+                    Error::Interrupt
+                }
                 Err(e) => e,
             },
         }

@@ -419,3 +419,134 @@ async fn a_sleeping_driver_run_resumes_after_a_crash() {
     );
     stop(&engine).await;
 }
+
+/// Several `run` steps reported in one execution (parallel steps, checkpointed steps), then
+/// the function's value: one execution, every step written in order, the run completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_steps_reported_in_one_execution_are_written_together() {
+    let executions = counter();
+    let seen = executions.clone();
+    let f = Function::builder("batch")
+        .on_event("app/batch")
+        .handler(move |ctx| {
+            let seen = seen.clone();
+            async move {
+                bump(&seen);
+                let t = now_ms();
+                for (i, id) in ["a", "b", "c"].iter().enumerate() {
+                    let e =
+                        ctx.step
+                            .record_run(&hash_step_id(id), id, None, Ok(json!(i)), t, t + 1);
+                    assert!(matches!(e, Error::Interrupt), "{e:?}");
+                }
+                // The same step again in this execution: the first report stands.
+                let again =
+                    ctx.step
+                        .record_run(&hash_step_id("a"), "a", None, Ok(json!("late")), t, t);
+                assert!(matches!(again, Error::Interrupt));
+                Ok(json!({"done": true}))
+            }
+        })
+        .unwrap();
+    let (engine, _dir) = start(vec![f]).await;
+    send(&engine, json!({"name": "app/batch"})).await;
+    let d = single_run(&engine, "batch", "Completed").await;
+    assert_eq!(
+        count(&executions),
+        1,
+        "one execution wrote the steps and the end"
+    );
+    assert_eq!(d.output, Some(json!({"done": true})));
+    let ids: Vec<_> = d.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert_eq!(step(&d, "a").output, Some(json!(0)));
+    assert_eq!(step(&d, "c").output, Some(json!(2)));
+    stop(&engine).await;
+}
+
+/// A step that failed among several reported ones stops the run until its retry: the
+/// finished steps are kept, the sleep reported after them is not (the replay finds it
+/// again), and a report after a sleep in the same execution is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_among_several_waits_for_its_retry() {
+    let seen = observations();
+    let log = seen.clone();
+    let f = Function::builder("mixed")
+        .on_event("app/mixed")
+        .retries(2)
+        .handler(move |ctx| {
+            let log = log.clone();
+            async move {
+                let memo = ctx.step.memo();
+                log.lock().unwrap().push(Observation {
+                    memo: memo.clone(),
+                    attempt: ctx.attempt,
+                    retrying_attempt: ctx.step.retrying_attempt(),
+                    max_attempts: ctx.max_attempts,
+                    events: vec![],
+                });
+                let t = now_ms();
+                let done = |id: &str| {
+                    memo.iter()
+                        .any(|s| s.step_id == id && matches!(s.state, StepState::Completed(_)))
+                };
+                if memo.is_empty() {
+                    let _ =
+                        ctx.step
+                            .record_run(&hash_step_id("ok"), "ok", None, Ok(json!(1)), t, t);
+                    let _ = ctx.step.record_run(
+                        &hash_step_id("flaky"),
+                        "flaky",
+                        None,
+                        Err(Error::retry_after("busy", Duration::from_millis(200))),
+                        t,
+                        t,
+                    );
+                    return Err(ctx
+                        .step
+                        .record_sleep(&hash_step_id("nap"), "nap", t + 60_000));
+                }
+                if !done("flaky") {
+                    return Err(ctx.step.record_run(
+                        &hash_step_id("flaky"),
+                        "flaky",
+                        None,
+                        Ok(json!(2)),
+                        t,
+                        t,
+                    ));
+                }
+                if done("short") {
+                    return Ok(json!("end"));
+                }
+                // A sleep, then a run report: the run report is ignored.
+                let _ = ctx
+                    .step
+                    .record_sleep(&hash_step_id("short"), "short", t + 50);
+                let ignored =
+                    ctx.step
+                        .record_run(&hash_step_id("after"), "after", None, Ok(json!(3)), t, t);
+                assert!(matches!(ignored, Error::Interrupt));
+                Err(Error::Interrupt)
+            }
+        })
+        .unwrap();
+    let (engine, _dir) = start(vec![f]).await;
+    send(&engine, json!({"name": "app/mixed"})).await;
+    let d = single_run(&engine, "mixed", "Completed").await;
+    assert_eq!(d.output, Some(json!("end")));
+    let ids: Vec<_> = d.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["ok", "flaky", "short"], "no `nap`, no `after`");
+    assert_eq!(step(&d, "flaky").attempts, 2);
+    assert_eq!(step(&d, "flaky").failed_attempts.len(), 1);
+    let obs = seen.lock().unwrap().clone();
+    assert_eq!(
+        shape(&obs[1].memo),
+        vec![
+            ("ok".into(), StepKind::Run, "completed".into()),
+            ("flaky".into(), StepKind::Run, "retrying 1".into()),
+        ],
+        "the second execution sees the finished step and the retrying one"
+    );
+    stop(&engine).await;
+}

@@ -167,6 +167,7 @@ impl Apps {
         let env = Env {
             http,
             signing_key: config.signing_key.as_deref().map(Arc::from),
+            live: Default::default(),
         };
         let mut functions = Vec::new();
         for row in rows {
@@ -464,6 +465,11 @@ impl Apps {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.0.env.http
+    }
+
+    /// The executions whose call request is in flight (JS v4 checkpoints go there).
+    pub fn live(&self) -> &crate::checkpoint::LiveRuns {
+        &self.0.env.live
     }
 }
 

@@ -7,15 +7,20 @@
 //! The engine keeps everything else (durability, retries and their backoff, sleeps, waits,
 //! invokes, cancellation, the run's end), so an SDK run is stored and shown like a Rust one.
 //!
-//! Parallel steps (`Promise.all`, `group.parallel`): the SDK answers `StepPlanned` for each;
-//! the driver runs the first planned step not yet recorded with a targeted request
-//! (`stepId=<hash>`) and reports it; the next execution's discovery request finds the others
-//! (the SDK plans the remaining ones again, or runs the only one left at once). Steps of a
-//! parallel group therefore execute one after another, each at least once, with their results
-//! in completion order: the SDK cannot tell the difference, only the wall time can.
+//! Parallel steps (`Promise.all`, `group.parallel`, Python's `ctx.group.parallel`): the
+//! SDK answers `StepPlanned` for each. The driver starts a targeted request (`stepId=<hash>`)
+//! for every planned step at once, as tasks that outlive the execution ([`InFlight`]), and
+//! reports each answer as its step finishes: the execution that started them waits for the
+//! first, reports every answer that is in, and ends; the run replays, the SDK plans the
+//! steps still running again, and the next execution waits for the next one. So a group of
+//! steps takes as long as its slowest step, and in race mode the function goes on as soon
+//! as the winner is recorded. A step is never started twice while its request is in flight.
+//!
+//! Checkpointing (JS v4): see [`crate::checkpoint`].
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -25,6 +30,7 @@ use stepdesk_inngest::response::{parse_call_response, CallOutcome};
 use stepdesk_inngest::wire::{CallCtx, CallRequest, CallStack, Op, Opcode};
 use stepdesk_inngest::{duration, sign};
 
+use crate::checkpoint::SharedLive;
 use crate::time::now_ms;
 
 /// Longest an app may take to answer one call request (Inngest allows 2 h per request; a
@@ -42,6 +48,97 @@ pub(crate) struct FunctionDriver {
     pub signing_key: Option<Arc<str>>,
     /// The request version the SDK last reported (`X-Inngest-Req-Version`); -1 until then.
     pub version: AtomicI64,
+    /// Executions whose request is in flight, for checkpoints (shared by every function).
+    pub live: SharedLive,
+    /// Planned steps whose targeted request is in flight, per run.
+    pub inflight: InFlight,
+}
+
+/// Planned steps running at once, per run (see the module's comment).
+#[derive(Default)]
+pub(crate) struct InFlight {
+    runs: Mutex<HashMap<String, Flights>>,
+}
+
+#[derive(Default)]
+struct Flights {
+    /// Hashes of the steps whose request is in flight.
+    running: HashSet<String>,
+    /// Answers in, not yet reported.
+    finished: Vec<Finished>,
+    /// Told when an answer comes in.
+    notify: Arc<tokio::sync::Notify>,
+}
+
+/// A planned step's answer, as it will be reported.
+struct Finished {
+    hash: String,
+    name: String,
+    input: Option<Value>,
+    result: Result<Value, Error>,
+    started: i64,
+    ended: i64,
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Flights>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_running_any(&self, run_id: &str) -> bool {
+        self.lock()
+            .get(run_id)
+            .is_some_and(|f| !f.running.is_empty())
+    }
+
+    /// Marks a step as running; false if it already was.
+    fn start(&self, run_id: &str, hash: &str) -> bool {
+        self.lock()
+            .entry(run_id.to_string())
+            .or_default()
+            .running
+            .insert(hash.to_string())
+    }
+
+    fn finish(&self, run_id: &str, done: Finished) {
+        let mut runs = self.lock();
+        let flights = runs.entry(run_id.to_string()).or_default();
+        flights.running.remove(&done.hash);
+        flights.finished.push(done);
+        flights.notify.notify_one();
+    }
+
+    /// The answers in, and whether steps are still running; forgets a run with neither.
+    fn take(&self, run_id: &str) -> (Vec<Finished>, bool) {
+        let mut runs = self.lock();
+        let Some(flights) = runs.get_mut(run_id) else {
+            return (Vec::new(), false);
+        };
+        let done = std::mem::take(&mut flights.finished);
+        let running = !flights.running.is_empty();
+        if !running {
+            runs.remove(run_id);
+        }
+        (done, running)
+    }
+
+    fn notifier(&self, run_id: &str) -> Arc<tokio::sync::Notify> {
+        self.lock()
+            .entry(run_id.to_string())
+            .or_default()
+            .notify
+            .clone()
+    }
+
+    /// A run that ended: answers still to come are dropped.
+    fn forget(&self, run_id: &str) {
+        let mut runs = self.lock();
+        if runs.get(run_id).is_some_and(|f| f.running.is_empty()) {
+            runs.remove(run_id);
+        } else if let Some(f) = runs.get_mut(run_id) {
+            f.finished.clear();
+        }
+    }
 }
 
 /// How each kind of recorded step is given back to the SDK (inngest-protocol.md §7 point 3):
@@ -59,7 +156,13 @@ pub(crate) fn memo_value(step: &RecordedStep) -> Option<Value> {
 }
 
 /// The call request for one execution: discovery (`step_id` "step") or one planned step.
-pub(crate) fn call_request(ctx: &Ctx, step_id: &str, version: i64) -> CallRequest {
+/// `checkpoint`: the execution's `fn_id` and `qi_id`, with which a JS v4 SDK checkpoints.
+pub(crate) fn call_request(
+    ctx: &Ctx,
+    step_id: &str,
+    version: i64,
+    checkpoint: Option<(&str, &str)>,
+) -> CallRequest {
     let mut steps = Map::new();
     let mut stack = Vec::new();
     for s in &ctx.step.memo() {
@@ -75,25 +178,31 @@ pub(crate) fn call_request(ctx: &Ctx, step_id: &str, version: i64) -> CallReques
             steps.insert(hash, json!({ "input": input }));
         }
     }
-    // `ctx.attempt` is per queue item: the attempt of the step being retried when there is
-    // one (the SDK reaches it first, as nothing after it is recorded), else the body's.
-    let attempt = ctx.step.retrying_attempt().unwrap_or(ctx.attempt);
+    // `ctx.attempt` is per queue item: for a targeted request, the attempt of its step;
+    // otherwise the attempt of the step being retried when there is one (the SDK reaches it
+    // first, as nothing after it is recorded), else the body's.
+    let targeted = ctx.step.memo().into_iter().find_map(|s| match s.state {
+        StepState::Retrying { attempts } if s.hash == step_id => Some(attempts),
+        _ => None,
+    });
+    let attempt = targeted
+        .or_else(|| ctx.step.retrying_attempt())
+        .unwrap_or(ctx.attempt);
     let event = serde_json::to_value(&ctx.event).unwrap_or(Value::Null);
     CallRequest {
         events: vec![event.clone()],
         event,
         steps,
         ctx: CallCtx {
-            // Without `fn_id`, JS v4 does not try to checkpoint (inngest-protocol.md §1.13):
-            // it answers one step per request, which this driver handles.
-            fn_id: None,
+            // With `fn_id` and `qi_id`, JS v4 checkpoints (see crate::checkpoint).
+            fn_id: checkpoint.map(|(f, _)| f.to_string()),
             run_id: ctx.run_id.clone(),
             env: String::new(),
             step_id: step_id.to_string(),
             attempt,
             max_attempts: Some(ctx.max_attempts),
             stack: CallStack::of(stack),
-            qi_id: None,
+            qi_id: checkpoint.map(|(_, q)| q.to_string()),
             disable_immediate_execution: step_id != "step",
             use_api: false,
         },
@@ -103,41 +212,157 @@ pub(crate) fn call_request(ctx: &Ctx, step_id: &str, version: i64) -> CallReques
 }
 
 impl FunctionDriver {
-    /// One execution of the function's body: a discovery request, and when the app plans
-    /// steps instead of running one, a targeted request for the first of them.
-    pub(crate) async fn execute(&self, ctx: Ctx) -> Result<Value, Error> {
-        let outcome = self.call(&ctx, "step").await?;
-        let (ops, retry_at) = match outcome {
-            Answer::Complete(v) => return Ok(v),
-            Answer::Ops(ops, retry_at) => (ops, retry_at),
+    /// One execution of the function's body: a discovery request (during which a JS v4 SDK
+    /// may checkpoint steps), then what its answer asks for: the result, one step to
+    /// record, or planned steps to run at once.
+    pub(crate) async fn execute(self: &Arc<Self>, ctx: Ctx) -> Result<Value, Error> {
+        let answer = {
+            let (qi_id, live) = self
+                .live
+                .enter(&ctx.run_id, &self.function_id, ctx.step.clone());
+            let answer = self
+                .call(&ctx, "step", Some((&self.function_id, &qi_id)))
+                .await;
+            let checkpointed = live.finish();
+            (answer, checkpointed)
         };
-        let Some(op) = ops.into_iter().next() else {
-            // `[]`: the SDK found nothing to do. Nothing was recorded; try again later.
-            return Err(Error::retriable(
-                "the app answered with no step and no result (206 [])",
-            ));
-        };
-        if op.op == Opcode::StepPlanned {
-            if self.recorded(&ctx, &op.id) {
-                return Err(Error::retriable(format!(
-                    "the app planned step `{}` again although it is recorded",
-                    display(&op)
-                )));
+        let (ops, retry_at, checkpointed) = match answer {
+            (Ok(Answer::Complete(v)), _) => {
+                self.inflight.forget(&ctx.run_id);
+                return Ok(v);
             }
-            return match self.call(&ctx, &op.id).await? {
-                Answer::Complete(v) => Ok(v),
-                Answer::Ops(ops, retry_at) => match ops.into_iter().find(|o| o.id == op.id) {
-                    Some(done) if done.op != Opcode::StepPlanned => {
-                        self.report(&ctx, done, retry_at)
-                    }
-                    _ => Err(Error::retriable(format!(
-                        "the app did not run planned step `{}` when asked for it",
-                        display(&op)
-                    ))),
-                },
-            };
+            (Ok(Answer::Ops(ops, retry_at)), n) => (ops, retry_at, n),
+            // Steps checkpointed before the request failed are kept: the run goes on from
+            // them (the failure is the SDK's next attempt to make).
+            (Err(_), n) if n > 0 => return Err(Error::Interrupt),
+            (Err(e), _) => return Err(e),
+        };
+        let (planned, others): (Vec<Op>, Vec<Op>) =
+            ops.into_iter().partition(|op| op.op == Opcode::StepPlanned);
+        if !planned.is_empty() {
+            if checkpointed > 0 {
+                // Targeted requests need the checkpointed steps in their memo: write them
+                // first; the replay plans these steps again.
+                return Err(Error::Interrupt);
+            }
+            for op in &planned {
+                if self.recorded(&ctx, &op.id) {
+                    return Err(Error::retriable(format!(
+                        "the app planned step `{}` again although it is recorded",
+                        display(op)
+                    )));
+                }
+                if self.inflight.start(&ctx.run_id, &op.id) {
+                    self.spawn_planned(&ctx, op);
+                }
+            }
         }
-        self.report(&ctx, op, retry_at)
+        // Answers of planned steps that are in: report them first.
+        let mut reported = self.report_finished(&ctx);
+        // Then the first other op (a sleep, a wait, an invoke, a step the SDK ran at once,
+        // the function's end): the others are found again by the replay.
+        if let Some(op) = others.into_iter().next() {
+            return self.report(&ctx, op, retry_at);
+        }
+        if !planned.is_empty() && reported == 0 {
+            reported = self.wait_for_planned(&ctx).await?;
+        }
+        if reported > 0 || checkpointed > 0 {
+            return Err(Error::Interrupt);
+        }
+        // `[]`: the SDK found nothing to do. Nothing was recorded; try again later.
+        Err(Error::retriable(
+            "the app answered with no step and no result (206 [])",
+        ))
+    }
+
+    /// Starts the targeted request of a planned step, as a task: its answer is reported by
+    /// whichever execution of the run finds it (see [`InFlight`]).
+    fn spawn_planned(self: &Arc<Self>, ctx: &Ctx, op: &Op) {
+        let request = self.prepare(ctx, &op.id, None);
+        let this = self.clone();
+        let run_id = ctx.run_id.clone();
+        let (hash, name, input) = (op.id.clone(), display(op), input(op));
+        tokio::spawn(async move {
+            let started = now_ms();
+            let answer = this.send(request).await;
+            let now = now_ms();
+            let (result, started, ended) = match answer {
+                Ok(Answer::Ops(ops, retry_at)) => match ops.into_iter().find(|o| o.id == hash) {
+                    Some(op) if op.op != Opcode::StepPlanned => {
+                        let (s, e) = timing_ms(&op).unwrap_or((started, now));
+                        (run_result(&op, retry_at), s, e)
+                    }
+                    _ => (
+                        Err(Error::retriable(format!(
+                            "the app did not run planned step `{name}` when asked for it"
+                        ))),
+                        started,
+                        now,
+                    ),
+                },
+                Ok(Answer::Complete(_)) => (
+                    Err(Error::retriable(format!(
+                        "the app answered the request for planned step `{name}` with the function's result"
+                    ))),
+                    started,
+                    now,
+                ),
+                Err(e) => (Err(e), started, now),
+            };
+            this.inflight.finish(
+                &run_id,
+                Finished {
+                    hash,
+                    name,
+                    input,
+                    result,
+                    started,
+                    ended,
+                },
+            );
+        });
+    }
+
+    /// Reports every planned step's answer that is in. Returns how many.
+    fn report_finished(&self, ctx: &Ctx) -> usize {
+        let (done, _) = self.inflight.take(&ctx.run_id);
+        let n = done.len();
+        for f in done {
+            // `Interrupt` is the expected answer; a refusal (a step that already has its
+            // result) is logged: the first result stands.
+            match ctx
+                .step
+                .record_run(&f.hash, &f.name, f.input, f.result, f.started, f.ended)
+            {
+                Error::Interrupt => {}
+                other => {
+                    tracing::warn!(run_id = %ctx.run_id, step = %f.name, error = %other, "a planned step's answer was not recorded")
+                }
+            }
+        }
+        n
+    }
+
+    /// Waits for the first planned step of the run to finish, then reports what is in.
+    async fn wait_for_planned(&self, ctx: &Ctx) -> Result<usize, Error> {
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT + Duration::from_secs(30);
+        let notify = self.inflight.notifier(&ctx.run_id);
+        loop {
+            let notified = notify.notified();
+            let reported = self.report_finished(ctx);
+            if reported > 0 {
+                return Ok(reported);
+            }
+            if !self.inflight.is_running_any(&ctx.run_id) {
+                return Ok(0);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Error::retriable(
+                    "no planned step answered within the call timeout",
+                ));
+            }
+        }
     }
 
     fn recorded(&self, ctx: &Ctx, hash: &str) -> bool {
@@ -152,28 +377,12 @@ impl FunctionDriver {
         let now = now_ms();
         let name = display(&op);
         match op.op {
-            Opcode::StepRun | Opcode::Step => {
+            Opcode::StepRun | Opcode::Step | Opcode::StepError | Opcode::StepFailed => {
                 let (started, ended) = timing_ms(&op).unwrap_or((now, now));
-                Err(ctx.step.record_run(
-                    &op.id,
-                    &name,
-                    input(&op),
-                    Ok(op.data.clone().unwrap_or(Value::Null)),
-                    started,
-                    ended,
-                ))
-            }
-            Opcode::StepError | Opcode::StepFailed => {
-                let (started, ended) = timing_ms(&op).unwrap_or((now, now));
-                let body = error_body(op.error.as_ref());
-                let err = match (op.op == Opcode::StepFailed, retry_at) {
-                    (true, _) => Error::NonRetriable(body),
-                    (false, Some(at)) => Error::RetryAfter(body, at),
-                    (false, None) => Error::Retriable(body),
-                };
+                let result = run_result(&op, retry_at);
                 Err(ctx
                     .step
-                    .record_run(&op.id, &name, input(&op), Err(err), started, ended))
+                    .record_run(&op.id, &name, input(&op), result, started, ended))
             }
             Opcode::Sleep => {
                 let until = duration::sleep_until(&op, now)
@@ -217,17 +426,42 @@ impl FunctionDriver {
     }
 
     /// Sends one call request and reads the answer.
-    async fn call(&self, ctx: &Ctx, step_id: &str) -> Result<Answer, Error> {
+    async fn call(
+        &self,
+        ctx: &Ctx,
+        step_id: &str,
+        checkpoint: Option<(&str, &str)>,
+    ) -> Result<Answer, Error> {
+        let request = self.prepare(ctx, step_id, checkpoint);
+        self.send(request).await
+    }
+
+    /// The call request for `step_id`, from the run's state now.
+    fn prepare(&self, ctx: &Ctx, step_id: &str, checkpoint: Option<(&str, &str)>) -> Prepared {
         let version = self.version.load(Ordering::Relaxed);
-        let request = call_request(ctx, step_id, version);
-        let body = request.to_body();
+        Prepared {
+            body: call_request(ctx, step_id, version, checkpoint).to_body(),
+            run_id: ctx.run_id.clone(),
+            step_id: step_id.to_string(),
+            version,
+        }
+    }
+
+    async fn send(&self, p: Prepared) -> Result<Answer, Error> {
+        let Prepared {
+            body,
+            run_id,
+            step_id,
+            version,
+        } = p;
+        let step_id = step_id.as_str();
         let url = step_url(&self.url, &self.function_id, step_id);
         let mut req = self
             .http
             .post(&url)
             .timeout(CALL_TIMEOUT)
             .header("content-type", "application/json")
-            .header("x-run-id", &ctx.run_id)
+            .header("x-run-id", &run_id)
             .header("x-inngest-step-id", step_id)
             .header("x-inngest-req-version", version.to_string());
         if let Some(key) = &self.signing_key {
@@ -283,8 +517,32 @@ impl FunctionDriver {
     }
 }
 
+/// A call request ready to send (built from the run's state when it was prepared).
+struct Prepared {
+    body: Vec<u8>,
+    run_id: String,
+    step_id: String,
+    version: i64,
+}
+
+/// What a `run` step's op says of it: its value, or its error as the engine retries it
+/// (`StepFailed` never; `StepError` after `Retry-After` when the answer had one).
+fn run_result(op: &Op, retry_at: Option<i64>) -> Result<Value, Error> {
+    match op.op {
+        Opcode::StepError | Opcode::StepFailed => {
+            let body = error_body(op.error.as_ref());
+            Err(match (op.op == Opcode::StepFailed, retry_at) {
+                (true, _) => Error::NonRetriable(body),
+                (false, Some(at)) => Error::RetryAfter(body, at),
+                (false, None) => Error::Retriable(body),
+            })
+        }
+        _ => Ok(op.data.clone().unwrap_or(Value::Null)),
+    }
+}
+
 /// The op's name for people: its display name, else its name, else its hash.
-fn display(op: &Op) -> String {
+pub(crate) fn display(op: &Op) -> String {
     op.display_name
         .clone()
         .or_else(|| op.userland.as_ref().map(|u| u.id.clone()))
@@ -293,13 +551,13 @@ fn display(op: &Op) -> String {
 }
 
 /// The step's input (`opts.input`), as the SDK sent it.
-fn input(op: &Op) -> Option<Value> {
+pub(crate) fn input(op: &Op) -> Option<Value> {
     op.opts.as_ref()?.get("input").cloned()
 }
 
 /// When the step ran, from the op's `timing` (`a`: start in ns since the epoch, `b`: its
 /// duration in ns), in ms since the epoch.
-fn timing_ms(op: &Op) -> Option<(i64, i64)> {
+pub(crate) fn timing_ms(op: &Op) -> Option<(i64, i64)> {
     let t = op.timing.as_ref()?;
     let a = t.get("a")?.as_i64()? / 1_000_000;
     let b = t.get("b").and_then(Value::as_i64).unwrap_or(0) / 1_000_000;

@@ -14,6 +14,8 @@ use crate::driver::FunctionDriver;
 pub(crate) struct Env {
     pub http: reqwest::Client,
     pub signing_key: Option<Arc<str>>,
+    /// Executions in flight, for checkpoints.
+    pub live: crate::checkpoint::SharedLive,
 }
 
 /// The engine functions of one registration, each tagged with its app, or the first
@@ -62,6 +64,8 @@ fn build(app_id: &str, cfg: &FunctionConfig, app_url: &str, env: &Env) -> Result
         url,
         signing_key: env.signing_key.clone(),
         version: AtomicI64::new(-1),
+        live: env.live.clone(),
+        inflight: Default::default(),
     });
     let mut f = b
         .source(app_id)

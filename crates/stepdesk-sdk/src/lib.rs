@@ -5,6 +5,7 @@
 //! them (an SDK function is an engine function whose body is one call request).
 
 pub mod apps;
+pub mod checkpoint;
 mod discovery;
 pub mod driver;
 mod functions;

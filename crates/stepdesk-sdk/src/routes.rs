@@ -1,5 +1,6 @@
 //! The routes SDK apps call on Stepdesk, as on `inngest dev`: `POST /fn/register` (sync),
-//! `DELETE /fn/remove`, `POST /invoke/{slug}`. Every answer carries
+//! `DELETE /fn/remove`, `POST /invoke/{slug}`, and JS v4's checkpoints
+//! (`POST /v1/checkpoint/{runId}/async`, see [`crate::checkpoint`]). Every answer carries
 //! `X-Inngest-Server-Kind`; with a signing key they require it as a Bearer token, plain or
 //! hashed, as Inngest's servers do. Error bodies always hold `status`: the JS SDK takes the
 //! sync's outcome from that field, not from the HTTP status.
@@ -34,6 +35,7 @@ pub fn router(apps: Apps, engine: Engine, admin_token: String) -> Router {
         .route("/fn/register", post(register))
         .route("/fn/remove", delete(remove))
         .route("/invoke/{slug}", post(invoke))
+        .route("/v1/checkpoint/{run_id}/async", post(checkpoint))
         .with_state(SdkState {
             apps,
             engine,
@@ -213,5 +215,38 @@ async fn invoke(
             };
             error(kind, status, e.to_string())
         }
+    }
+}
+
+/// `POST /v1/checkpoint/{runId}/async`: steps a JS v4 SDK ran inside the execution's call
+/// request. `409` when no such execution is in flight (the SDK then stops executing).
+/// Anyone who can reach the route must also know the execution's random `qi_id`, which only
+/// the app it was sent to has; with a signing key the Bearer key is required too.
+async fn checkpoint(
+    State(s): State<SdkState>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let kind = s.apps.config().server_kind();
+    if let Some(res) = refusal(&s.apps, &headers) {
+        return res;
+    }
+    let body: crate::checkpoint::CheckpointBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                kind,
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a checkpoint: {e}"),
+            )
+        }
+    };
+    match s.apps.live().checkpoint(&run_id, body) {
+        Ok(n) => answer(kind, StatusCode::OK, json!({ "ok": true, "steps": n })),
+        Err(e @ crate::checkpoint::CheckpointError::Stale(_)) => {
+            error(kind, StatusCode::CONFLICT, e.to_string())
+        }
+        Err(e) => error(kind, StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

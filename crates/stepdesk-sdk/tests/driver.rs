@@ -25,6 +25,11 @@ struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: Value,
+    /// Checkpoints to post before answering, as JS v4 does: each a `steps` list, with the
+    /// request's `fn_id` and `qi_id` unless the body given has its own.
+    checkpoints: Vec<Value>,
+    /// How long the app takes to answer.
+    delay: Duration,
 }
 
 impl Reply {
@@ -34,6 +39,8 @@ impl Reply {
             status: 206,
             headers: vec![],
             body: ops,
+            checkpoints: vec![],
+            delay: Duration::ZERO,
         }
     }
 
@@ -42,7 +49,19 @@ impl Reply {
             status: 200,
             headers: vec![],
             body: value,
+            checkpoints: vec![],
+            delay: Duration::ZERO,
         }
+    }
+
+    fn checkpoint(mut self, steps: Value) -> Reply {
+        self.checkpoints.push(steps);
+        self
+    }
+
+    fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
     }
 }
 
@@ -59,6 +78,8 @@ struct AppState {
     seen: Seen,
     /// Leave out `X-Inngest-SDK` (not an SDK).
     anonymous: bool,
+    /// The status of every checkpoint the app posted.
+    checkpointed: Arc<Mutex<Vec<u16>>>,
 }
 
 async fn app_put(State(s): State<AppState>) -> Response {
@@ -107,6 +128,23 @@ async fn app_post(State(s): State<AppState>, Query(q): Query<CallQuery>, body: B
         .unwrap()
         .push((q.step_id.clone(), request.clone()));
     let reply = (s.script)(&q.step_id, &request);
+    for steps in &reply.checkpoints {
+        let run_id = request["ctx"]["run_id"].as_str().unwrap();
+        let body = if steps.is_object() {
+            steps.clone()
+        } else {
+            json!({"run_id": run_id, "fn_id": request["ctx"]["fn_id"], "qi_id": request["ctx"]["qi_id"],
+                   "request_id": "r", "generation_id": 0, "request_started_at": 0, "steps": steps, "ts": 0})
+        };
+        let res = reqwest::Client::new()
+            .post(format!("{}/v1/checkpoint/{run_id}/async", s.stepdesk))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        s.checkpointed.lock().unwrap().push(res.status().as_u16());
+    }
+    tokio::time::sleep(reply.delay).await;
     let mut headers = HeaderMap::new();
     if !s.anonymous {
         headers.insert("x-inngest-sdk", "inngest-js:v4.24.0".parse().unwrap());
@@ -130,6 +168,7 @@ struct Harness {
     stepdesk: String,
     functions: Arc<Mutex<Value>>,
     seen: Seen,
+    checkpointed: Arc<Mutex<Vec<u16>>>,
     dir: tempfile::TempDir,
 }
 
@@ -197,7 +236,9 @@ async fn harness_with(script: Script, anonymous: bool) -> Harness {
         &app_url
     )])));
     let seen: Seen = Arc::default();
+    let checkpointed: Arc<Mutex<Vec<u16>>> = Arc::default();
     let state = AppState {
+        checkpointed: checkpointed.clone(),
         stepdesk: stepdesk.clone(),
         url: app_url.clone(),
         functions: functions.clone(),
@@ -219,6 +260,7 @@ async fn harness_with(script: Script, anonymous: bool) -> Harness {
         stepdesk,
         functions,
         seen,
+        checkpointed,
         dir,
     }
 }
@@ -304,10 +346,11 @@ async fn sequential_steps_are_memoized_in_completion_order() {
         json!(2),
         "then the version the SDK reported"
     );
-    assert!(
-        last["ctx"].get("fn_id").is_none(),
-        "no fn_id: JS v4 would checkpoint"
-    );
+    // Discovery requests carry `fn_id` and a fresh `qi_id` per execution (JS v4 then
+    // checkpoints, see the checkpoint tests).
+    assert_eq!(last["ctx"]["fn_id"], json!("fake-hello"));
+    let qi = |i: usize| seen[i].1["ctx"]["qi_id"].as_str().unwrap().to_string();
+    assert_ne!(qi(0), qi(2), "one qi_id per execution");
     let hashes: Vec<&str> = d.steps.iter().map(|s| s.hash.as_str()).collect();
     assert_eq!(hashes, [stepid::hash("a"), stepid::hash("b")]);
 }
@@ -356,6 +399,8 @@ async fn a_non_retriable_function_error_fails_the_run_at_once() {
         status: 400,
         headers: vec![("x-inngest-no-retry", "true".into())],
         body: json!({"name": "NonRetriableError", "message": "bad input", "stack": "at fn"}),
+        checkpoints: vec![],
+        delay: Duration::ZERO,
     })
     .await;
     send(&h.engine, "demo/hello", json!({})).await;
@@ -377,6 +422,8 @@ async fn retry_after_is_honoured_for_a_function_error() {
                     ("x-inngest-no-retry", "false".into()),
                 ],
                 body: json!({"name": "RetryAfterError", "message": "later"}),
+                checkpoints: vec![],
+                delay: Duration::ZERO,
             }
         } else {
             Reply::done(json!("ok"))
@@ -665,4 +712,135 @@ async fn invoking_and_removing_need_the_admin_token() {
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     let d = wait_run(&h.engine, "Completed").await;
     assert_eq!(d.output, Some(json!("invoked")));
+}
+
+/// The run's steps as (id, status, started_at, ended_at).
+fn timeline(d: &stepdesk_engine::admin::RunDetail) -> Vec<(String, String, i64, i64)> {
+    d.steps
+        .iter()
+        .map(|s| {
+            (
+                s.id.clone(),
+                format!("{:?}", s.status),
+                s.started_at.unwrap_or(0),
+                s.ended_at.unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// JS v4 checkpointing: the app runs every step inside the discovery request, posting each
+/// to `/v1/checkpoint/{runId}/async`, then answers `RunComplete`: one request for the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpointed_steps_make_a_run_one_request() {
+    let h = harness(|step, req| {
+        assert_eq!(step, "step");
+        Reply::ops(json!([{"id": stepid::hash("complete"), "op": "RunComplete", "data": {"sum": 3}}]))
+            .checkpoint(json!([step_run("a", json!(1))]))
+            .checkpoint(json!([step_run("b", json!(2))]))
+            .checkpoint(json!([step_run("b", json!(2))]))
+            .checkpoint(json!({"run_id": req["ctx"]["run_id"], "fn_id": "fake-hello", "qi_id": "not-this-execution", "steps": [step_run("c", json!(3))]}))
+            .checkpoint(json!([{"id": stepid::hash("nap"), "op": "Sleep", "name": "1s"}]))
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Completed").await;
+    assert_eq!(d.output, Some(json!({"sum": 3})));
+    assert_eq!(h.seen.lock().unwrap().len(), 1, "one call request");
+    assert_eq!(
+        *h.checkpointed.lock().unwrap(),
+        [200, 200, 200, 409, 400],
+        "a repeat is accepted, a stale execution gets 409, a sleep is not a checkpoint"
+    );
+    let ids: Vec<String> = timeline(&d).into_iter().map(|t| t.0).collect();
+    assert_eq!(ids, ["a", "b"], "not `c` (stale), not the sleep");
+    let b = d.steps.iter().find(|s| s.id == "b").unwrap();
+    assert_eq!(b.output, Some(json!(2)));
+}
+
+/// A checkpoint for a run with no execution in flight is a stale dispatch; bad bodies are
+/// 400s naming the problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_outside_an_execution_is_stale() {
+    let h = harness(|_, _| Reply::done(json!(null))).await;
+    let post = |body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/checkpoint/run-1/async", h.stepdesk))
+            .json(&body)
+            .send()
+    };
+    let res = post(json!({"run_id": "run-1", "fn_id": "fake-hello", "qi_id": "x", "steps": [step_run("a", json!(1))]}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    assert!(res.headers().contains_key("x-inngest-server-kind"));
+    let res = post(json!({"run_id": "run-2", "steps": []})).await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("run_id"),
+        "{body}"
+    );
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/checkpoint/run-1/async", h.stepdesk))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
+
+/// Parallel steps run at once: both targeted requests are in flight together, the run goes
+/// on with the first to finish (race mode: `after` runs while `slow` is still running), a
+/// step is never requested twice while in flight, and the run ends once `slow` is in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_steps_run_at_once_and_the_run_goes_on_with_the_first() {
+    let slow = Duration::from_millis(1200);
+    let h = harness(move |step, req| {
+        let (fast, slow_id, after) = (stepid::hash("fast"), stepid::hash("slow"), stepid::hash("after"));
+        let planned = |id: &str| json!({"id": stepid::hash(id), "op": "StepPlanned", "name": id, "displayName": id});
+        if step == fast {
+            return Reply::ops(json!([step_run("fast", json!("fast"))]));
+        }
+        if step == slow_id {
+            return Reply::ops(json!([step_run("slow", json!("slow"))])).after(slow);
+        }
+        if step == after {
+            return Reply::ops(json!([step_run("after", json!("after"))]));
+        }
+        match (memo_has(req, "fast") || memo_has(req, "slow"), memo_has(req, "after"), memo_has(req, "slow")) {
+            (false, _, _) => Reply::ops(json!([planned("fast"), planned("slow")])),
+            // The race is won: the function goes on; `slow` is still unfulfilled.
+            (true, false, false) => Reply::ops(json!([planned("slow"), planned("after")])),
+            (true, true, false) => Reply::ops(json!([planned("slow")])),
+            (true, _, true) if !memo_has(req, "after") => Reply::ops(json!([planned("after")])),
+            _ => Reply::done(json!("ok")),
+        }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Completed").await;
+    let took = started.elapsed();
+    let seen = h.seen.lock().unwrap().clone();
+    let requests_for = |id: &str| seen.iter().filter(|(s, _)| *s == stepid::hash(id)).count();
+    assert_eq!(requests_for("slow"), 1, "never started twice: {seen:#?}");
+    assert_eq!(requests_for("fast"), 1);
+    assert_eq!(requests_for("after"), 1);
+    let t: std::collections::HashMap<String, (i64, i64)> = timeline(&d)
+        .into_iter()
+        .map(|(id, _, s, e)| (id, (s, e)))
+        .collect();
+    assert!(
+        t["after"].1 < t["slow"].1,
+        "`after` finished while `slow` was still running: {t:?}"
+    );
+    assert!(
+        took < slow * 2,
+        "the steps ran at once, not one after another: {took:?}"
+    );
+    assert_eq!(d.output, Some(json!("ok")));
 }
