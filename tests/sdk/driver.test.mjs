@@ -268,6 +268,13 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
         assert.equal(s.attempts, 1);
       }
       assert.deepEqual(stepdesk.stepOutput(step(run, "c")), { value: 13 });
+      if (app === "sdk-js") {
+        // JS v4 checkpoints each step inside the first request and ends with RunComplete:
+        // one call request for the run; without checkpointing, one per step and the end.
+        const base = env.apps.js.url.replace(/\/api\/inngest$/, "");
+        const { requests } = await (await fetch(`${base}/requests?run=${run.id}`)).json();
+        assert.equal(requests, fn === "sequential" ? 1 : 4, `${fn}: ${requests} call requests`);
+      }
     });
   }
 
@@ -285,17 +292,20 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
     });
   }
 
-  // Stepdesk runs the steps of a parallel group one after another (one call request per
-  // step, each recorded before the next starts), so a race waits for the steps planned
-  // before the winner: a known gap, reported as a todo rather than hidden.
-  test("parallel steps in race mode: sdk-js-race continues with the first step to finish", {
-    todo: "parallel steps execute one after another in Stepdesk; race mode waits for the earlier steps",
-  }, async () => {
-    const run = await triggerAndWait(env, "sdk-js-race", "sdk-js/race", { slow_ms: 5000 });
+  // The planned steps of a group run at once; in race mode the function goes on as soon
+  // as the winner is recorded: `after-race` runs while `slow` is still running in the app.
+  // (The run itself ends once `slow` is in: the SDK reports an unfinished step as new.)
+  test("parallel steps in race mode: sdk-js-race continues with the first step to finish", async () => {
+    const slowMs = 3000;
+    const run = await triggerAndWait(env, "sdk-js-race", "sdk-js/race", { slow_ms: slowMs });
     assert.equal(run.output.winner, "fast");
     assert.equal(run.output.after, "winner was fast");
-    // The run did not wait for the slow step (still running in the app).
-    assert.ok(run.duration_ms < 4500, `race took ${run.duration_ms} ms`);
+    const after = step(run, "after-race");
+    const slow = step(run, "slow");
+    assert.ok(after.ended_at < slow.ended_at, `after-race ended at ${after.ended_at}, slow at ${slow.ended_at}`);
+    assert.ok(after.ended_at - step(run, "fast").started_at < slowMs / 2, "the winner did not wait for the slow step");
+    // Once, in parallel: not one after another.
+    assert.ok(run.duration_ms < slowMs + 2000, `race took ${run.duration_ms} ms`);
   });
 
   test("parallel steps in race mode: sdk-py-parallel-race", async () => {

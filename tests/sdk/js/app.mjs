@@ -277,9 +277,22 @@ export const functions = fns;
 
 const handler = serve({ client: inngest, functions: fns });
 
+// Call requests received per run (the `X-Run-Id` header the server sends): a test checks
+// that checkpointing makes a run of several steps one request. GET /requests?run=ID.
+const requestsPerRun = new Map();
+
 const server = http.createServer((req, res) => {
-  const path = (req.url ?? "/").split("?")[0];
-  if (path === "/api/inngest") return handler(req, res);
+  const [path, query] = (req.url ?? "/").split("?");
+  if (path === "/api/inngest") {
+    const runId = req.headers["x-run-id"];
+    if (req.method === "POST" && runId) requestsPerRun.set(runId, (requestsPerRun.get(runId) ?? 0) + 1);
+    return handler(req, res);
+  }
+  if (path === "/requests") {
+    const runId = new URLSearchParams(query ?? "").get("run") ?? "";
+    res.writeHead(200, { "content-type": "application/json" });
+    return res.end(JSON.stringify({ run: runId, requests: requestsPerRun.get(runId) ?? 0 }));
+  }
   if (path === "/health") {
     res.writeHead(200, { "content-type": "application/json" });
     return res.end(JSON.stringify({ ok: true, app: APP_ID }));
