@@ -279,6 +279,15 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
   }
 
   for (const app of ["sdk-js", "sdk-py"]) {
+    test(`a state over 4 MiB: ${app}-large-state fetches it from /v0/runs/{id}/actions and /batch`, async () => {
+      const bytes = 5 * 1024 * 1024;
+      const run = await triggerAndWait(env, `${app}-large-state`, `${app}/large-state`, { bytes });
+      assert.deepEqual(run.output, { len: bytes, event: `${app}/large-state` });
+      assert.equal(step(run, "measure").status, "Completed");
+    });
+  }
+
+  for (const app of ["sdk-js", "sdk-py"]) {
     test(`parallel steps: ${app}-parallel (planned steps, then one that needs them all)`, async () => {
       const run = await triggerAndWait(env, `${app}-parallel`, `${app}/parallel`, { items: [1, 2, 3, 4] });
       assert.deepEqual(run.output.doubled, [2, 4, 6, 8]);

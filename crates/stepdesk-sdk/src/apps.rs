@@ -168,6 +168,7 @@ impl Apps {
             http,
             signing_key: config.signing_key.as_deref().map(Arc::from),
             live: Default::default(),
+            offloaded: Default::default(),
         };
         let mut functions = Vec::new();
         for row in rows {
@@ -470,6 +471,11 @@ impl Apps {
     /// The executions whose call request is in flight (JS v4 checkpoints go there).
     pub fn live(&self) -> &crate::checkpoint::LiveRuns {
         &self.0.env.live
+    }
+
+    /// Run state served to SDKs whose call request left it out (`use_api`).
+    pub fn offloaded(&self) -> &crate::offload::Offloaded {
+        &self.0.env.offloaded
     }
 }
 

@@ -52,6 +52,8 @@ pub(crate) struct FunctionDriver {
     pub live: SharedLive,
     /// Planned steps whose targeted request is in flight, per run.
     pub inflight: InFlight,
+    /// State served to SDKs whose request was too large to send whole (shared).
+    pub offloaded: Arc<crate::offload::Offloaded>,
 }
 
 /// Planned steps running at once, per run (see the module's comment).
@@ -436,14 +438,28 @@ impl FunctionDriver {
         self.send(request).await
     }
 
-    /// The call request for `step_id`, from the run's state now.
+    /// The call request for `step_id`, from the run's state now; over
+    /// [`crate::offload::MAX_REQUEST_BYTES`], without the state, which the SDK fetches.
     fn prepare(&self, ctx: &Ctx, step_id: &str, checkpoint: Option<(&str, &str)>) -> Prepared {
         let version = self.version.load(Ordering::Relaxed);
+        let mut request = call_request(ctx, step_id, version, checkpoint);
+        let mut body = request.to_body();
+        let mut held = None;
+        if body.len() > crate::offload::MAX_REQUEST_BYTES {
+            let events = std::mem::take(&mut request.events);
+            let steps = std::mem::take(&mut request.steps);
+            request.ctx.use_api = true;
+            request.use_api = true;
+            tracing::debug!(run_id = %ctx.run_id, bytes = body.len(), "call request over 4 MiB: the SDK fetches the run's state");
+            held = Some((events, steps));
+            body = request.to_body();
+        }
         Prepared {
-            body: call_request(ctx, step_id, version, checkpoint).to_body(),
+            body,
             run_id: ctx.run_id.clone(),
             step_id: step_id.to_string(),
             version,
+            offload: held,
         }
     }
 
@@ -453,7 +469,10 @@ impl FunctionDriver {
             run_id,
             step_id,
             version,
+            offload,
         } = p;
+        // Served to the SDK for as long as this request is in flight.
+        let _held = offload.map(|(events, steps)| self.offloaded.hold(&run_id, events, steps));
         let step_id = step_id.as_str();
         let url = step_url(&self.url, &self.function_id, step_id);
         let mut req = self
@@ -523,6 +542,8 @@ struct Prepared {
     run_id: String,
     step_id: String,
     version: i64,
+    /// The events and steps left out of the body (`use_api`), to serve while it is sent.
+    offload: Option<(Vec<Value>, Map<String, Value>)>,
 }
 
 /// What a `run` step's op says of it: its value, or its error as the engine retries it

@@ -16,6 +16,8 @@ pub(crate) struct Env {
     pub signing_key: Option<Arc<str>>,
     /// Executions in flight, for checkpoints.
     pub live: crate::checkpoint::SharedLive,
+    /// Run state served to SDKs (`use_api`).
+    pub offloaded: Arc<crate::offload::Offloaded>,
 }
 
 /// The engine functions of one registration, each tagged with its app, or the first
@@ -66,6 +68,7 @@ fn build(app_id: &str, cfg: &FunctionConfig, app_url: &str, env: &Env) -> Result
         version: AtomicI64::new(-1),
         live: env.live.clone(),
         inflight: Default::default(),
+        offloaded: env.offloaded.clone(),
     });
     let mut f = b
         .source(app_id)

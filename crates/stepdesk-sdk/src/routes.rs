@@ -1,6 +1,8 @@
 //! The routes SDK apps call on Stepdesk, as on `inngest dev`: `POST /fn/register` (sync),
 //! `DELETE /fn/remove`, `POST /invoke/{slug}`, and JS v4's checkpoints
-//! (`POST /v1/checkpoint/{runId}/async`, see [`crate::checkpoint`]). Every answer carries
+//! (`POST /v1/checkpoint/{runId}/async`, see [`crate::checkpoint`]), and the state of a run
+//! whose call request left it out (`GET /v0/runs/{runId}/batch` and `/actions`, see
+//! [`crate::offload`]). Every answer carries
 //! `X-Inngest-Server-Kind`; with a signing key they require it as a Bearer token, plain or
 //! hashed, as Inngest's servers do. Error bodies always hold `status`: the JS SDK takes the
 //! sync's outcome from that field, not from the HTTP status.
@@ -9,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -36,6 +38,8 @@ pub fn router(apps: Apps, engine: Engine, admin_token: String) -> Router {
         .route("/fn/remove", delete(remove))
         .route("/invoke/{slug}", post(invoke))
         .route("/v1/checkpoint/{run_id}/async", post(checkpoint))
+        .route("/v0/runs/{run_id}/batch", get(run_batch))
+        .route("/v0/runs/{run_id}/actions", get(run_actions))
         .with_state(SdkState {
             apps,
             engine,
@@ -248,5 +252,39 @@ async fn checkpoint(
             error(kind, StatusCode::CONFLICT, e.to_string())
         }
         Err(e) => error(kind, StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// `GET /v0/runs/{runId}/batch`: the events of a run whose call request is in flight
+/// without them (`use_api`); `410` otherwise.
+async fn run_batch(
+    State(s): State<SdkState>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+) -> Response {
+    offloaded(&s, &headers, &run_id, s.apps.offloaded().events(&run_id))
+}
+
+/// `GET /v0/runs/{runId}/actions`: the step results of such a run (the `steps` map).
+async fn run_actions(
+    State(s): State<SdkState>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+) -> Response {
+    offloaded(&s, &headers, &run_id, s.apps.offloaded().steps(&run_id))
+}
+
+fn offloaded(s: &SdkState, headers: &HeaderMap, run_id: &str, state: Option<Value>) -> Response {
+    let kind = s.apps.config().server_kind();
+    if let Some(res) = refusal(&s.apps, headers) {
+        return res;
+    }
+    match state {
+        Some(v) => answer(kind, StatusCode::OK, v),
+        None => error(
+            kind,
+            StatusCode::GONE,
+            format!("run {run_id} has no call request in flight whose state was left out"),
+        ),
     }
 }

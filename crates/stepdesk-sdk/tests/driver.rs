@@ -127,6 +127,23 @@ async fn app_post(State(s): State<AppState>, Query(q): Query<CallQuery>, body: B
         .lock()
         .unwrap()
         .push((q.step_id.clone(), request.clone()));
+    // As the SDKs do: a request sent without the run's state (`use_api`) fetches it.
+    let mut request = request;
+    if request["ctx"]["use_api"] == json!(true) {
+        let run_id = request["ctx"]["run_id"].as_str().unwrap().to_string();
+        let get = |what: &str| {
+            reqwest::Client::new()
+                .get(format!("{}/v0/runs/{run_id}/{what}", s.stepdesk))
+                .send()
+        };
+        let (events, steps) = (get("batch").await.unwrap(), get("actions").await.unwrap());
+        assert_eq!(
+            (events.status().as_u16(), steps.status().as_u16()),
+            (200, 200)
+        );
+        request["events"] = events.json().await.unwrap();
+        request["steps"] = steps.json().await.unwrap();
+    }
     let reply = (s.script)(&q.step_id, &request);
     for steps in &reply.checkpoints {
         let run_id = request["ctx"]["run_id"].as_str().unwrap();
@@ -843,4 +860,45 @@ async fn planned_steps_run_at_once_and_the_run_goes_on_with_the_first() {
         "the steps ran at once, not one after another: {took:?}"
     );
     assert_eq!(d.output, Some(json!("ok")));
+}
+
+/// A run whose state is over 4 MiB: the request goes without it (`use_api` in `ctx` and at
+/// the top level), the SDK fetches it from `/v0/runs/{id}/batch` and `/actions` while the
+/// request is in flight; afterwards those routes answer 410.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_state_is_fetched_by_the_sdk() {
+    let big = "x".repeat(5 * 1024 * 1024);
+    let data = big.clone();
+    let h = harness(move |_, req| {
+        if !memo_has(req, "big") {
+            Reply::ops(json!([step_run("big", json!(data))]))
+        } else {
+            let got = req["steps"][stepid::hash("big")]["data"]
+                .as_str()
+                .unwrap_or("");
+            Reply::done(json!({"len": got.len(), "event": req["events"][0]["name"]}))
+        }
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Completed").await;
+    assert_eq!(
+        d.output,
+        Some(json!({"len": big.len(), "event": "demo/hello"}))
+    );
+    let seen = h.seen.lock().unwrap().clone();
+    let raw = &seen.last().unwrap().1;
+    assert_eq!(raw["ctx"]["use_api"], json!(true));
+    assert_eq!(raw["use_api"], json!(true));
+    assert_eq!(raw["steps"], json!({}));
+    assert_eq!(raw["events"], json!([]));
+    assert_eq!(
+        seen[0].1["use_api"],
+        json!(false),
+        "a small state goes in the request"
+    );
+    let res = reqwest::get(format!("{}/v0/runs/{}/actions", h.stepdesk, d.summary.id))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 410, "nothing in flight: nothing served");
 }

@@ -59,6 +59,17 @@ fn(
   },
 );
 
+// ---- A large state ----------------------------------------------------------------------
+
+// A step whose result makes the run's state larger than 4 MiB: the next request goes without
+// it (`ctx.use_api`) and the SDK fetches it from /v0/runs/{id}/actions and /batch.
+fn({ id: "large-state", triggers: [{ event: "sdk-js/large-state" }] }, async ({ event, events, step }) => {
+  const size = event.data.bytes ?? 5 * 1024 * 1024;
+  const blob = await step.run("big", () => "x".repeat(size));
+  const length = await step.run("measure", () => blob.length);
+  return { len: length, event: events[0].name };
+});
+
 // ---- Parallel steps ----------------------------------------------------------------------
 
 // Promise.all: three planned steps (StepPlanned), then one that needs all three.

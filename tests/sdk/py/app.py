@@ -66,6 +66,27 @@ def seconds(text: str | None, default: int) -> datetime.timedelta:
     return datetime.timedelta(seconds=float(text[:-1]) * units[text[-1]])
 
 
+# ---- A large state ----------------------------------------------------------------------
+
+
+# A step whose result makes the run's state larger than 4 MiB: the next request goes without
+# it (top-level `use_api`) and the SDK fetches it from /v0/runs/{id}/actions and /batch.
+@fn(fn_id="large-state", trigger=inngest.TriggerEvent(event="sdk-py/large-state"))
+async def large_state(ctx: inngest.Context):
+    size = ctx.event.data.get("bytes", 5 * 1024 * 1024)
+
+    async def big():
+        return "x" * size
+
+    blob = await ctx.step.run("big", big)
+
+    async def measure():
+        return len(blob)
+
+    length = await ctx.step.run("measure", measure)
+    return {"len": length, "event": ctx.events[0].name}
+
+
 # ---- Steps in sequence -------------------------------------------------------------------
 
 
