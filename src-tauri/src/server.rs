@@ -305,6 +305,7 @@ pub async fn start(args: &ServeArgs, data_dir: &Path) -> anyhow::Result<Started>
             admin_token,
             extra_hosts,
             reads_need_token: beyond_loopback,
+            server_kind: apps.as_ref().map(|a| a.config().server_kind()),
         },
     );
     if let Some(served) = &served {

@@ -49,6 +49,7 @@ function expectedFunctions(appId, kind) {
     sleep: { triggers: ev("sleep") },
     "long-sleep": { triggers: ev("long-sleep") },
     "long-wait": { triggers: ev("long-wait") },
+    "large-state": { triggers: ev("large-state") },
   };
   if (kind === "js") {
     return {

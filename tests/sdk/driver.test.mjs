@@ -66,6 +66,7 @@ const stepdesk = {
         port: Number(new URL(url).port),
         dataDir,
         token,
+        signed: Boolean(signingKey),
         child,
         stop,
         kill,
@@ -120,6 +121,9 @@ const stepdesk = {
     });
     const body = await res.json().catch(() => null);
     if (res.status !== 200) throw new Error(`POST /e/${key}: ${res.status} ${JSON.stringify(body)}`);
+    // As Inngest's event API, the answer says what kind of server this is (the SDKs check).
+    const kind = res.headers.get("x-inngest-server-kind");
+    if (kind !== (server.signed ? "cloud" : "dev")) throw new Error(`POST /e/${key}: X-Inngest-Server-Kind ${kind}`);
     return body.ids;
   },
 };
@@ -432,7 +436,8 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
       const run = await triggerAndWait(env, `${app}-fan-out`, `${app}/fan-out`, { batch, count: 3 });
       const ids = run.output.sent.ids;
       assert.equal(ids.length, 3);
-      if (app === "sdk-js") assert.equal(step(run, "fan").kind, "Run");
+      // JS marks its sendEvent step (`opts.type`); Python sends from an ordinary `run` step.
+      assert.equal(step(run, "fan").kind, app === "sdk-js" ? "SendEvent" : "Run");
       const outputs = [];
       for (const eventId of ids) {
         const child = await runOfEvent(env, `${app}-fan-in`, eventId);

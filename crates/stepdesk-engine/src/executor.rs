@@ -453,6 +453,7 @@ fn plan(
         Some(Outcome::Ran {
             hash,
             step_id,
+            kind,
             input,
             result,
             started_at: s,
@@ -462,7 +463,7 @@ fn plan(
             let mut write = StepWrite {
                 hash: hash.clone(),
                 step_id,
-                kind: StepKind::Run,
+                kind,
                 status: StepStatus::Completed,
                 attempts,
                 started_at: Some(s),
@@ -476,7 +477,7 @@ fn plan(
                 Ok(v) => {
                     write.output = Some(v.to_string());
                     run.memo
-                        .set(&hash, &write.step_id, StepKind::Run, Memo::Completed(v));
+                        .set(&hash, &write.step_id, kind, Memo::Completed(v));
                     After::Continue
                 }
                 Err(err) => {
@@ -504,7 +505,7 @@ fn plan(
                             tracing::warn!(step = %write.step_id, attempt = attempts, error = %body, "step failed for good");
                             write.status = StepStatus::Failed;
                             run.memo
-                                .set(&hash, &write.step_id, StepKind::Run, Memo::Failed(body));
+                                .set(&hash, &write.step_id, kind, Memo::Failed(body));
                             After::Continue
                         }
                     }
@@ -975,6 +976,7 @@ mod tests {
         Some(Outcome::Ran {
             hash: "h".into(),
             step_id: "s".into(),
+            kind: StepKind::Run,
             input: Some(json!({"n": 1})),
             result,
             started_at: 950,

@@ -351,6 +351,7 @@ fn new_step(outcome: Outcome, last_attempt: bool) -> Option<NewStep> {
             result,
             started_at,
             ended_at,
+            ..
         } => (
             hash,
             step_id,

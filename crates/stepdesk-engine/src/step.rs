@@ -266,6 +266,8 @@ pub(crate) enum Outcome {
     Ran {
         hash: String,
         step_id: String,
+        /// `Run`, or `SendEvent` for an SDK's `step.sendEvent` (executed by the SDK).
+        kind: StepKind,
         /// The input of a `run_with` step, as the closure received it.
         input: Option<Value>,
         result: Result<Value, Error>,
@@ -547,6 +549,7 @@ impl Step {
                     return Err(self.suspend(Outcome::Ran {
                         hash,
                         step_id,
+                        kind: StepKind::Run,
                         input: Some(v),
                         result: Err(err),
                         started_at: now_ms(),
@@ -602,6 +605,7 @@ impl Step {
         Err(self.suspend(Outcome::Ran {
             hash,
             step_id,
+            kind: StepKind::Run,
             input,
             result,
             started_at,
@@ -821,6 +825,36 @@ impl Step {
         started_at: i64,
         ended_at: i64,
     ) -> Error {
+        self.record_run_as(
+            StepKind::Run,
+            hash,
+            step_id,
+            input,
+            result,
+            started_at,
+            ended_at,
+        )
+    }
+
+    /// [`Step::record_run`] for a step of another kind that executed elsewhere like a `run`
+    /// step: `SendEvent` (an SDK's `step.sendEvent`, whose events the SDK sent itself; its
+    /// memo is its result, as for `run`). Any other kind is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_run_as(
+        &self,
+        kind: StepKind,
+        hash: &str,
+        step_id: &str,
+        input: Option<Value>,
+        result: Result<Value, Error>,
+        started_at: i64,
+        ended_at: i64,
+    ) -> Error {
+        if !matches!(kind, StepKind::Run | StepKind::SendEvent) {
+            return Error::non_retriable(format!(
+                "step `{step_id}`: a {kind:?} step is not reported as a finished run"
+            ));
+        }
         let result = match result {
             Err(Error::Interrupt) => Err(Error::non_retriable(format!(
                 "step `{step_id}` reported an interrupt as its error"
@@ -831,6 +865,7 @@ impl Step {
             Ok(Outcome::Ran {
                 hash: hash.to_string(),
                 step_id: step_id.to_string(),
+                kind,
                 input,
                 result,
                 started_at,

@@ -147,9 +147,10 @@ impl LiveRuns {
             let name = crate::driver::display(&op);
             let input = crate::driver::input(&op);
             let data = op.data.clone().unwrap_or(Value::Null);
+            let kind = crate::driver::step_kind(&op);
             match live
                 .step
-                .record_run(&op.id, &name, input, Ok(data), started, ended)
+                .record_run_as(kind, &op.id, &name, input, Ok(data), started, ended)
             {
                 stepdesk_engine::Error::Interrupt => new += 1,
                 other => {

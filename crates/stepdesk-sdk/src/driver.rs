@@ -74,6 +74,7 @@ struct Flights {
 
 /// A planned step's answer, as it will be reported.
 struct Finished {
+    kind: StepKind,
     hash: String,
     name: String,
     input: Option<Value>,
@@ -284,7 +285,7 @@ impl FunctionDriver {
         let request = self.prepare(ctx, &op.id, None);
         let this = self.clone();
         let run_id = ctx.run_id.clone();
-        let (hash, name, input) = (op.id.clone(), display(op), input(op));
+        let (kind, hash, name, input) = (step_kind(op), op.id.clone(), display(op), input(op));
         tokio::spawn(async move {
             let started = now_ms();
             let answer = this.send(request).await;
@@ -315,6 +316,7 @@ impl FunctionDriver {
             this.inflight.finish(
                 &run_id,
                 Finished {
+                    kind,
                     hash,
                     name,
                     input,
@@ -333,9 +335,10 @@ impl FunctionDriver {
         for f in done {
             // `Interrupt` is the expected answer; a refusal (a step that already has its
             // result) is logged: the first result stands.
+            let (s, e) = (f.started, f.ended);
             match ctx
                 .step
-                .record_run(&f.hash, &f.name, f.input, f.result, f.started, f.ended)
+                .record_run_as(f.kind, &f.hash, &f.name, f.input, f.result, s, e)
             {
                 Error::Interrupt => {}
                 other => {
@@ -382,9 +385,15 @@ impl FunctionDriver {
             Opcode::StepRun | Opcode::Step | Opcode::StepError | Opcode::StepFailed => {
                 let (started, ended) = timing_ms(&op).unwrap_or((now, now));
                 let result = run_result(&op, retry_at);
-                Err(ctx
-                    .step
-                    .record_run(&op.id, &name, input(&op), result, started, ended))
+                Err(ctx.step.record_run_as(
+                    step_kind(&op),
+                    &op.id,
+                    &name,
+                    input(&op),
+                    result,
+                    started,
+                    ended,
+                ))
             }
             Opcode::Sleep => {
                 let until = duration::sleep_until(&op, now)
@@ -559,6 +568,20 @@ fn run_result(op: &Op, retry_at: Option<i64>) -> Result<Value, Error> {
             })
         }
         _ => Ok(op.data.clone().unwrap_or(Value::Null)),
+    }
+}
+
+/// The kind of step an executed op was: `SendEvent` for the JS SDK's `step.sendEvent`
+/// (`opts.type`), else `Run`.
+pub(crate) fn step_kind(op: &Op) -> StepKind {
+    let kind = op
+        .opts
+        .as_ref()
+        .and_then(|o| o.get("type"))
+        .and_then(Value::as_str);
+    match kind {
+        Some("step.sendEvent") => StepKind::SendEvent,
+        _ => StepKind::Run,
     }
 }
 

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub reads_need_token: bool,
     /// More routes served behind the same guards (the Readwise routes, for instance).
     pub extra_routes: Option<Router>,
+    /// `dev` or `cloud` when SDK apps are served: the event API's answers then carry
+    /// `X-Inngest-Server-Kind`, as Inngest's do (the SDKs check it).
+    pub server_kind: Option<&'static str>,
 }
 
 impl ServerConfig {
@@ -64,6 +67,7 @@ impl ServerConfig {
             extra_hosts: Vec::new(),
             reads_need_token: false,
             extra_routes: None,
+            server_kind: None,
         }
     }
 }

@@ -120,12 +120,28 @@ async fn send_events(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let admin = has_admin_token(&headers, &s.config.admin_token);
+    let mut res = accept_events(&s, &key, &headers, body).await;
+    if let Some(kind) = s.config.server_kind {
+        res.headers_mut().insert(
+            "x-inngest-server-kind",
+            axum::http::HeaderValue::from_static(kind),
+        );
+    }
+    res
+}
+
+async fn accept_events(
+    s: &AppState,
+    key: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let admin = has_admin_token(headers, &s.config.admin_token);
     let key_matches = s
         .api
         .event_key()
         .get()
-        .map(|expected| constant_time_eq(&key, &expected));
+        .map(|expected| constant_time_eq(key, &expected));
     if key_matches == Some(false) && !admin {
         return event_error(StatusCode::UNAUTHORIZED, "Event key not found".into());
     }
