@@ -55,10 +55,12 @@ const { values: opts } = parseArgs({
     only: { type: "string", default: SYSTEMS.join(",") },
     modes: { type: "string", default: MODES.join(",") },
     // Runs one after another (latency per run) and with `concurrency` in flight (throughput).
-    sequential: { type: "string", default: "200" },
-    concurrent: { type: "string", default: "800" },
+    sequential: { type: "string", default: "100" },
+    concurrent: { type: "string", default: "500" },
+    // Each system's phases are run this many times, the systems taking turns.
+    rounds: { type: "string", default: "3" },
     concurrency: { type: "string", default: "16" },
-    warmup: { type: "string", default: "50" },
+    warmup: { type: "string", default: "200" },
     // Status polls measured on their own, to say how much of Stepdesk's CPU per run they are.
     "poll-calibration": { type: "string", default: "1000" },
     netns: { type: "string", default: "auto" },
@@ -78,6 +80,7 @@ const N_SEQ = int("sequential");
 const N_CONC = int("concurrent");
 const CONCURRENCY = int("concurrency");
 const N_WARM = int("warmup");
+const ROUNDS = int("rounds");
 const N_POLL_CAL = int("poll-calibration");
 
 const log = (...a) => console.error(...a);
@@ -257,6 +260,38 @@ function withTimeout(promise, ms, what) {
   ]).finally(() => clearTimeout(timer));
 }
 
+// The drivers' HTTP client: node:http over kept-alive connections, lighter than fetch (undici)
+// on this process's CPU, which shares the cores with the systems measured.
+const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+/** One request; resolves with `{status, body}` (the body parsed as JSON when it is JSON). */
+function request(method, url, json) {
+  return new Promise((resolve, reject) => {
+    const data = json === undefined ? null : Buffer.from(JSON.stringify(json));
+    const req = http.request(
+      url,
+      { method, agent, headers: data ? { "content-type": "application/json", "content-length": data.length } : {} },
+      (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let body = text;
+          try {
+            body = text ? JSON.parse(text) : null;
+          } catch {
+            // not JSON: kept as text for the error message
+          }
+          resolve({ status: res.statusCode, body });
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(data);
+  });
+}
+
 /** What every run of the workflow returns, in all three systems. */
 function checkOutput(out, tag, where) {
   const ok = out && out.tag === tag && out.a?.value === 5 && out.b?.value === 10 && out.c?.value === 13;
@@ -300,7 +335,7 @@ const fnSlug = (mode) => (mode === "checkpoint" ? "three-steps" : "three-steps-c
  * `RunComplete` op) ends the run. With `checkpoint`, the ctx carries `fn_id` and `qi_id`, which
  * turns the SDK's checkpointing on.
  */
-async function floorRun(app, mode, tag, counters) {
+async function floorRun(app, mode, tag) {
   const runId = `01SDKBENCH${createHash("sha1").update(tag).digest("hex").slice(0, 16).toUpperCase()}`;
   const event = { name: `sdkbench/${fnSlug(mode)}`, data: { tag, start: 5 }, id: runId, ts: Date.now(), user: {} };
   const steps = {};
@@ -319,9 +354,8 @@ async function floorRun(app, mode, tag, counters) {
     };
     if (mode === "checkpoint") Object.assign(ctx, { fn_id: FN_UUIDS[mode], qi_id: `${runId}-${i}`, request_id: `${runId}-${i}`, generation_id: 0 });
     const body = { ctx, event, events: [event], steps, use_api: false, version: -1 };
-    counters.requests += 1;
-    const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-    const out = await res.json();
+    const res = await request("POST", url, body);
+    const out = res.body;
     if (res.status === 200) return checkOutput(out, tag, "floor");
     if (res.status !== 206) throw new Error(`floor: call request answered ${res.status}: ${JSON.stringify(out)}`);
     for (const op of Array.isArray(out) ? out : [out]) {
@@ -385,17 +419,14 @@ async function startStepdesk(bin) {
 
 /**
  * One run in Stepdesk: the trigger event through the event API; the app says when the body has
- * finished (with the run id); then the run's status is read until Stepdesk has recorded the
- * end (usually one or two reads: the app's answer is still on its way when it tells us).
+ * finished (with the run id); then the run's status is read, at once and then every
+ * millisecond, until Stepdesk has recorded the end (the app's answer is still on its way when
+ * it tells us).
  */
 async function stepdeskRun(sd, mode, tag, counters) {
   const done = sd.app.done(tag);
-  const res = await fetch(`${sd.url}/e/sdkbench`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ name: `sdkbench/${fnSlug(mode)}`, data: { tag, start: 5 } }),
-  });
-  const sent = await res.json();
+  const res = await request("POST", `${sd.url}/e/sdkbench`, { name: `sdkbench/${fnSlug(mode)}`, data: { tag, start: 5 } });
+  const sent = res.body;
   if (res.status !== 200) {
     sd.app.forget(tag);
     throw new Error(`POST /e: ${res.status} ${JSON.stringify(sent)}`);
@@ -403,12 +434,13 @@ async function stepdeskRun(sd, mode, tag, counters) {
   const runId = await withTimeout(done, 30000, `run ${tag} (event ${sent.ids?.[0]}) in the app\n${sd.logs()}`);
   for (let i = 0; ; i++) {
     counters.polls += 1;
-    const r = await fetch(`${sd.url}/v1/runs/${runId}`);
-    const run = (await r.json()).data;
+    const run = (await request("GET", `${sd.url}/v1/runs/${runId}`)).body?.data;
     if (run?.status === "Completed") return checkOutput(run.output, tag, "stepdesk");
     if (run && run.status !== "Running" && run.status !== "Scheduled") throw new Error(`stepdesk: run ${runId}: ${JSON.stringify(run)}`);
-    if (i > 20000) throw new Error(`stepdesk: run ${runId} still ${run?.status}\n${sd.logs()}`);
-    await new Promise((r) => setImmediate(r));
+    if (i > 30000) throw new Error(`stepdesk: run ${runId} still ${run?.status}\n${sd.logs()}`);
+    // Every millisecond (Node's timer resolution): reading back to back would cost Stepdesk
+    // more CPU in reads than in runs while the app's answer is on its way.
+    await sleep(1);
   }
 }
 
@@ -473,14 +505,9 @@ async function startRestate() {
 
 /** One run in Restate: the ingress answers once the invocation has ended, with its output. */
 async function restateRun(rs, tag) {
-  const res = await fetch(`${rs.ingressUrl}/Bench/run`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ tag, start: 5 }),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`Restate: /Bench/run answered ${res.status}: ${text}`);
-  checkOutput(JSON.parse(text), tag, "restate");
+  const res = await request("POST", `${rs.ingressUrl}/Bench/run`, { tag, start: 5 });
+  if (res.status !== 200) throw new Error(`Restate: /Bench/run answered ${res.status}: ${JSON.stringify(res.body)}`);
+  checkOutput(res.body, tag, "restate");
 }
 
 // ---- Phases --------------------------------------------------------------------------------
@@ -522,8 +549,10 @@ async function phase(label, { n, concurrency, runOne, pids, threadsOf }) {
     cpuPerRun: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / n])),
     benchCpuMs: selfMs,
     // Threads that ended during the phase are missing from `after`: their time is left out.
-    threads: after.threads
-      ? Object.fromEntries(Object.entries(after.threads).map(([k, v]) => [k, Math.max(0, v - (before.threads[k] ?? 0)) / n]))
+    lat,
+    threads: !!after.threads,
+    threadsMs: after.threads
+      ? Object.fromEntries(Object.entries(after.threads).map(([k, v]) => [k, Math.max(0, v - (before.threads[k] ?? 0))]))
       : null,
     machineCores: (after.machine - before.machine) / wallMs,
     oursCores: (Object.values(cpu).reduce((a, b) => a + b, 0) + selfMs) / wallMs,
@@ -536,17 +565,68 @@ async function phase(label, { n, concurrency, runOne, pids, threadsOf }) {
   return r;
 }
 
-/** Warm-up, then the sequential and the concurrent phase, for one system and mode. */
-async function measure(label, { runOne, pids, threadsOf, before, after }) {
-  log(`${label}: warm-up (${N_WARM} runs)`);
-  await phase(`${label} warm-up`, { n: N_WARM, concurrency: Math.min(CONCURRENCY, N_WARM), runOne, pids });
-  const out = {};
-  for (const [key, n, c] of [["seq", N_SEQ, 1], ["conc", N_CONC, CONCURRENCY]]) {
-    const extra = before ? await before() : null;
-    out[key] = await phase(`${label} ${key === "seq" ? "sequential" : `${c} in flight`}`, { n, concurrency: c, runOne, pids, threadsOf });
-    if (after) out[key].extra = await after(extra);
+/**
+ * Sums the rounds of one phase: runs/s over the rounds' total time (and each round's, for the
+ * spread), latencies pooled, CPU and counters added up.
+ */
+function merge(parts) {
+  const n = parts.reduce((a, p) => a + p.n, 0);
+  const wallMs = parts.reduce((a, p) => a + p.wallMs, 0);
+  const sum = (f) => parts.reduce((a, p) => a + f(p), 0);
+  const addUp = (objs) => {
+    const out = {};
+    for (const o of objs) for (const [k, v] of Object.entries(o ?? {})) out[k] = typeof v === "number" ? (out[k] ?? 0) + v : addUp([out[k], v]);
+    return out;
+  };
+  const cpu = addUp(parts.map((p) => p.cpu));
+  const lat = parts.flatMap((p) => p.lat);
+  return {
+    n,
+    concurrency: parts[0].concurrency,
+    wallMs,
+    runsPerSec: (n * 1000) / wallMs,
+    roundsRunsPerSec: parts.map((p) => p.runsPerSec),
+    p50: pct(lat, 50),
+    p95: pct(lat, 95),
+    cpu,
+    cpuPerRun: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, v / n])),
+    benchCpuMs: sum((p) => p.benchCpuMs),
+    threads: parts[0].threads ? Object.fromEntries(Object.entries(addUp(parts.map((p) => p.threadsMs))).map(([k, v]) => [k, v / n])) : null,
+    machineCores: sum((p) => p.machineCores * p.wallMs) / wallMs,
+    oursCores: sum((p) => p.oursCores * p.wallMs) / wallMs,
+    extra: parts[0].extra ? addUp(parts.map((p) => p.extra)) : null,
+  };
+}
+
+/**
+ * Measures every target (a system in one mode) in `rounds` rounds, the targets taking turns in
+ * each round, so that a burst of other work on the machine falls on all of them alike rather
+ * than on one: a warm-up each first, then per round a sequential and a concurrent phase each.
+ */
+async function measureAll(targets, rounds) {
+  for (const t of targets) {
+    log(`${t.label}: warm-up (${N_WARM} runs)`);
+    await phase(`${t.label} warm-up`, { n: N_WARM, concurrency: Math.min(CONCURRENCY, N_WARM), runOne: t.runOne, pids: t.pids });
   }
-  return out;
+  const parts = new Map(targets.map((t) => [t, { seq: [], conc: [] }]));
+  for (let round = 1; round <= rounds; round++) {
+    log(`round ${round} of ${rounds}`);
+    for (const t of targets) {
+      for (const [key, n, c] of [["seq", N_SEQ, 1], ["conc", N_CONC, CONCURRENCY]]) {
+        const extra = t.before ? await t.before() : null;
+        const p = await phase(`${t.label} ${key === "seq" ? "sequential" : `${c} in flight`}`, {
+          n,
+          concurrency: c,
+          runOne: t.runOne,
+          pids: t.pids,
+          threadsOf: t.threadsOf,
+        });
+        if (t.after) p.extra = await t.after(extra);
+        parts.get(t)[key].push(p);
+      }
+    }
+  }
+  for (const t of targets) t.store({ seq: merge(parts.get(t).seq), conc: merge(parts.get(t).conc) });
 }
 
 /** What the Inngest app saw between two `stats()` readings. */
@@ -564,78 +644,81 @@ function statsDiff(a, b) {
 
 // ---- The systems ---------------------------------------------------------------------------
 
-async function benchFloor(results) {
+/** The bare SDK's targets: the stand-in executor and its app, one target per mode. */
+async function floorTargets(results, cleanup) {
   const api = await startStandInApi();
+  cleanup.push(() => api.close());
   const app = await startInngestApp(api.url);
-  try {
-    for (const mode of modes) {
-      const counters = { requests: 0 };
-      let apiBefore;
-      results.floor[mode] = await measure(`floor, checkpointing ${mode === "checkpoint" ? "on" : "off"}`, {
-        runOne: () => floorRun(app, mode, newTag(`floor-${mode}`), counters),
-        pids: { app: app.pid },
-        before: async () => {
-          apiBefore = { ...api.counts };
-          return app.stats();
-        },
-        after: async (statsBefore) => ({
-          app: statsDiff(statsBefore, await app.stats()),
-          standIn: statsDiff({ outbound: apiBefore }, { outbound: { ...api.counts } }).outbound,
-        }),
-      });
-    }
-  } finally {
-    await app.stop();
-    await api.close();
-  }
+  cleanup.push(() => app.stop());
+  return modes.map((mode) => {
+    let apiBefore;
+    return {
+      label: `bare SDK, checkpointing ${mode === "checkpoint" ? "on" : "off"}`,
+      runOne: () => floorRun(app, mode, newTag(`floor-${mode}`)),
+      pids: { app: app.pid },
+      before: async () => {
+        apiBefore = { ...api.counts };
+        return app.stats();
+      },
+      after: async (statsBefore) => ({
+        app: statsDiff(statsBefore, await app.stats()),
+        standIn: statsDiff({ outbound: apiBefore }, { outbound: { ...api.counts } }).outbound,
+      }),
+      store: (x) => (results.floor[mode] = x),
+    };
+  });
 }
 
-async function benchStepdesk(results, BIN) {
+async function stepdeskTargets(results, cleanup, BIN) {
   const sd = await startStepdesk(BIN.bin);
-  try {
-    for (const mode of modes) {
-      const counters = { polls: 0 };
-      let pollsBefore = 0;
-      results.stepdesk[mode] = await measure(`Stepdesk, checkpointing ${mode === "checkpoint" ? "on" : "off"}`, {
-        runOne: () => stepdeskRun(sd, mode, newTag(`sd-${mode}`), counters),
-        pids: { stepdesk: sd.pid, app: sd.app.pid },
-        threadsOf: "stepdesk",
-        before: async () => {
-          pollsBefore = counters.polls;
-          return sd.app.stats();
-        },
-        after: async (statsBefore) => ({ app: statsDiff(statsBefore, await sd.app.stats()), polls: counters.polls - pollsBefore }),
-      });
-    }
-    // What one status read costs Stepdesk, to tell the bench's own reads apart from the runs.
-    const runs = await (await fetch(`${sd.url}/api/admin/runs?function_id=sdkbench-three-steps&limit=1`)).json();
-    const runId = runs.runs[0].id;
-    const c0 = cpuMs(sd.pid);
-    const t0 = performance.now();
-    for (let i = 0; i < N_POLL_CAL; i++) await (await fetch(`${sd.url}/v1/runs/${runId}`)).json();
-    results.pollCost = { n: N_POLL_CAL, cpuMs: (cpuMs(sd.pid) - c0) / N_POLL_CAL, wallMs: (performance.now() - t0) / N_POLL_CAL };
-    log(`  a status read: ${ms(results.pollCost.cpuMs)} of Stepdesk's CPU, ${ms(results.pollCost.wallMs)} round trip`);
-  } finally {
-    await sd.stop();
-  }
+  cleanup.push(() => sd.stop());
+  results.sdServer = sd;
+  const counters = { polls: 0 };
+  return modes.map((mode) => {
+    let pollsBefore = 0;
+    return {
+      label: `Stepdesk, checkpointing ${mode === "checkpoint" ? "on" : "off"}`,
+      runOne: () => stepdeskRun(sd, mode, newTag(`sd-${mode}`), counters),
+      pids: { stepdesk: sd.pid, app: sd.app.pid },
+      threadsOf: "stepdesk",
+      before: async () => {
+        pollsBefore = counters.polls;
+        return sd.app.stats();
+      },
+      after: async (statsBefore) => ({ app: statsDiff(statsBefore, await sd.app.stats()), polls: counters.polls - pollsBefore }),
+      store: (x) => (results.stepdesk[mode] = x),
+    };
+  });
 }
 
-async function benchRestate(results) {
+/** What one status read costs Stepdesk, to tell the bench's own reads apart from the runs. */
+async function pollCost(results, sd) {
+  const runs = await (await fetch(`${sd.url}/api/admin/runs?function_id=sdkbench-three-steps-classic&limit=1`)).json();
+  const runId = runs.runs[0].id;
+  const c0 = cpuMs(sd.pid);
+  const t0 = performance.now();
+  for (let i = 0; i < N_POLL_CAL; i++) await request("GET", `${sd.url}/v1/runs/${runId}`);
+  results.pollCost = { n: N_POLL_CAL, cpuMs: (cpuMs(sd.pid) - c0) / N_POLL_CAL, wallMs: (performance.now() - t0) / N_POLL_CAL };
+  log(`a status read: ${ms(results.pollCost.cpuMs)} of Stepdesk's CPU, ${ms(results.pollCost.wallMs)} round trip`);
+}
+
+async function restateTargets(results, cleanup) {
   const rs = await startRestate();
+  cleanup.push(() => rs.stop());
   results.restateVersion = rs.version;
-  try {
-    // The new deployment reaches the ingress shortly after it is registered.
-    await waitFor("Restate's ingress to know Bench/run", async () => {
-      await restateRun(rs, newTag("rs-probe"));
-      return true;
-    }, { timeoutMs: 30000, intervalMs: 100 });
-    results.restate = await measure("Restate", {
+  // The new deployment reaches the ingress shortly after it is registered.
+  await waitFor("Restate's ingress to know Bench/run", async () => {
+    await restateRun(rs, newTag("rs-probe"));
+    return true;
+  }, { timeoutMs: 30000, intervalMs: 100 });
+  return [
+    {
+      label: "Restate",
       runOne: () => restateRun(rs, newTag("rs")),
       pids: { server: rs.pid, app: rs.appPid },
-    });
-  } finally {
-    await rs.stop();
-  }
+      store: (x) => (results.restate = x),
+    },
+  ];
 }
 
 // ---- The report ------------------------------------------------------------------------------
@@ -694,7 +777,7 @@ function report(r) {
 
   L.push("## SDK apps: Stepdesk, Restate and the bare SDK on a 3-step workflow (issue 8, section 5)", "");
   L.push(
-    "Generated by `tests/bench/sdk/bench.mjs` in one run; do not edit by hand. Every figure in this section comes from the run described here; rerun the command to reproduce it. The ratios compare processes measured in this one run on this machine, one system at a time: they are in-process comparisons, not absolute figures, and other work on the machine moves them (see *Machine load*).",
+    "Generated by `tests/bench/sdk/bench.mjs` in one run; do not edit by hand. Every figure in this section comes from the run described here; rerun the command to reproduce it. The ratios compare processes measured in this one run on this machine, the systems taking turns: they are in-process comparisons, not absolute figures, and other work on the machine moves them (the last column of the results says how much ran beside the benchmark).",
     "",
   );
   L.push("| | |", "|---|---|");
@@ -710,7 +793,9 @@ function report(r) {
   L.push(`| Load average at start (1/5/15 min) | ${r.loadStart} |`);
   L.push(`| Load average at end (1/5/15 min) | ${r.loadEnd} |`);
   L.push(`| Total bench time | ${fmt(r.seconds)} s |`);
-  L.push(`| Runs per phase | warm-up ${N_WARM} (not reported), sequential ${N_SEQ}, then ${N_CONC} with ${CONCURRENCY} in flight |`);
+  L.push(
+    `| Runs | per system and mode: a warm-up of ${N_WARM} (not reported), then ${ROUNDS} rounds of ${N_SEQ} one at a time and ${N_CONC} with ${CONCURRENCY} in flight; all systems up throughout, taking turns within each round |`,
+  );
   L.push("");
   L.push("### Targets", "", "| Target (issue 8) | Measured | |", "|---|---|---|", ...targets, "");
 
@@ -719,7 +804,7 @@ function report(r) {
     "Three steps, each using the previous one's output (`{value: start}`, `×2`, `+3`), returning them with the run's tag; every run's output is checked. The Inngest app (tests/bench/sdk/inngest-app.mjs, `inngest/node` on `node:http`) serves it twice: `three-steps` with the SDK's defaults and `three-steps-classic` with `checkpointing: false`. The Restate app (restate-app.mjs) has the same body with `ctx.run` per step, served over HTTP/2.",
     "",
     `- **Bare SDK (floor).** A stand-in executor in the bench process sends the call requests (\`POST /api/inngest?fnId=…&stepId=step\`) with the memo built in memory, and nothing else: no storage, no queue. With checkpointing on, its call requests carry \`ctx.fn_id\` and \`qi_id\` and it answers the SDK's \`POST /v1/checkpoint/{runId}/async\` with \`200 {}\`. Its CPU is the bench process's, not counted here; the app's CPU per run is the SDK's own cost.`,
-    `- **Stepdesk.** \`stepdesk dev --no-discovery --no-poll --port P --data-dir TMP -u APP\` (\`STEPDESK_LOG=warn\`), the release binary, SQLite on the machine's disk with \`synchronous=FULL\`. A run: \`POST /e/sdkbench\` with the trigger event; the app tells the bench over IPC when the body has finished (the run id); the bench then reads \`GET /v1/runs/{id}\` back to back until Stepdesk says \`Completed\` (and checks the output). Latency is from before the event's request to that read.`,
+    `- **Stepdesk.** \`stepdesk dev --no-discovery --no-poll --port P --data-dir TMP -u APP\` (\`STEPDESK_LOG=warn\`), the release binary, SQLite on the machine's disk with \`synchronous=FULL\`. A run: \`POST /e/sdkbench\` with the trigger event; the app tells the bench over IPC when the body has finished (the run id); the bench then reads \`GET /v1/runs/{id}\`, at once and then every millisecond, until Stepdesk says \`Completed\` (and checks the output). Latency is from before the event's request to that read.`,
     `- **Restate.** The \`restate-server\` binary from npm, default configuration except addresses (127.0.0.1, TCP only), telemetry and the web UI off; its data in a temporary directory on the same disk. The app is registered with \`POST /deployments\`; a run is \`POST /Bench/run\` on the ingress, which answers when the invocation has ended.`,
     "",
     "CPU is `utime + stime` from `/proc/PID/stat` of each process before and after a phase, divided by the runs (resolution 1/CLK_TCK = " +
@@ -732,7 +817,7 @@ function report(r) {
     for (const [key, what] of [["seq", "one at a time"], ["conc", `${CONCURRENCY} in flight`]]) {
       const p = x[key];
       sysRows.push(
-        `| ${name} | ${mode} | ${what} | ${fmt(p.n)} | **${fmt(p.runsPerSec, 1)}** | ${ms(p.p50)} | ${ms(p.p95)} | ${serverCpu ? ms(serverCpu(p)) : "–"} | ${ms(appCpu(p))} | ${ms(p.benchCpuMs / p.n)} | ${calls ? calls(p) : "–"} | ${checkpoints ? checkpoints(p) : "–"} | ${fmt(p.machineCores, 2)} / ${fmt(p.oursCores, 2)} |`,
+        `| ${name} | ${mode} | ${what} | ${fmt(p.n)} | **${fmt(p.runsPerSec, 1)}** (${p.roundsRunsPerSec.map((x) => fmt(x, 0)).join(", ")}) | ${ms(p.p50)} | ${ms(p.p95)} | ${serverCpu ? ms(serverCpu(p)) : "–"} | ${ms(appCpu(p))} | ${ms(p.benchCpuMs / p.n)} | ${calls ? calls(p) : "–"} | ${checkpoints ? checkpoints(p) : "–"} | ${fmt(p.machineCores, 2)} / ${fmt(p.oursCores, 2)} |`,
       );
     }
   };
@@ -761,7 +846,7 @@ function report(r) {
 
   L.push("### Results", "");
   L.push(
-    "| System | SDK mode | Runs | Count | Runs/s | Latency p50 | p95 | Server CPU per run | App CPU per run | Bench CPU per run | Call requests per run (seen by the app) | Checkpoint posts per run | Machine / ours (cores busy) |",
+    "| System | SDK mode | Runs | Count | Runs/s (each round) | Latency p50 | p95 | Server CPU per run | App CPU per run | Bench CPU per run | Call requests per run (seen by the app) | Checkpoint posts per run | Machine / ours (cores busy) |",
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ...sysRows,
     "",
@@ -860,11 +945,17 @@ async function main() {
   }
   const BIN = only.includes("stepdesk") ? prepareBinary() : null;
   r.bin = BIN;
+  const cleanup = [];
   try {
-    if (only.includes("floor")) await benchFloor(r);
-    if (only.includes("stepdesk")) await benchStepdesk(r, BIN);
-    if (only.includes("restate")) await benchRestate(r);
+    // Every system is started first and stays up (idle while the others are measured).
+    const targets = [];
+    if (only.includes("floor")) targets.push(...(await floorTargets(r, cleanup)));
+    if (only.includes("stepdesk")) targets.push(...(await stepdeskTargets(r, cleanup, BIN)));
+    if (only.includes("restate")) targets.push(...(await restateTargets(r, cleanup)));
+    await measureAll(targets, ROUNDS);
+    if (r.sdServer) await pollCost(r, r.sdServer);
   } finally {
+    for (const f of cleanup.reverse()) await f().catch((e) => log(`cleanup: ${e.message}`));
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
     if (BIN) removeDir(BIN.dir);
   }
