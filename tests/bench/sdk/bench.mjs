@@ -218,8 +218,11 @@ async function startInngestApp(devUrl, { notify = false } = {}) {
   const waiters = new Map();
   const statWaiters = new Map();
   let statSeq = 0;
+  const started = new Map();
   app.child.on("message", (m) => {
-    if (m.done !== undefined) {
+    if (m.started !== undefined) {
+      started.set(m.started, performance.now());
+    } else if (m.done !== undefined) {
       const w = waiters.get(m.done);
       if (w) {
         waiters.delete(m.done);
@@ -239,6 +242,13 @@ async function startInngestApp(devUrl, { notify = false } = {}) {
     },
     forget(tag) {
       waiters.delete(tag);
+      started.delete(tag);
+    },
+    /** When (performance.now()) the first step of the run tagged `tag` ran; forgets it. */
+    startedAt(tag) {
+      const t = started.get(tag);
+      started.delete(tag);
+      return t;
     },
     stats() {
       const id = ++statSeq;
@@ -424,6 +434,7 @@ async function startStepdesk(bin) {
  * it tells us).
  */
 async function stepdeskRun(sd, mode, tag, counters) {
+  const t0 = performance.now();
   const done = sd.app.done(tag);
   const res = await request("POST", `${sd.url}/e/sdkbench`, { name: `sdkbench/${fnSlug(mode)}`, data: { tag, start: 5 } });
   const sent = res.body;
@@ -432,10 +443,19 @@ async function stepdeskRun(sd, mode, tag, counters) {
     throw new Error(`POST /e: ${res.status} ${JSON.stringify(sent)}`);
   }
   const runId = await withTimeout(done, 30000, `run ${tag} (event ${sent.ids?.[0]}) in the app\n${sd.logs()}`);
+  const tDone = performance.now();
+  const tStart = sd.app.startedAt(tag);
   for (let i = 0; ; i++) {
     counters.polls += 1;
     const run = (await request("GET", `${sd.url}/v1/runs/${runId}`)).body?.data;
-    if (run?.status === "Completed") return checkOutput(run.output, tag, "stepdesk");
+    if (run?.status === "Completed") {
+      checkOutput(run.output, tag, "stepdesk");
+      const tEnd = performance.now();
+      counters.start.push(tStart - t0);
+      counters.body.push(tDone - tStart);
+      counters.finish.push(tEnd - tDone);
+      return;
+    }
     if (run && run.status !== "Running" && run.status !== "Scheduled") throw new Error(`stepdesk: run ${runId}: ${JSON.stringify(run)}`);
     if (i > 30000) throw new Error(`stepdesk: run ${runId} still ${run?.status}\n${sd.logs()}`);
     // Every millisecond (Node's timer resolution): reading back to back would cost Stepdesk
@@ -575,7 +595,13 @@ function merge(parts) {
   const sum = (f) => parts.reduce((a, p) => a + f(p), 0);
   const addUp = (objs) => {
     const out = {};
-    for (const o of objs) for (const [k, v] of Object.entries(o ?? {})) out[k] = typeof v === "number" ? (out[k] ?? 0) + v : addUp([out[k], v]);
+    for (const o of objs) {
+      for (const [k, v] of Object.entries(o ?? {})) {
+        if (typeof v === "number") out[k] = (out[k] ?? 0) + v;
+        else if (Array.isArray(v)) out[k] = [...(out[k] ?? []), ...v];
+        else out[k] = addUp([out[k], v]);
+      }
+    }
     return out;
   };
   const cpu = addUp(parts.map((p) => p.cpu));
@@ -673,8 +699,8 @@ async function stepdeskTargets(results, cleanup, BIN) {
   const sd = await startStepdesk(BIN.bin);
   cleanup.push(() => sd.stop());
   results.sdServer = sd;
-  const counters = { polls: 0 };
   return modes.map((mode) => {
+    const counters = { polls: 0, start: [], body: [], finish: [] };
     let pollsBefore = 0;
     return {
       label: `Stepdesk, checkpointing ${mode === "checkpoint" ? "on" : "off"}`,
@@ -683,9 +709,16 @@ async function stepdeskTargets(results, cleanup, BIN) {
       threadsOf: "stepdesk",
       before: async () => {
         pollsBefore = counters.polls;
+        for (const k of ["start", "body", "finish"]) counters[k].length = 0;
         return sd.app.stats();
       },
-      after: async (statsBefore) => ({ app: statsDiff(statsBefore, await sd.app.stats()), polls: counters.polls - pollsBefore }),
+      after: async (statsBefore) => ({
+        app: statsDiff(statsBefore, await sd.app.stats()),
+        polls: counters.polls - pollsBefore,
+        start: [...counters.start],
+        body: [...counters.body],
+        finish: [...counters.finish],
+      }),
       store: (x) => (results.stepdesk[mode] = x),
     };
   });
@@ -865,7 +898,22 @@ function report(r) {
   }
 
   if (sdModes.length) {
-    L.push("### Ratios", "");
+    if (sdModes.length && r.stepdesk[sdModes[0]].seq.extra?.start?.length) {
+    L.push(
+      "Where a Stepdesk run's time goes (the app tells the bench over IPC when step `a` runs and when the body has finished; p50 / p95):",
+      "",
+      "| | " + sdModes.flatMap((m) => [`${modeName(m)}, one at a time`, `${modeName(m)}, ${CONCURRENCY} in flight`]).join(" | ") + " |",
+      "|---|" + sdModes.flatMap(() => ["---:|", "---:|"]).join(""),
+    );
+    const cell = (xs) => `${ms(pct(xs, 50))} / ${ms(pct(xs, 95))}`;
+    const brk = (label, k) => L.push(`| ${label} | ${sdModes.flatMap((m) => [cell(r.stepdesk[m].seq.extra[k]), cell(r.stepdesk[m].conc.extra[k])]).join(" | ")} |`);
+    brk("`POST /e` sent → step `a` runs in the app (ingest, the run's creation, dispatch, the first call request)", "start");
+    brk("step `a` runs → the body has finished (the rest of call request 1, then requests 2–4: steps `b`, `c`, the end)", "body");
+    brk("the body has finished → `GET /v1/runs/{id}` says `Completed` (the last answer reaches Stepdesk, the run's end is committed; reads every ms)", "finish");
+    L.push("");
+  }
+
+  L.push("### Ratios", "");
     L.push("| | " + sdModes.map(modeName).join(" | ") + " |", "|---|" + sdModes.map(() => "---:|").join(""));
     const line = (label, f) => L.push(`| ${label} | ${sdModes.map((m) => f(r.stepdesk[m], r.floor[m], m)).join(" | ")} |`);
     if (rs) {

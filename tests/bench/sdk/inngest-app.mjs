@@ -8,7 +8,8 @@
 // Configured like any app, by the SDK's own INNGEST_DEV (the executor's URL) and PORT. The
 // bench starts it with an IPC channel and, with SDKBENCH_NOTIFY=1, is told of each run the
 // body finishes (`{done: tag, runId}`, sent once the three steps are memoized), so that it can
-// check the run's status right then instead of polling all along. It also answers
+// check the run's status right then instead of polling all along (and of when its first step
+// runs, `{started: tag}`, to tell the run's start from its steps). It also answers
 // `{stats}` messages with what this process saw: call requests received, and requests the
 // SDK sent to the executor's API by path (checkpoints), which is how the bench reports what
 // the executor actually did.
@@ -34,7 +35,10 @@ const notify = process.env.SDKBENCH_NOTIFY === "1" && typeof process.send === "f
 
 // The workflow: three steps, each using the previous one's output (as tests/sdk's `sequential`).
 const workflow = async ({ event, step, runId }) => {
-  const a = await step.run("a", () => ({ value: event.data.start ?? 1 }));
+  const a = await step.run("a", () => {
+    if (notify) process.send({ started: event.data.tag });
+    return { value: event.data.start ?? 1 };
+  });
   const b = await step.run("b", () => ({ value: a.value * 2 }));
   const c = await step.run("c", () => ({ value: b.value + 3 }));
   if (notify) process.send({ done: event.data.tag, runId });
