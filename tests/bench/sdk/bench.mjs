@@ -637,7 +637,10 @@ async function measureAll(targets, rounds) {
   const parts = new Map(targets.map((t) => [t, { seq: [], conc: [] }]));
   for (let round = 1; round <= rounds; round++) {
     log(`round ${round} of ${rounds}`);
-    for (const t of targets) {
+    // Each round starts with another target, so that no system or mode always goes first
+    // (right after the warm-ups) or always follows the same one.
+    const order = targets.map((_, i) => targets[(i + round - 1) % targets.length]);
+    for (const t of order) {
       for (const [key, n, c] of [["seq", N_SEQ, 1], ["conc", N_CONC, CONCURRENCY]]) {
         const extra = t.before ? await t.before() : null;
         const p = await phase(`${t.label} ${key === "seq" ? "sequential" : `${c} in flight`}`, {
@@ -922,6 +925,7 @@ function report(r) {
       line("Stepdesk ÷ Restate latency p50, one at a time", (sd) => `${fmt(sd.seq.p50 / rs.seq.p50, 2)}×`);
       line(`Stepdesk ÷ Restate server CPU per run, ${CONCURRENCY} in flight`, (sd) => `${fmt(sd.conc.cpuPerRun.stepdesk / rs.conc.cpuPerRun.server, 2)}×`);
     }
+    if (rs) line(`For comparison: bare SDK ÷ Restate throughput, ${CONCURRENCY} in flight (what the Inngest SDK alone allows)`, (sd, fl) => (fl ? `${fmt(fl.conc.runsPerSec / rs.conc.runsPerSec, 2)}×` : "–"));
     line(`Stepdesk's CPU per run ÷ the SDK app's, ${CONCURRENCY} in flight (target ≤ 10%)`, (sd) => `**${pctf(sdOwn(sd.conc) / sd.conc.cpuPerRun.app)}** (${pctf(sd.conc.cpuPerRun.stepdesk / sd.conc.cpuPerRun.app)} with the bench's status reads)`);
     line("The same, one at a time", (sd) => `${pctf(sdOwn(sd.seq) / sd.seq.cpuPerRun.app)} (${pctf(sd.seq.cpuPerRun.stepdesk / sd.seq.cpuPerRun.app)})`);
     line(`Stepdesk ÷ bare SDK throughput, ${CONCURRENCY} in flight`, (sd, fl) => (fl ? pctf(sd.conc.runsPerSec / fl.conc.runsPerSec) : "–"));
