@@ -668,7 +668,12 @@ function statsDiff(a, b) {
     }
     return out;
   };
-  return { calls: b.calls - a.calls, byStatus: diff(a.callsByStatus, b.callsByStatus), outbound: diff(a.outbound, b.outbound) };
+  return {
+    calls: b.calls - a.calls,
+    connections: b.connections - a.connections,
+    byStatus: diff(a.callsByStatus, b.callsByStatus),
+    outbound: diff(a.outbound, b.outbound),
+  };
 }
 
 // ---- The systems ---------------------------------------------------------------------------
@@ -840,7 +845,7 @@ function report(r) {
     "Three steps, each using the previous one's output (`{value: start}`, `×2`, `+3`), returning them with the run's tag; every run's output is checked. The Inngest app (tests/bench/sdk/inngest-app.mjs, `inngest/node` on `node:http`) serves it twice: `three-steps` with the SDK's defaults and `three-steps-classic` with `checkpointing: false`. The Restate app (restate-app.mjs) has the same body with `ctx.run` per step, served over HTTP/2.",
     "",
     `- **Bare SDK (floor).** A stand-in executor in the bench process sends the call requests (\`POST /api/inngest?fnId=…&stepId=step\`) with the memo built in memory, and nothing else: no storage, no queue. With checkpointing on, its call requests carry \`ctx.fn_id\` and \`qi_id\` and it answers the SDK's \`POST /v1/checkpoint/{runId}/async\` with \`200 {}\`. Its CPU is the bench process's, not counted here; the app's CPU per run is the SDK's own cost.`,
-    `- **Stepdesk.** \`stepdesk dev --no-discovery --no-poll --port P --data-dir TMP -u APP\` (\`STEPDESK_LOG=warn\`), the release binary, SQLite on the machine's disk with \`synchronous=FULL\`. A run: \`POST /e/sdkbench\` with the trigger event; the app tells the bench over IPC when the body has finished (the run id); the bench then reads \`GET /v1/runs/{id}\`, at once and then every millisecond, until Stepdesk says \`Completed\` (and checks the output). Latency is from before the event's request to that read.`,
+    `- **Stepdesk.** \`stepdesk dev --no-discovery --no-poll --port P --data-dir TMP -u APP\` (\`STEPDESK_LOG=warn\`), the release binary, SQLite on the machine's disk with \`synchronous=FULL\`. A run: \`POST /e/sdkbench\` with the trigger event; the app tells the bench over IPC when step \`a\` runs and when the body has finished (two small messages per run, counted in the app's CPU; the second one carries the run id); the bench then reads \`GET /v1/runs/{id}\`, at once and then every millisecond, until Stepdesk says \`Completed\` (and checks the output). Latency is from before the event's request to that read.`,
     `- **Restate.** The \`restate-server\` binary from npm, default configuration except addresses (127.0.0.1, TCP only), telemetry and the web UI off; its data in a temporary directory on the same disk. The app is registered with \`POST /deployments\`; a run is \`POST /Bench/run\` on the ingress, which answers when the invocation has ended.`,
     "",
     "CPU is `utime + stime` from `/proc/PID/stat` of each process before and after a phase, divided by the runs (resolution 1/CLK_TCK = " +
@@ -951,14 +956,17 @@ function report(r) {
     const sd = r.stepdesk[m];
     const calls = sd.conc.extra.app.calls / sd.conc.n;
     const cps = cpCount(sd.conc.extra.app.outbound) / sd.conc.n;
+    const conns = (sd.seq.extra.app.connections + sd.conc.extra.app.connections) / (sd.seq.n + sd.conc.n);
+    const statuses = Object.entries(sd.conc.extra.app.byStatus).map(([k, v]) => `${k}: ${fmt(v / sd.conc.n, 2)}`).join(", ");
     notes.push(
-      `Stepdesk, ${modeName(m)}: the app got ${fmt(calls, 2)} call requests per run and posted ${fmt(cps, 2)} checkpoints per run` +
+      `Stepdesk, ${modeName(m)}: the app got ${fmt(calls, 2)} call requests per run (answered ${statuses} per run) over ${fmt(conns, 3)} new connections per run, and posted ${fmt(cps, 2)} checkpoints per run` +
         (m === "checkpoint" && cps === 0 ? " — Stepdesk did not offer checkpointing (no `ctx.fn_id` in its call requests), so the SDK ran one step per request as with checkpointing off." : "."),
     );
   }
   for (const m of modes.filter((x) => r.floor[x])) {
     const fl = r.floor[m];
-    notes.push(`Bare SDK, ${modeName(m)}: ${fmt(fl.conc.extra.app.calls / fl.conc.n, 2)} call requests and ${fmt(cpCount(fl.conc.extra.standIn) / fl.conc.n, 2)} checkpoint posts per run.`);
+    const statuses = Object.entries(fl.conc.extra.app.byStatus).map(([k, v]) => `${k}: ${fmt(v / fl.conc.n, 2)}`).join(", ");
+    notes.push(`Bare SDK, ${modeName(m)}: ${fmt(fl.conc.extra.app.calls / fl.conc.n, 2)} call requests (answered ${statuses} per run) and ${fmt(cpCount(fl.conc.extra.standIn) / fl.conc.n, 2)} checkpoint posts per run.`);
   }
   if (notes.length) L.push("What the executors actually did (counted by the app, and by the stand-in):", "", ...notes.map((n) => `- ${n}`), "");
   return L.join("\n");

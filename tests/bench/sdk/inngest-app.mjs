@@ -20,7 +20,7 @@ import http from "node:http";
 import { Inngest } from "inngest";
 import { serve } from "inngest/node";
 
-const stats = { calls: 0, callsByStatus: {}, outbound: {} };
+const stats = { calls: 0, connections: 0, callsByStatus: {}, outbound: {} };
 
 // The SDK's requests to the executor's API (sync, checkpoints), counted by path without ids.
 const countingFetch = (input, init) => {
@@ -70,6 +70,10 @@ process.on("message", (m) => {
 // The bench gone (its IPC channel closed): nothing left to serve.
 process.on("disconnect", () => process.exit(0));
 
+// Connections opened to the app (an executor that keeps them alive opens a handful in all).
+server.on("connection", () => {
+  stats.connections += 1;
+});
 server.keepAliveTimeout = 60_000;
 server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
   console.log(`sdkbench listening on http://127.0.0.1:${server.address().port}/api/inngest`);
