@@ -835,9 +835,19 @@ function report(r) {
   L.push(`| Load average at end (1/5/15 min) | ${r.loadEnd} |`);
   L.push(`| Total bench time | ${fmt(r.seconds)} s |`);
   L.push(
-    `| Runs | per system and mode: a warm-up of ${N_WARM} (not reported), then ${ROUNDS} rounds of ${N_SEQ} one at a time and ${N_CONC} with ${CONCURRENCY} in flight; all systems up throughout, taking turns within each round |`,
+    `| Runs | per system and mode: a warm-up of ${N_WARM} (not reported), then ${ROUNDS} rounds of ${N_SEQ} one at a time and ${N_CONC} with ${CONCURRENCY} in flight; all systems up throughout, taking turns within each round, each round starting with the next one |`,
   );
   L.push("");
+  // How busy the rest of the machine was during the measured phases (time-weighted).
+  const measured = [...Object.values(r.floor), ...Object.values(r.stepdesk), ...(rs ? [rs] : [])].flatMap((x) => [x.seq, x.conc]);
+  const totalMs = measured.reduce((a, p) => a + p.wallMs, 0);
+  const others = measured.reduce((a, p) => a + Math.max(0, p.machineCores - p.oursCores) * p.wallMs, 0) / totalMs;
+  L.push(
+    others > 0.1
+      ? `**A noisy run:** other processes kept ${fmt(others, 2)} of the ${os.cpus().length} cores busy on average while the phases were measured, so every figure here is lower and more spread than on a quiet machine, and the ratios are rough. Rerun on a quiet machine for figures to compare with.`
+      : `A quiet run: other processes kept ${fmt(others, 2)} of the ${os.cpus().length} cores busy on average while the phases were measured.`,
+    "",
+  );
   L.push("### Targets", "", "| Target (issue 8) | Measured | |", "|---|---|---|", ...targets, "");
 
   L.push("### The workflow and how each system runs it", "");
