@@ -953,7 +953,7 @@ function report(r) {
     line(`The app's CPU per run under Stepdesk ÷ under the stand-in, ${CONCURRENCY} in flight`, (sd, fl) => (fl ? `${fmt(sd.conc.cpuPerRun.app / fl.conc.cpuPerRun.app, 2)}×` : "–"));
     L.push("");
     if (r.pollCost) {
-      const polls = sdModes.map((m) => `${modeName(m)}: ${fmt(r.stepdesk[m].seq.extra.polls / N_SEQ, 2)} one at a time, ${fmt(r.stepdesk[m].conc.extra.polls / N_CONC, 2)} with ${CONCURRENCY} in flight`).join("; ");
+      const polls = sdModes.map((m) => `${modeName(m)}: ${fmt(r.stepdesk[m].seq.extra.polls / r.stepdesk[m].seq.n, 2)} one at a time, ${fmt(r.stepdesk[m].conc.extra.polls / r.stepdesk[m].conc.n, 2)} with ${CONCURRENCY} in flight`).join("; ");
       L.push(
         `*Stepdesk's own CPU* leaves out the bench's status reads (\`GET /v1/runs/{id}\` after the app said the body had finished): reads per run ${polls}; one read costs Stepdesk ${ms(r.pollCost.cpuMs)} of CPU (${fmt(r.pollCost.n)} reads of a finished run measured after the phases, ${ms(r.pollCost.wallMs)} per round trip). The trigger's \`POST /e\` is counted as Stepdesk's work, as Restate's ingress call is counted as Restate's.`,
         "",
