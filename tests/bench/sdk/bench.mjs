@@ -670,8 +670,10 @@ function statsDiff(a, b) {
   };
   return {
     calls: b.calls - a.calls,
+    callBytes: b.callBytes - a.callBytes,
     connections: b.connections - a.connections,
     byStatus: diff(a.callsByStatus, b.callsByStatus),
+    otherRequests: diff(a.otherRequests, b.otherRequests),
     outbound: diff(a.outbound, b.outbound),
   };
 }
@@ -962,6 +964,12 @@ function report(r) {
   }
 
   const notes = [];
+  // Any other request the app got or the SDK sent during the phase (syncs, ...), in all.
+  const otherTraffic = (app) => {
+    const inbound = Object.entries(app.otherRequests ?? {}).map(([k, v]) => `${v} ${k}`);
+    const outbound = Object.entries(app.outbound ?? {}).filter(([k]) => !k.includes("/v1/checkpoint/")).map(([k, v]) => `${v} to ${k}`);
+    return inbound.length || outbound.length ? ` Other requests during the phase: ${[...inbound, ...outbound].join(", ")}.` : "";
+  };
   for (const m of sdModes) {
     const sd = r.stepdesk[m];
     const calls = sd.conc.extra.app.calls / sd.conc.n;
@@ -969,14 +977,15 @@ function report(r) {
     const conns = (sd.seq.extra.app.connections + sd.conc.extra.app.connections) / (sd.seq.n + sd.conc.n);
     const statuses = Object.entries(sd.conc.extra.app.byStatus).map(([k, v]) => `${k}: ${fmt(v / sd.conc.n, 2)}`).join(", ");
     notes.push(
-      `Stepdesk, ${modeName(m)}: the app got ${fmt(calls, 2)} call requests per run (answered ${statuses} per run) over ${fmt(conns, 3)} new connections per run, and posted ${fmt(cps, 2)} checkpoints per run` +
-        (m === "checkpoint" && cps === 0 ? " — Stepdesk did not offer checkpointing (no `ctx.fn_id` in its call requests), so the SDK ran one step per request as with checkpointing off." : "."),
+      `Stepdesk, ${modeName(m)}: the app got ${fmt(calls, 2)} call requests per run (${fmt(sd.conc.extra.app.callBytes / sd.conc.extra.app.calls)} bytes each on average; answered ${statuses} per run) over ${fmt(conns, 3)} new connections per run, and posted ${fmt(cps, 2)} checkpoints per run` +
+        (m === "checkpoint" && cps === 0 ? " — Stepdesk did not offer checkpointing (no `ctx.fn_id` in its call requests), so the SDK ran one step per request as with checkpointing off." : ".") +
+        otherTraffic(sd.conc.extra.app),
     );
   }
   for (const m of modes.filter((x) => r.floor[x])) {
     const fl = r.floor[m];
     const statuses = Object.entries(fl.conc.extra.app.byStatus).map(([k, v]) => `${k}: ${fmt(v / fl.conc.n, 2)}`).join(", ");
-    notes.push(`Bare SDK, ${modeName(m)}: ${fmt(fl.conc.extra.app.calls / fl.conc.n, 2)} call requests (answered ${statuses} per run) and ${fmt(cpCount(fl.conc.extra.standIn) / fl.conc.n, 2)} checkpoint posts per run.`);
+    notes.push(`Bare SDK, ${modeName(m)}: ${fmt(fl.conc.extra.app.calls / fl.conc.n, 2)} call requests (${fmt(fl.conc.extra.app.callBytes / fl.conc.extra.app.calls)} bytes each on average; answered ${statuses} per run) and ${fmt(cpCount(fl.conc.extra.standIn) / fl.conc.n, 2)} checkpoint posts per run.`);
   }
   if (notes.length) L.push("What the executors actually did (counted by the app, and by the stand-in):", "", ...notes.map((n) => `- ${n}`), "");
   return L.join("\n");

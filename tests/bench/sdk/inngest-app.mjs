@@ -20,7 +20,7 @@ import http from "node:http";
 import { Inngest } from "inngest";
 import { serve } from "inngest/node";
 
-const stats = { calls: 0, connections: 0, callsByStatus: {}, outbound: {} };
+const stats = { calls: 0, callBytes: 0, connections: 0, callsByStatus: {}, otherRequests: {}, outbound: {} };
 
 // The SDK's requests to the executor's API (sync, checkpoints), counted by path without ids.
 const countingFetch = (input, init) => {
@@ -55,8 +55,10 @@ const fns = [
 
 const handler = serve({ client: inngest, functions: fns });
 const server = http.createServer((req, res) => {
+  if (req.method !== "POST") stats.otherRequests[req.method] = (stats.otherRequests[req.method] ?? 0) + 1;
   if (req.method === "POST") {
     stats.calls += 1;
+    stats.callBytes += Number(req.headers["content-length"] ?? 0);
     res.once("finish", () => {
       stats.callsByStatus[res.statusCode] = (stats.callsByStatus[res.statusCode] ?? 0) + 1;
     });
