@@ -3,7 +3,7 @@
 #   make run     install what is missing, build, open the window (or the headless server)
 #   make test    install what is missing, then fmt + clippy and every test (Rust, browser UI, real window)
 #   make build   release build; the binary's absolute path is the last line printed
-#   make bench   benchmarks (crates/stepdesk-bench, crates/stepdesk-bench-readwise)
+#   make bench   benchmarks (crates/stepdesk-bench, crates/stepdesk-bench-readwise, tests/bench)
 #   make package a .deb of the release build (Tauri bundler); the .deb path is the last line printed
 #   make deps    install missing system, npm and PyPI packages (Debian 12; idempotent)
 
@@ -41,7 +41,7 @@ UI_TESTS := tests/ui
 WINDOW_TESTS := tests/window
 XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
 
-.PHONY: help deps deps-apt deps-npm deps-sdk deps-toolchain ui ui-check build build-debug run test test-all \
+.PHONY: help deps deps-apt deps-npm deps-sdk deps-bench deps-toolchain ui ui-check build build-debug run test test-all \
 	lint test-rust test-ui test-window test-sdk test-sdk-in-session bench package ui-node18
 
 help:
@@ -212,10 +212,25 @@ package: build $(PACKAGING)/node_modules/.package-lock.json
 
 # ---- Benchmarks ----------------------------------------------------------------------
 
+# The SDK benchmark's packages (tests/bench/sdk): npm `inngest` (the version tests/sdk/js pins),
+# `@restatedev/restate-sdk` and `@restatedev/restate-server` (its binary comes in the platform
+# package npm picks), installed from the lock file only when it changed. Not part of `deps`:
+# only `make bench` needs them (the Restate server is a 200 MiB download).
+SDK_BENCH := tests/bench/sdk
+
+deps-bench: $(SDK_BENCH)/node_modules/.package-lock.json
+
+$(SDK_BENCH)/node_modules/.package-lock.json: $(SDK_BENCH)/package.json $(SDK_BENCH)/package-lock.json
+	cd $(SDK_BENCH) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # Each benchmark rewrites only its own section of BENCHMARKS.md.
 # The console's bench (tests/bench/console.mjs) measures the release binary: the window under
 # Xvfb in a private session bus, Chromium on the engine bench's cached million runs.
-bench: deps build
+# The SDK bench (tests/bench/sdk/bench.mjs) runs a 3-step JS SDK workflow on the release binary,
+# on Restate and on a stand-in executor (the SDK's own floor), in a private network namespace.
+bench: deps deps-bench build
 	$(CARGO) run --release -p stepdesk-bench -- --write BENCHMARKS.md
 	$(CARGO) run --release -p stepdesk-bench-readwise -- --write BENCHMARKS.md
 	tests/with-session.sh $(XVFB_RUN) $(NODE) tests/bench/console.mjs --bin "$(RELEASE_BIN)" --write BENCHMARKS.md
+	$(NODE) $(SDK_BENCH)/bench.mjs --bin "$(RELEASE_BIN)" --write BENCHMARKS.md
