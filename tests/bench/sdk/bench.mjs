@@ -736,8 +736,13 @@ async function stepdeskTargets(results, cleanup, BIN) {
 
 /** What one status read costs Stepdesk, to tell the bench's own reads apart from the runs. */
 async function pollCost(results, sd) {
-  const runs = await (await fetch(`${sd.url}/api/admin/runs?function_id=sdkbench-three-steps-classic&limit=1`)).json();
-  const runId = runs.runs[0].id;
+  // Any run of the bench's functions (only one mode may have run: `--modes`).
+  let runId;
+  for (const fn of ["sdkbench-three-steps-classic", "sdkbench-three-steps"]) {
+    const runs = await (await fetch(`${sd.url}/api/admin/runs?function_id=${fn}&limit=1`)).json();
+    runId ??= runs.runs?.[0]?.id;
+  }
+  if (!runId) throw new Error("pollCost: no run of the bench's functions to read");
   const c0 = cpuMs(sd.pid);
   const t0 = performance.now();
   for (let i = 0; i < N_POLL_CAL; i++) await request("GET", `${sd.url}/v1/runs/${runId}`);
