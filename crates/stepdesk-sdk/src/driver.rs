@@ -94,13 +94,15 @@ impl InFlight {
             .is_some_and(|f| !f.running.is_empty())
     }
 
-    /// Marks a step as running; false if it already was.
+    /// Marks a step as running; false if it already is, or if its answer is in and not yet
+    /// reported (it finished after the SDK was asked what to do next: it must not run again).
     fn start(&self, run_id: &str, hash: &str) -> bool {
-        self.lock()
-            .entry(run_id.to_string())
-            .or_default()
-            .running
-            .insert(hash.to_string())
+        let mut runs = self.lock();
+        let flights = runs.entry(run_id.to_string()).or_default();
+        if flights.finished.iter().any(|f| f.hash == hash) {
+            return false;
+        }
+        flights.running.insert(hash.to_string())
     }
 
     fn finish(&self, run_id: &str, done: Finished) {
@@ -675,5 +677,44 @@ pub(crate) fn error_body(error: Option<&Value>) -> ErrorBody {
         }
         Value::String(s) => ErrorBody::new("Error", s.clone()),
         other => ErrorBody::new("Error", other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(hash: &str) -> Finished {
+        Finished {
+            kind: StepKind::Run,
+            hash: hash.into(),
+            name: hash.into(),
+            input: None,
+            result: Ok(json!(1)),
+            started: 0,
+            ended: 1,
+        }
+    }
+
+    #[test]
+    fn a_planned_step_starts_once_even_when_its_answer_is_waiting() {
+        let f = InFlight::default();
+        assert!(f.start("r", "a"));
+        assert!(!f.start("r", "a"), "already running");
+        f.finish("r", finished("a"));
+        assert!(
+            !f.start("r", "a"),
+            "its answer is in, not yet reported: not again"
+        );
+        let (done, running) = f.take("r");
+        assert_eq!(done.len(), 1);
+        assert!(!running);
+        assert!(f.start("r", "b"), "another step");
+        assert!(f.is_running_any("r"));
+        f.forget("r");
+        assert!(
+            f.is_running_any("r"),
+            "a running step is kept until it ends"
+        );
     }
 }
