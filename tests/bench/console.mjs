@@ -703,16 +703,19 @@ async function scrollFrames(browser, url) {
       } catch {
         po = undefined;
       }
-      // Rows in and out of the DOM, counted per frame.
+      // Rows in and out of the DOM, counted per frame, and rows kept in the DOM that show
+      // another run (a list that reuses its row elements changes their `data-run-id`).
       let added = 0;
       let removed = 0;
+      let reused = 0;
       const mo = new MutationObserver((records) => {
         for (const r of records) {
+          if (r.type === "attributes") reused++;
           added += r.addedNodes.length;
           removed += r.removedNodes.length;
         }
       });
-      mo.observe(sizer, { childList: true });
+      mo.observe(sizer, { childList: true, subtree: true, attributes: true, attributeFilter: ["data-run-id"] });
       // The page's own handling of each page of runs: the console reads a response's text,
       // then parses it, appends the runs and lets Svelte update the list, all in the
       // microtasks that follow; a task queued when the text is read runs after them.
@@ -742,7 +745,8 @@ async function scrollFrames(browser, url) {
       const intervals = [];
       const work = [];
       // Per frame, from the end of the one before to its own end: { start, raf, end,
-      // prevEnd, loadedPrev, loadedRaf, loadedAfter, heapPrev, heapAfter, added, removed, stall }.
+      // prevEnd, loadedPrev, loadedRaf, loadedAfter, heapPrev, heapAfter, added, removed,
+      // reused, stall }.
       const info = [];
       let stalls = 0; // frames where the list was at its loaded end, waiting for a page
       const step = scroller.clientHeight;
@@ -764,8 +768,8 @@ async function scrollFrames(browser, url) {
             work.push(end - start);
             // The mutation records of the frame's DOM changes were delivered (microtasks)
             // before this task.
-            Object.assign(rec, { end, added, removed, heapAfter: heap(), loadedAfter: height() });
-            added = removed = 0;
+            Object.assign(rec, { end, added, removed, reused, heapAfter: heap(), loadedAfter: height() });
+            added = removed = reused = 0;
             prev = { end, loaded: rec.loadedAfter, heap: rec.heapAfter };
             ch.port1.close();
           };
@@ -823,7 +827,7 @@ function slowestFrames(sc, n) {
 
 function frameWhat(sc, index) {
   const f = sc.info[index];
-  const what = [`${f.added} rows in, ${f.removed} out`];
+  const what = [`${f.added} rows in, ${f.removed} out${f.reused ? `, ${f.reused} reused for other runs` : ""}`];
   const rows = (px) => Math.round(px / 36);
   if (rows(f.loadedAfter) !== rows(f.loadedPrev)) {
     const between = rows(f.loadedRaf) !== rows(f.loadedPrev);
@@ -854,9 +858,11 @@ const OBSERVE = `
     const waiters = [];
     const list = document.querySelector("[data-testid=runs-list]") || document.body;
     for (const a of list.querySelectorAll("a.run-row")) seen.set(a.dataset.runId, { dom: 0, painted: 0 });
+    // A run's row appears as a new element, or as an element of the list that now shows
+    // another run (a list that reuses its row elements changes their data-run-id).
     new MutationObserver((records) => {
       const now = Date.now();
-      for (const r of records) for (const n of r.addedNodes) {
+      for (const r of records) for (const n of r.type === "attributes" ? [r.target] : r.addedNodes) {
         if (!(n instanceof HTMLElement)) continue;
         const rows = n.matches("a.run-row") ? [n] : [...n.querySelectorAll("a.run-row")];
         for (const a of rows) {
@@ -872,7 +878,7 @@ const OBSERVE = `
           for (const w of waiters.splice(0)) w(id);
         }
       }
-    }).observe(document.body, { childList: true, subtree: true });
+    }).observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ["data-run-id"] });
     window.__bench = { seen, notices, waiters };
   })();`;
 
@@ -1150,7 +1156,7 @@ function report(r) {
       L.push(
         `Pages of runs fetched while scrolling: ${sc.requests.length}, each request ${ms(pct(took, 50))} (median, Resource Timing, from sending to the response's end; max ${ms(max(took))}). The page's handling of each (from reading the response's text until a task queued then runs: parsing, appending the runs, Svelte's update of the list, and a frame if one comes first; the style and layout of the longer list come in the next frame): median ${ms(pct(handled, 50))}, p95 ${ms(pct(handled, 95))}, max ${ms(max(handled))}.`,
         "",
-        `The ${sc.slowest.length} frames with the most work, with what happened since the frame before ended: rows in and out of the DOM (a MutationObserver on the list), a page appended (the list's height grew; *between frames* when its handling ran as a task of its own before the frame began, which that frame's work does not count, though its interval would show it), the \`runs\` requests sent and responses in, a garbage collection (the JS heap shrank, \`performance.memory\` with \`--enable-precise-memory-info\`), a stall at the loaded end, and the interval to the next frame.`,
+        `The ${sc.slowest.length} frames with the most work, with what happened since the frame before ended: rows in and out of the DOM and rows whose element now shows another run (a MutationObserver on the list), a page appended (the list's height grew; *between frames* when its handling ran as a task of its own before the frame began, which that frame's work does not count, though its interval would show it), the \`runs\` requests sent and responses in, a garbage collection (the JS heap shrank, \`performance.memory\` with \`--enable-precise-memory-info\`), a stall at the loaded end, and the interval to the next frame.`,
         "",
         "| Frame | Work | What happened |",
         "|---:|---:|---|",
@@ -1163,7 +1169,7 @@ function report(r) {
   if (r.live || r.wlive) {
     L.push("### 4. A committed change reaching the DOM", "");
     L.push(
-      "One `test/noop` event at a time over HTTP (`POST /e/{key}`) to a server with the test fixtures and the history above; t0 is `Date.now()` in the bench just before the request. In the page, a MutationObserver notes `Date.now()` when the new run's row is added to the runs list (*in the DOM*), and again after the next frame (*painted*). Both clocks are this machine's. The path: ingest and the durable commit, the engine's change feed, the notice to the page (the engine gathers the changes committed within 10 ms into one notice), the console's refetch of the `runs` first page (at once on a notice; notices within the next 30 ms make one more), and Svelte's update of the list. Samples are 150–250 ms apart, so each starts with the list settled; one unmeasured event first.",
+      "One `test/noop` event at a time over HTTP (`POST /e/{key}`) to a server with the test fixtures and the history above; t0 is `Date.now()` in the bench just before the request. In the page, a MutationObserver notes `Date.now()` when the new run's row is in the runs list (*in the DOM*: a row element added for it, or one of the list's row elements now showing it), and again after the next frame (*painted*). Both clocks are this machine's. The path: ingest and the durable commit, the engine's change feed, the notice to the page (the engine gathers the changes committed within 10 ms into one notice), the console's refetch of the `runs` first page (at once on a notice; notices within the next 30 ms make one more), and Svelte's update of the list. Samples are 150–250 ms apart, so each starts with the list settled; one unmeasured event first.",
       "",
     );
     L.push("| | Samples | p50 | p95 | Max |", "|---|---:|---:|---:|---:|");
