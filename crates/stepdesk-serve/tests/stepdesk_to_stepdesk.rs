@@ -285,7 +285,8 @@ async fn stepdesk_drives_stepdesk(signed: bool) {
             ("cool-down", StepKind::Sleep),
             ("approval", StepKind::WaitForEvent),
             ("charge", StepKind::Run),
-            ("notify", StepKind::Run),
+            // Sent by the served function itself (`opts.type: step.sendEvent`).
+            ("notify", StepKind::SendEvent),
             ("score", StepKind::Invoke),
         ]
     );
