@@ -34,6 +34,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { spliceSection } from "./report.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import {
@@ -1191,18 +1192,6 @@ function report(r) {
   return L.join("\n");
 }
 
-const START = "<!-- console-bench:start -->";
-const END = "<!-- console-bench:end -->";
-
-/** Replaces this benchmark's section of `existing` (or appends it), keeping the rest. */
-function splice(existing, section) {
-  const block = `${START}\n${section.trimEnd()}\n${END}`;
-  const e = existing.indexOf(END);
-  const s = e >= 0 ? existing.lastIndexOf(START, e) : -1;
-  if (s >= 0) return existing.slice(0, s) + block + existing.slice(e + END.length);
-  return existing.trimEnd() + (existing.trim() ? "\n\n" : "") + block + "\n";
-}
-
 // ---- Main ---------------------------------------------------------------------------------
 
 async function main() {
@@ -1261,7 +1250,7 @@ async function main() {
   console.log(text);
   if (opts.write) {
     const existing = existsSync(opts.write) ? readFileSync(opts.write, "utf8") : "";
-    writeFileSync(opts.write, splice(existing, text));
+    writeFileSync(opts.write, spliceSection(existing, "console-bench", text));
     log(`wrote the console section of ${opts.write}`);
   }
 }

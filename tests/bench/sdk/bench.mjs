@@ -38,6 +38,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { spliceSection } from "../report.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { cleanEnv, freePort, removeDir, stopChild, tempDir, waitFor } from "../../support/stepdesk.mjs";
@@ -996,18 +997,6 @@ function report(r) {
   return L.join("\n");
 }
 
-const START = "<!-- sdk-bench:start -->";
-const END = "<!-- sdk-bench:end -->";
-
-/** Replaces this benchmark's section of `existing` (or appends it), keeping the rest. */
-function splice(existing, section) {
-  const block = `${START}\n${section.trimEnd()}\n${END}`;
-  const e = existing.indexOf(END);
-  const s = e >= 0 ? existing.lastIndexOf(START, e) : -1;
-  if (s >= 0) return existing.slice(0, s) + block + existing.slice(e + END.length);
-  return existing.trimEnd() + (existing.trim() ? "\n\n" : "") + block + "\n";
-}
-
 // ---- Main ------------------------------------------------------------------------------------
 
 async function main() {
@@ -1049,7 +1038,7 @@ async function main() {
   console.log(text);
   if (opts.write) {
     const existing = existsSync(opts.write) ? readFileSync(opts.write, "utf8") : "";
-    writeFileSync(opts.write, splice(existing, text));
+    writeFileSync(opts.write, spliceSection(existing, "sdk-bench", text));
     log(`wrote the SDK section of ${opts.write}`);
   }
 }
