@@ -19,10 +19,7 @@
 // Node built-ins and the browser tests' playwright-core (tests/ui) only.
 
 import { spawn, execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import {
-  copyFileSync,
-  chmodSync,
   cpSync,
   existsSync,
   readFileSync,
@@ -34,7 +31,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { spliceSection } from "./report.mjs";
+import { copyBinary, spliceSection } from "./report.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import {
@@ -121,19 +118,9 @@ const min = (xs) => (xs.length ? Math.min(...xs) : NaN);
 // ---- The binary, copied so that a concurrent build cannot change it under the bench -------
 
 function prepareBinary() {
-  const src =
-    opts.bin ||
-    process.env.STEPDESK_BIN ||
-    path.join(process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache", "stepdesk-target"), "release", "stepdesk");
-  if (!existsSync(src)) throw new Error(`no stepdesk binary at ${src}: run \`make build\` or pass --bin`);
-  const dir = tempDir("stepdesk-console-bench-bin-");
-  const bin = path.join(dir, "stepdesk");
-  copyFileSync(src, bin);
-  chmodSync(bin, 0o755);
-  const sha = createHash("sha256").update(readFileSync(bin)).digest("hex");
-  const version = execFileSync(bin, ["--version"], { encoding: "utf8" }).trim();
-  const help = execFileSync(bin, ["--help"], { encoding: "utf8" });
-  return { src, bin, dir, sha, version, hasInspect: /^\s+inspect\s/m.test(help) };
+  const b = copyBinary(opts.bin, "stepdesk-console-bench-bin-");
+  const help = execFileSync(b.bin, ["--help"], { encoding: "utf8" });
+  return { ...b, hasInspect: /^\s+inspect\s/m.test(help) };
 }
 
 const BIN = prepareBinary();

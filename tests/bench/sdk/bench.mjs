@@ -30,7 +30,7 @@
 
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import { randomUUID, createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -38,7 +38,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { spliceSection } from "../report.mjs";
+import { copyBinary, spliceSection } from "../report.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { cleanEnv, freePort, removeDir, stopChild, tempDir, waitFor } from "../../support/stepdesk.mjs";
@@ -383,18 +383,7 @@ async function floorRun(app, mode, tag) {
 
 /** The release binary, copied so that a concurrent build cannot change it under the bench. */
 function prepareBinary() {
-  const src =
-    opts.bin ||
-    process.env.STEPDESK_BIN ||
-    path.join(process.env.CARGO_TARGET_DIR || path.join(os.homedir(), ".cache", "stepdesk-target"), "release", "stepdesk");
-  if (!existsSync(src)) throw new Error(`no stepdesk binary at ${src}: run \`make build\` or pass --bin`);
-  const dir = tempDir("stepdesk-sdk-bench-bin-");
-  const bin = path.join(dir, "stepdesk");
-  copyFileSync(src, bin);
-  chmodSync(bin, 0o755);
-  const sha = createHash("sha256").update(readFileSync(bin)).digest("hex");
-  const version = execFileSync(bin, ["--version"], { encoding: "utf8" }).trim();
-  return { src, bin, dir, sha, version };
+  return copyBinary(opts.bin, "stepdesk-sdk-bench-bin-");
 }
 
 async function startStepdesk(bin) {
