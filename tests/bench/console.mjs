@@ -31,7 +31,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { copyBinary, spliceSection } from "./report.mjs";
+import { copyBinary, fmt, git, machine, ms, spliceSection } from "./report.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import {
@@ -91,11 +91,6 @@ const int = (k) => {
 };
 
 const log = (...a) => console.error(...a);
-const fmt = (n, d = 0) =>
-  n === undefined || n === null || Number.isNaN(n)
-    ? "–"
-    : n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
-const ms = (n) => `${fmt(n, n < 10 ? 2 : n < 100 ? 1 : 0)} ms`;
 const mib = (kib) => `${fmt(kib / 1024, 1)} MiB`;
 
 // ---- Statistics --------------------------------------------------------------------------
@@ -982,18 +977,6 @@ async function liveWindow(history) {
 
 // ---- The report -----------------------------------------------------------------------------
 
-function machine() {
-  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
-  return `${os.cpus().length} cores (nproc), ${cpu}, ${fmt(os.totalmem() / 2 ** 30, 1)} GiB RAM, Linux ${os.release()}`;
-}
-
-function git(args) {
-  try {
-    return execFileSync("git", args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-  } catch {
-    return "";
-  }
-}
 
 function versions() {
   const chromiumVersion = (() => {

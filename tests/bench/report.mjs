@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 import { tempDir } from "../support/stepdesk.mjs";
 
@@ -40,4 +41,30 @@ export function copyBinary(bin, prefix) {
   const sha = createHash("sha256").update(readFileSync(copy)).digest("hex");
   const version = execFileSync(copy, ["--version"], { encoding: "utf8" }).trim();
   return { src, bin: copy, dir, sha, version };
+}
+
+/** A number for a report: `d` decimals, thousands separated; "–" when there is none. */
+export const fmt = (n, d = 0) =>
+  n === undefined || n === null || Number.isNaN(n)
+    ? "–"
+    : n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+
+/** Milliseconds for a report, with the decimals that matter at that size. */
+export const ms = (n) => `${fmt(n, n < 10 ? 2 : n < 100 ? 1 : 0)} ms`;
+
+/** The machine in one line: cores, CPU model, memory, kernel. */
+export function machine() {
+  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+  return `${os.cpus().length} cores (nproc), ${cpu}, ${fmt(os.totalmem() / 2 ** 30, 1)} GiB RAM, Linux ${os.release()}`;
+}
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** `git ARGS` in the repository, its output trimmed; "" when git fails. */
+export function git(args) {
+  try {
+    return execFileSync("git", args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "";
+  }
 }

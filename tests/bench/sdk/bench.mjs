@@ -38,7 +38,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { copyBinary, spliceSection } from "../report.mjs";
+import { copyBinary, fmt, git, machine, ms, spliceSection } from "../report.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { cleanEnv, freePort, removeDir, stopChild, tempDir, waitFor } from "../../support/stepdesk.mjs";
@@ -85,11 +85,6 @@ const ROUNDS = int("rounds");
 const N_POLL_CAL = int("poll-calibration");
 
 const log = (...a) => console.error(...a);
-const fmt = (n, d = 0) =>
-  n === undefined || n === null || Number.isNaN(n)
-    ? "–"
-    : n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
-const ms = (n) => `${fmt(n, n < 10 ? 2 : n < 100 ? 1 : 0)} ms`;
 const pctf = (x) => `${fmt(100 * x, x < 0.1 ? 1 : 0)}%`;
 
 // ---- The network namespace ------------------------------------------------------------
@@ -761,18 +756,6 @@ async function restateTargets(results, cleanup) {
 
 // ---- The report ------------------------------------------------------------------------------
 
-function machine() {
-  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
-  return `${os.cpus().length} cores (nproc), ${cpu}, ${fmt(os.totalmem() / 2 ** 30, 1)} GiB RAM, Linux ${os.release()}`;
-}
-
-function git(args) {
-  try {
-    return execFileSync("git", args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-  } catch {
-    return "";
-  }
-}
 
 const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(" / ");
 
