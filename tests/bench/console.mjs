@@ -31,7 +31,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { copyBinary, fmt, git, machine, ms, spliceSection } from "./report.mjs";
+import { copyBinary, fmt, git, machine, ms, writeSection } from "./report.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import {
@@ -1219,8 +1219,7 @@ async function main() {
   const text = report(r);
   console.log(text);
   if (opts.write) {
-    const existing = existsSync(opts.write) ? readFileSync(opts.write, "utf8") : "";
-    writeFileSync(opts.write, spliceSection(existing, "console-bench", text));
+    writeSection(opts.write, "console-bench", text);
     log(`wrote the console section of ${opts.write}`);
   }
 }

@@ -2,7 +2,7 @@
 
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, readFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -67,4 +67,10 @@ export function git(args) {
   } catch {
     return "";
   }
+}
+
+/** Writes `section` as the section `name` of the Markdown file `file` (see spliceSection). */
+export function writeSection(file, name, section) {
+  const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
+  writeFileSync(file, spliceSection(existing, name, section));
 }

@@ -38,7 +38,7 @@ import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { copyBinary, fmt, git, machine, ms, spliceSection } from "../report.mjs";
+import { copyBinary, fmt, git, machine, ms, writeSection } from "../report.mjs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { cleanEnv, freePort, removeDir, stopChild, tempDir, waitFor } from "../../support/stepdesk.mjs";
@@ -1009,8 +1009,7 @@ async function main() {
   const text = report(r);
   console.log(text);
   if (opts.write) {
-    const existing = existsSync(opts.write) ? readFileSync(opts.write, "utf8") : "";
-    writeFileSync(opts.write, spliceSection(existing, "sdk-bench", text));
+    writeSection(opts.write, "sdk-bench", text);
     log(`wrote the SDK section of ${opts.write}`);
   }
 }
