@@ -30,7 +30,7 @@
 
 import { spawn, spawnSync, execFileSync } from "node:child_process";
 import { randomUUID, createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 import os from "node:os";
