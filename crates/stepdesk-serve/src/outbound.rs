@@ -50,6 +50,27 @@ fn excerpt(body: &[u8]) -> String {
 }
 
 /// The Bearer tokens to try, in order: the hashed signing key, then the fallback's.
+/// Sends `req` with this Bearer key (if any); the answer's status and body, or why none.
+async fn send(
+    mut req: reqwest::RequestBuilder,
+    bearer: Option<&str>,
+    url: &str,
+) -> Result<(u16, Vec<u8>), String> {
+    if let Some(b) = bearer {
+        req = req.header("Authorization", format!("Bearer {b}"));
+    }
+    let res = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {}", cause(&e)))?;
+    let status = res.status().as_u16();
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the answer of {url}: {}", cause(&e)))?;
+    Ok((status, bytes.to_vec()))
+}
+
 fn bearers(config: &ServeConfig) -> Vec<Option<String>> {
     let keys = config.keys();
     if keys.is_empty() {
@@ -87,18 +108,7 @@ pub(crate) async fn register(
         for (k, v) in &headers {
             req = req.header(k, v);
         }
-        if let Some(b) = bearer {
-            req = req.header("Authorization", format!("Bearer {b}"));
-        }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {}", cause(&e)))?;
-        let status = res.status().as_u16();
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the answer of {url}: {}", cause(&e)))?;
+        let (status, bytes) = send(req, bearer.as_deref(), url.as_str()).await?;
         let reply: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         // The JS SDK takes the outcome from the body's `status` (default 200), not the HTTP
         // status; a non-2xx HTTP status is a failure all the same.
@@ -220,19 +230,8 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     let bearers = bearers(config);
     let mut last = String::new();
     for (i, bearer) in bearers.iter().enumerate() {
-        let mut req = http.get(&url).header(headers::SDK, serve::sdk_header());
-        if let Some(b) = bearer {
-            req = req.header("Authorization", format!("Bearer {b}"));
-        }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {}", cause(&e)))?;
-        let status = res.status().as_u16();
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| format!("reading the answer of {url}: {}", cause(&e)))?;
+        let req = http.get(&url).header(headers::SDK, serve::sdk_header());
+        let (status, bytes) = send(req, bearer.as_deref(), &url).await?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| format!("{url} answered with unexpected JSON: {e}"));
