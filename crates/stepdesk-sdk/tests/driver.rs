@@ -35,20 +35,19 @@ struct Reply {
 impl Reply {
     /// A 206 with these ops, as an SDK sends it.
     fn ops(ops: Value) -> Reply {
-        Reply {
-            status: 206,
-            headers: vec![],
-            body: ops,
-            checkpoints: vec![],
-            delay: Duration::ZERO,
-        }
+        Reply::answer(206, vec![], ops)
     }
 
     fn done(value: Value) -> Reply {
+        Reply::answer(200, vec![], value)
+    }
+
+    /// Any other answer: this status, these headers, this body.
+    fn answer(status: u16, headers: Vec<(&'static str, String)>, body: Value) -> Reply {
         Reply {
-            status: 200,
-            headers: vec![],
-            body: value,
+            status,
+            headers,
+            body,
             checkpoints: vec![],
             delay: Duration::ZERO,
         }
@@ -412,12 +411,12 @@ async fn a_step_error_is_retried_with_the_attempt_counted_per_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_retriable_function_error_fails_the_run_at_once() {
-    let h = harness(|_, _| Reply {
-        status: 400,
-        headers: vec![("x-inngest-no-retry", "true".into())],
-        body: json!({"name": "NonRetriableError", "message": "bad input", "stack": "at fn"}),
-        checkpoints: vec![],
-        delay: Duration::ZERO,
+    let h = harness(|_, _| {
+        Reply::answer(
+            400,
+            vec![("x-inngest-no-retry", "true".into())],
+            json!({"name": "NonRetriableError", "message": "bad input", "stack": "at fn"}),
+        )
     })
     .await;
     send(&h.engine, "demo/hello", json!({})).await;
@@ -432,16 +431,14 @@ async fn a_non_retriable_function_error_fails_the_run_at_once() {
 async fn retry_after_is_honoured_for_a_function_error() {
     let h = harness(|_, req| {
         if req["ctx"]["attempt"] == json!(0) {
-            Reply {
-                status: 500,
-                headers: vec![
+            Reply::answer(
+                500,
+                vec![
                     ("retry-after", "1".into()),
                     ("x-inngest-no-retry", "false".into()),
                 ],
-                body: json!({"name": "RetryAfterError", "message": "later"}),
-                checkpoints: vec![],
-                delay: Duration::ZERO,
-            }
+                json!({"name": "RetryAfterError", "message": "later"}),
+            )
         } else {
             Reply::done(json!("ok"))
         }
