@@ -61,6 +61,7 @@ function expectedFunctions(appId, kind) {
       multiply: { triggers: ev("multiply") },
       "invoke-py": { triggers: ev("invoke-py") },
       "cron-tz": { triggers: [{ cron: "TZ=Europe/Paris 0 9 * * *" }] },
+      "checkpoint-crash": { triggers: ev("checkpoint-crash") },
     };
   }
   return {

@@ -672,4 +672,25 @@ describe("restart: SDK runs survive a SIGKILL of Stepdesk", { skip: SKIP }, () =
       assert.deepEqual(retry.output.flaky.attempts.map((a) => a.attempt), [0, 1]);
     }
   });
+
+  test("steps the JS SDK checkpointed during a call request do not run again after a SIGKILL during that request", { timeout: 120000 }, async () => {
+    const base = env.apps.js.url.replace(/\/api\/inngest$/, "");
+    const app = async (what, runId) => (await (await fetch(`${base}/${what}?run=${runId}`)).json()).executions;
+    const eventId = await sendOne(env.server, "sdk-js/checkpoint-crash", { tag: uniqueTag("checkpoint-crash") });
+    const runId = (await runOfEvent(env, "sdk-js-checkpoint-crash", eventId)).id;
+    // "one" and "two" were checkpointed and are stored while "three" holds the request open.
+    await waitRunDetail(env, "the checkpointed steps stored mid-request", runId, (d) =>
+      ["one", "two"].every((id) => d.steps.some((x) => x.id === id && x.status === "Completed")));
+    await waitFor("step three to run", async () => (await app("executions", runId)).three === 1);
+    assert.equal((await stepdesk.run(env.server, runId)).status, "Running");
+    assert.equal((await fetch(`${base}/requests?run=${runId}`).then((r) => r.json())).requests, 1);
+
+    await env.server.kill();
+    await env.start();
+    // Stepdesk sends the request again: "one" and "two" come from the memo, "three" runs again.
+    await waitFor("step three to run again", async () => (await app("executions", runId)).three === 2, { timeoutMs: 60000 });
+    await app("release", runId);
+    const done = await waitRunEnds(env, runId, "Completed", { timeoutMs: 60000 });
+    assert.deepEqual(done.output.executions, { one: 1, two: 1, three: 2 });
+  });
 });

@@ -349,6 +349,7 @@ async fn run_body(
     run: &LoadedRun,
     run_id: &str,
     hook: crate::step::StartHook,
+    reported: crate::step::ReportHook,
 ) -> Executed {
     let step = Step::with_input_override(
         run.memo.clone(),
@@ -356,7 +357,8 @@ async fn run_body(
         run_id.to_string(),
         run.input_override.clone(),
     )
-    .on_start(hook);
+    .on_start(hook)
+    .on_reported(reported);
     let ctx = Ctx {
         event: event.clone(),
         run_id: run_id.to_string(),
@@ -460,19 +462,7 @@ fn plan(
             ended_at: e,
         }) => {
             let attempts = run.step_attempts.get(&hash).copied().unwrap_or(0) + 1;
-            let mut write = StepWrite {
-                hash: hash.clone(),
-                step_id,
-                kind,
-                status: StepStatus::Completed,
-                attempts,
-                started_at: Some(s),
-                ended_at: Some(e),
-                wake_at: None,
-                input: input.map(|v| v.to_string()),
-                output: None,
-                error: None,
-            };
+            let mut write = ran_write(&hash, step_id, kind, input.as_ref(), s, e, attempts);
             let after = match result {
                 Ok(v) => {
                     write.output = Some(v.to_string());
@@ -786,7 +776,8 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
     loop {
         let body_started = now_ms();
         let hook = start_hook(engine, run_id);
-        let executed = run_body(&function, &event, &run, run_id, hook).await;
+        let reported = report_hook(engine, run_id, run.step_attempts.clone());
+        let executed = run_body(&function, &event, &run, run_id, hook, reported).await;
         let registry = engine.registry();
         let env = PlanEnv {
             run_id,
@@ -843,6 +834,74 @@ fn start_hook(engine: &Arc<EngineInner>, run_id: &str) -> crate::step::StartHook
         store.write_detached(move |c| {
             progress::step_started(c, &run_id, &hash, &step_id, input.as_deref(), at)
         });
+    })
+}
+
+/// The row of a `run` step that ended (completed until its result says otherwise).
+fn ran_write(
+    hash: &str,
+    step_id: String,
+    kind: StepKind,
+    input: Option<&Value>,
+    started_at: i64,
+    ended_at: i64,
+    attempts: u32,
+) -> StepWrite {
+    StepWrite {
+        hash: hash.to_string(),
+        step_id,
+        kind,
+        status: StepStatus::Completed,
+        attempts,
+        started_at: Some(started_at),
+        ended_at: Some(ended_at),
+        wake_at: None,
+        input: input.map(Value::to_string),
+        output: None,
+        error: None,
+    }
+}
+
+/// Writes each finished `run` step that a driver reports with its result as soon as it is
+/// reported, without waiting for the write or for the execution's end: a JS SDK that
+/// checkpoints runs all of a run's steps in one call request, and a crash of Stepdesk
+/// during that request would otherwise run every one of them again. The execution's own
+/// commit writes the same rows again (an upsert: the same values). A step that failed is
+/// left to that commit, which decides its retry. `attempts` are the run's failed attempts
+/// per step as this execution began.
+fn report_hook(
+    engine: &Arc<EngineInner>,
+    run_id: &str,
+    attempts: HashMap<String, u32>,
+) -> crate::step::ReportHook {
+    let store = engine.store.clone();
+    let run_id = run_id.to_string();
+    Arc::new(move |outcome| {
+        let Outcome::Ran {
+            hash,
+            step_id,
+            kind,
+            input,
+            result: Ok(value),
+            started_at,
+            ended_at,
+        } = outcome
+        else {
+            return;
+        };
+        let tries = attempts.get(hash).copied().unwrap_or(0) + 1;
+        let mut write = ran_write(
+            hash,
+            step_id.clone(),
+            *kind,
+            input.as_ref(),
+            *started_at,
+            *ended_at,
+            tries,
+        );
+        write.output = Some(value.to_string());
+        let run_id = run_id.clone();
+        store.write_detached(move |c| progress::step_reported(c, &run_id, &write));
     })
 }
 

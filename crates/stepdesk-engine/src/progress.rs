@@ -324,6 +324,15 @@ pub(crate) fn step_started(
     steps::started(conn, run_id, hash, step_id, input, at)
 }
 
+/// Writes a finished step that a driver reported before its execution ended (unless the run
+/// ended meanwhile); the execution's commit writes the same row again.
+pub(crate) fn step_reported(conn: &Connection, run_id: &str, step: &StepWrite) -> StoreResult<()> {
+    if runs::status(conn, run_id)? != Some(RunStatus::Running) {
+        return Ok(());
+    }
+    steps::upsert(conn, run_id, step)
+}
+
 /// Settles steps whose sleep has ended or whose wait or invoke has timed out.
 pub(crate) fn resolve_due(conn: &Connection, run_id: &str, now: i64) -> StoreResult<()> {
     steps::complete_sleeps(conn, run_id, now)?;

@@ -318,6 +318,7 @@ pub(crate) struct Replay {
     /// An edited input for one step (by hash), from "Rerun from step".
     input_override: Option<(String, Value)>,
     on_start: Option<StartHook>,
+    on_reported: Option<ReportHook>,
     /// Set for an execution driven from outside the engine ([`crate::external`]): which
     /// new `run` step may execute. `None` (the engine's own executions): any.
     pub(crate) gate: Option<RunGate>,
@@ -371,6 +372,11 @@ pub(crate) struct HeldStep {
 /// that the step shows as running and a restart under it is seen as what it is.
 pub(crate) type StartHook = Arc<dyn Fn(&str, &str, Option<&Value>, i64) + Send + Sync>;
 
+/// Told of each outcome a driver reports and this execution accepts, as it is reported
+/// (under the replay's lock: it must not block), so that a finished step can be written
+/// before the execution ends (see `executor::report_hook`).
+pub(crate) type ReportHook = Arc<dyn Fn(&Outcome) + Send + Sync>;
+
 /// The step tools. Cheap to clone; every clone shares the same replay.
 #[derive(Clone)]
 pub struct Step {
@@ -404,6 +410,7 @@ impl Step {
                 run_id,
                 input_override,
                 on_start: None,
+                on_reported: None,
                 gate: None,
                 held: None,
             })),
@@ -412,6 +419,11 @@ impl Step {
 
     pub(crate) fn on_start(self, hook: StartHook) -> Step {
         self.lock().on_start = Some(hook);
+        self
+    }
+
+    pub(crate) fn on_reported(self, hook: ReportHook) -> Step {
+        self.lock().on_reported = Some(hook);
         self
     }
 
@@ -995,6 +1007,9 @@ impl Step {
             Some(Memo::Retrying { .. }) | None => match outcome() {
                 Ok(o) => {
                     let mut r = self.lock();
+                    if let Some(hook) = &r.on_reported {
+                        hook(&o);
+                    }
                     if let Some(ran @ Outcome::Ran { .. }) = r.outcome.take() {
                         r.done.push(ran);
                     }

@@ -464,6 +464,64 @@ async fn several_steps_reported_in_one_execution_are_written_together() {
     stop(&engine).await;
 }
 
+/// A checkpointing SDK runs a run's steps in one call request and reports each as it
+/// finishes, while that request is still in flight. Each reported step is written at once:
+/// a crash of Stepdesk during the request runs none of them again. (Before, they were
+/// written with the request's answer, and a crash ran every one of them again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_reported_during_an_execution_are_written_before_it_ends_and_survive_a_crash() {
+    // The handler: the steps not yet memoized are "executed" (counted) and reported one by
+    // one; then, the first time, the request stays in flight for good (until the crash);
+    // after the crash, the function returns what the memo held.
+    fn handler(executed: Counter, hang: bool) -> Function {
+        Function::builder("checkpointing")
+            .on_event("app/checkpointing")
+            .handler(move |ctx| {
+                let executed = executed.clone();
+                async move {
+                    let memo = ctx.step.memo();
+                    for id in ["a", "b"] {
+                        if memo.iter().any(|s| s.step_id == id) {
+                            continue;
+                        }
+                        bump(&executed);
+                        let t = now_ms();
+                        let e =
+                            ctx.step
+                                .record_run(&hash_step_id(id), id, None, Ok(json!(id)), t, t);
+                        assert!(matches!(e, Error::Interrupt), "{e:?}");
+                    }
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
+                    let memoized: Vec<_> = memo.iter().map(|s| s.step_id.clone()).collect();
+                    Ok(json!({ "memoized": memoized }))
+                }
+            })
+            .unwrap()
+    }
+    let executed = counter();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start_in(dir.path(), vec![handler(executed.clone(), true)]).await;
+    send(&engine, json!({"name": "app/checkpointing"})).await;
+    let run = wait_runs(&engine, "checkpointing", 1).await.remove(0);
+    // Both steps are stored while their execution is still in flight.
+    let d = wait_step(&engine, &run.id, "b", StepStatus::Completed).await;
+    assert_eq!(step(&d, "a").status, StepStatus::Completed);
+    assert_eq!(step(&d, "a").output, Some(json!("a")));
+    assert_eq!(d.summary.status, stepdesk_engine::RunStatus::Running);
+    within("shutdown", engine.shutdown(Duration::from_millis(50))).await;
+    drop(engine);
+    crash_marks(dir.path()).await;
+    assert_eq!(count(&executed), 2);
+
+    let engine = start_in(dir.path(), vec![handler(executed.clone(), false)]).await;
+    let d = wait_status(&engine, &run.id, "Completed").await;
+    assert_eq!(count(&executed), 2, "no step ran again after the crash");
+    assert_eq!(d.output, Some(json!({"memoized": ["a", "b"]})));
+    stop(&engine).await;
+}
+
 /// A step that failed among several reported ones stops the run until its retry: the
 /// finished steps are kept, the sleep reported after them is not (the replay finds it
 /// again), and a report after a sleep in the same execution is ignored.

@@ -11,10 +11,11 @@
 //! one, another function) is a stale dispatch, answered `409`: the SDK stops executing.
 //!
 //! Checkpointed steps are reported to the engine as steps of that execution
-//! ([`stepdesk_engine::Step::record_run`]) and written with the request's answer, in one
-//! transaction: a crash of Stepdesk during the request loses them along with the request
-//! itself, and the run replays them, as after any interrupted execution (at-least-once, as
-//! Inngest's steps are).
+//! ([`stepdesk_engine::Step::record_run`]), which writes each at once, without holding up
+//! the answer to the checkpoint: a crash of Stepdesk during the request runs again at most
+//! the steps checkpointed in the last few milliseconds before it (at-least-once, as
+//! Inngest's steps are), not every step of the request. The request's answer is written
+//! with the same steps again, in one transaction.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

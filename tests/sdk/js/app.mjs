@@ -282,6 +282,37 @@ fn({ id: "long-wait", triggers: [{ event: "sdk-js/long-wait" }] }, async ({ even
   return { input: event.data, got: got ? got.data : null };
 });
 
+// Checkpointed steps across a crash of the server: "one" and "two" run and are checkpointed
+// in the first call request, then "three" holds that request open until the test calls
+// GET /release?run=ID. A server killed meanwhile and started again sends the request again:
+// "one" and "two" must come from the memo then, not run again. Each step counts its
+// executions (GET /executions?run=ID), and the run returns the counts.
+const executions = new Map();
+const gates = new Map();
+function executed(runId, stepId) {
+  const counts = executions.get(runId) ?? {};
+  counts[stepId] = (counts[stepId] ?? 0) + 1;
+  executions.set(runId, counts);
+}
+function gate(runId) {
+  let g = gates.get(runId);
+  if (!g) {
+    let open;
+    g = { promise: new Promise((r) => (open = r)), open };
+    gates.set(runId, g);
+  }
+  return g;
+}
+fn({ id: "checkpoint-crash", triggers: [{ event: "sdk-js/checkpoint-crash" }] }, async ({ event, step, runId }) => {
+  await step.run("one", () => executed(runId, "one"));
+  await step.run("two", () => executed(runId, "two"));
+  await step.run("three", async () => {
+    executed(runId, "three");
+    await gate(runId).promise;
+  });
+  return { input: event.data, executions: executions.get(runId) };
+});
+
 export const functions = fns;
 
 // ---- Serving -----------------------------------------------------------------------------
@@ -303,6 +334,12 @@ const server = http.createServer((req, res) => {
     const runId = new URLSearchParams(query ?? "").get("run") ?? "";
     res.writeHead(200, { "content-type": "application/json" });
     return res.end(JSON.stringify({ run: runId, requests: requestsPerRun.get(runId) ?? 0 }));
+  }
+  if (path === "/executions" || path === "/release") {
+    const runId = new URLSearchParams(query ?? "").get("run") ?? "";
+    if (path === "/release") gate(runId).open();
+    res.writeHead(200, { "content-type": "application/json" });
+    return res.end(JSON.stringify({ run: runId, executions: executions.get(runId) ?? {} }));
   }
   if (path === "/health") {
     res.writeHead(200, { "content-type": "application/json" });
