@@ -249,6 +249,22 @@ test("the focus stays with its run when a new run arrives at the top", async () 
   await checkRows(page, "the rows after the new run");
 });
 
+test("at 1280 px, the status, trigger, queued time and duration of every row are shown whole", async () => {
+  // Cells that hold a name or an id (function, run id) may end in an ellipsis; these may not.
+  const cut = await ui.page.evaluate(() => {
+    const out = [];
+    for (const row of document.querySelectorAll("[data-testid=runs-list] a.run-row")) {
+      const cells = row.querySelectorAll("[role=cell]");
+      for (const i of [0, 2, 3, 4]) {
+        const c = cells[i];
+        if (c.scrollWidth > c.clientWidth) out.push(`${i}: ${c.textContent} (${c.scrollWidth} > ${c.clientWidth} px)`);
+      }
+    }
+    return out;
+  });
+  assert.deepEqual(cut, []);
+});
+
 test("the page had no script errors", () => {
   assert.deepEqual(ui.errors, []);
 });
