@@ -70,15 +70,7 @@ struct Flights {
     finished: Vec<Finished>,
     /// Told when an answer comes in.
     notify: Arc<tokio::sync::Notify>,
-    /// When the last answer came in.
-    last_answer: Option<std::time::Instant>,
 }
-
-/// How long answers wait for an execution of their run to report them once no step of the
-/// run is running any more. A run that was cancelled or ended meanwhile never comes for
-/// them; a run that does come later (it slept past this) plans those steps again and they
-/// run again (at-least-once, as after a crash).
-const UNCLAIMED_ANSWERS: Duration = CALL_TIMEOUT;
 
 /// A planned step's answer, as it will be reported.
 struct Finished {
@@ -114,21 +106,10 @@ impl InFlight {
     }
 
     fn finish(&self, run_id: &str, done: Finished) {
-        self.finish_at(run_id, done, std::time::Instant::now());
-    }
-
-    fn finish_at(&self, run_id: &str, done: Finished, now: std::time::Instant) {
         let mut runs = self.lock();
-        // Drops the answers of runs that have not come for them (see UNCLAIMED_ANSWERS).
-        runs.retain(|_, f| {
-            !f.running.is_empty()
-                || f.last_answer
-                    .is_some_and(|at| now.saturating_duration_since(at) < UNCLAIMED_ANSWERS)
-        });
         let flights = runs.entry(run_id.to_string()).or_default();
         flights.running.remove(&done.hash);
         flights.finished.push(done);
-        flights.last_answer = Some(now);
         flights.notify.notify_one();
     }
 
@@ -735,28 +716,5 @@ mod tests {
             f.is_running_any("r"),
             "a running step is kept until it ends"
         );
-    }
-
-    #[test]
-    fn answers_no_execution_comes_for_are_dropped_after_a_while() {
-        let f = InFlight::default();
-        let t0 = std::time::Instant::now();
-        // A cancelled run: its planned step answers, and no execution ever takes it.
-        assert!(f.start("cancelled", "a"));
-        f.finish_at("cancelled", finished("a"), t0);
-        // Another run's step still running keeps its entry whatever its age.
-        assert!(f.start("slow", "b"));
-        let later = t0 + UNCLAIMED_ANSWERS - Duration::from_secs(1);
-        assert!(f.start("other", "c"));
-        f.finish_at("other", finished("c"), later);
-        assert!(f.lock().contains_key("cancelled"), "not yet");
-        let after = t0 + UNCLAIMED_ANSWERS + Duration::from_secs(1);
-        assert!(f.start("third", "d"));
-        f.finish_at("third", finished("d"), after);
-        let runs = f.lock();
-        assert!(!runs.contains_key("cancelled"), "dropped");
-        assert!(runs.contains_key("slow"), "a running step is kept");
-        assert!(runs.contains_key("other"), "its answer is recent enough");
-        assert!(runs.contains_key("third"));
     }
 }
