@@ -395,7 +395,8 @@ async fn run_body(
 
 /// Plans an execution with several outcomes: each reported `run` step, then the last
 /// outcome. A step that failed and will be retried stops the run until its retry (the rest
-/// of the execution is not written: the replay after the retry finds it again); otherwise
+/// of the execution is not written: the replay after the retry finds it again, except for a
+/// `run` step that finished, which [`report_hook`] wrote when it was reported); otherwise
 /// the last outcome decides what follows, except that a run that made progress is replayed
 /// rather than left waiting for a step that is still pending.
 fn plan_all(executed: Executed, run: &mut LoadedRun, env: &PlanEnv<'_>) -> (Vec<Progress>, After) {

@@ -785,7 +785,9 @@ impl Step {
 /// Several `run` steps may be reported in one execution (parallel steps that ran at once,
 /// steps an SDK checkpointed while its request was in flight), then at most one other
 /// report (a sleep, a wait, an invoke): they are all persisted together when the handler
-/// returns, in the order reported. A handler that reports `run` steps and then returns
+/// returns, in the order reported; each `run` step that finished is also written as soon as
+/// it is reported, so that a crash before the handler returns does not lose it (an SDK that
+/// checkpoints may run all of a run's steps in one request). A handler that reports `run` steps and then returns
 /// `Ok(value)` completes the run in the same write. Anything after a sleep, wait or invoke
 /// (or a Rust step after any report) records nothing, logs a warning, and returns
 /// [`Error::Interrupt`]; so does a second report of the same step in one execution (an SDK

@@ -522,6 +522,93 @@ async fn steps_reported_during_an_execution_are_written_before_it_ends_and_survi
     stop(&engine).await;
 }
 
+/// Two parallel steps answer in one execution, the first failed (to be retried), the second
+/// finished: the run waits for the retry, and the finished step is kept (written as it was
+/// reported), not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_finished_after_a_failed_one_is_kept_while_the_run_waits_for_the_retry() {
+    let seen = observations();
+    let log = seen.clone();
+    let f = Function::builder("pair")
+        .on_event("app/pair")
+        .retries(2)
+        .handler(move |ctx| {
+            let log = log.clone();
+            async move {
+                let memo = ctx.step.memo();
+                log.lock().unwrap().push(Observation {
+                    memo: memo.clone(),
+                    attempt: ctx.attempt,
+                    retrying_attempt: ctx.step.retrying_attempt(),
+                    max_attempts: ctx.max_attempts,
+                    events: vec![],
+                });
+                let t = now_ms();
+                let has = |id: &str| memo.iter().any(|s| s.step_id == id);
+                if memo.is_empty() {
+                    let _ = ctx.step.record_run(
+                        &hash_step_id("flaky"),
+                        "flaky",
+                        None,
+                        Err(Error::retry_after("busy", Duration::from_millis(200))),
+                        t,
+                        t,
+                    );
+                    return Err(ctx.step.record_run(
+                        &hash_step_id("b"),
+                        "b",
+                        None,
+                        Ok(json!("b")),
+                        t,
+                        t,
+                    ));
+                }
+                if !has("b") {
+                    return Err(ctx.step.record_run(
+                        &hash_step_id("b"),
+                        "b",
+                        None,
+                        Ok(json!("again")),
+                        t,
+                        t,
+                    ));
+                }
+                if !memo
+                    .iter()
+                    .any(|s| s.step_id == "flaky" && matches!(s.state, StepState::Completed(_)))
+                {
+                    return Err(ctx.step.record_run(
+                        &hash_step_id("flaky"),
+                        "flaky",
+                        None,
+                        Ok(json!(2)),
+                        t,
+                        t,
+                    ));
+                }
+                Ok(json!("end"))
+            }
+        })
+        .unwrap();
+    let (engine, _dir) = start(vec![f]).await;
+    send(&engine, json!({"name": "app/pair"})).await;
+    let d = single_run(&engine, "pair", "Completed").await;
+    assert_eq!(step(&d, "b").output, Some(json!("b")), "b ran once");
+    assert_eq!(step(&d, "flaky").attempts, 2);
+    let obs = seen.lock().unwrap().clone();
+    let mut second = shape(&obs[1].memo);
+    second.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        second,
+        vec![
+            ("b".into(), StepKind::Run, "completed".into()),
+            ("flaky".into(), StepKind::Run, "retrying 1".into()),
+        ],
+        "the execution after the retry's wait sees b finished"
+    );
+    stop(&engine).await;
+}
+
 /// A step that failed among several reported ones stops the run until its retry: the
 /// finished steps are kept, the sleep reported after them is not (the replay finds it
 /// again), and a report after a sleep in the same execution is ignored.
