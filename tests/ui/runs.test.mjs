@@ -154,6 +154,25 @@ test("a run page shows its header, trace timeline, steps and their output", asyn
   await screenshot(page, "run-detail");
 });
 
+test("an invoke step links to the run it started, and that run back to it", async () => {
+  const { page } = ui;
+  const eventId = await sendEvent(server.url, "test/invoke");
+  const parent = await waitForRun(server.url, "fixture-invoke", "Completed", { eventId });
+  const detail = await api(server.url, `/api/admin/runs/${parent.id}`);
+  const child = detail.steps.find((s) => s.kind === "Invoke").input.run_id;
+  assert.ok(child, "the invoke step names its run");
+  await go(page, `#/runs/${parent.id}`);
+  const step = page.locator("[data-testid=steps] li.step", { has: page.locator(".muted", { hasText: /^Invoke$/ }) });
+  assert.match(await step.locator(".step-kind").textContent(), /Invokes fixture-noop/);
+  await step.getByRole("link", { name: "Child run" }).click();
+  await page.waitForURL(new RegExp(`#/runs/${child}$`));
+  const trigger = page.getByTestId("run-trigger");
+  await trigger.getByRole("link", { name: parent.id }).waitFor();
+  assert.match(await trigger.textContent(), /Invoked by/);
+  await trigger.getByRole("link", { name: parent.id }).click();
+  await page.waitForURL(new RegExp(`#/runs/${parent.id}$`));
+});
+
 test("a failed run shows its error", async () => {
   const { page } = ui;
   await go(page, `#/runs/${runs.fail.id}`);

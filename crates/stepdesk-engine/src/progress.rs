@@ -121,8 +121,11 @@ pub(crate) fn apply(
         }
     }
     if let Some(child) = p.child {
-        let step = step.as_ref().expect("an invoke always writes its step");
         let child_run_id = new_id();
+        let step = step.as_mut().expect("an invoke always writes its step");
+        // The invoked run's id, in the step's input, so that the step links to it.
+        step.input = Some(with_child_run(step.input.as_deref(), &child_run_id));
+        let step = &*step;
         let mut data = child.data;
         data.insert(
             "_inngest".into(),
@@ -191,6 +194,15 @@ pub(crate) fn apply(
         finish_run(conn, registry, &p.run_id, finish, now, &mut out.wakes)?;
     }
     Ok(out)
+}
+
+/// An invoke step's input with `run_id`, the run it started, added.
+fn with_child_run(input: Option<&str>, child_run_id: &str) -> String {
+    let mut input = input
+        .and_then(|s| serde_json::from_str::<Map<String, Value>>(s).ok())
+        .unwrap_or_default();
+    input.insert("run_id".into(), Value::String(child_run_id.to_string()));
+    Value::Object(input).to_string()
 }
 
 /// Ends a run: status, output or error, parent invoke resolution, and on failure the

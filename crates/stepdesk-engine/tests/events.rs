@@ -249,6 +249,12 @@ async fn invoke_returns_the_child_output() {
         Some("inngest/function.invoked")
     );
     assert_eq!(c.event.unwrap()["data"]["n"], json!(2));
+    // The parent's step names the run it started (the console links to it).
+    assert_eq!(
+        s.input.as_ref().unwrap()["run_id"],
+        json!(c.summary.id),
+        "{s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
