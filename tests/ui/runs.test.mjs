@@ -37,7 +37,9 @@ test("the top bar says this is the local console, connected, with version and da
   const info = await api(server.url, "/api/admin/info");
   assert.equal(await page.getByTestId("engine-version").textContent(), info.version);
   assert.equal(await page.getByTestId("data-dir").textContent(), info.data_dir);
-  assert.match(await page.getByTestId("feed-state").textContent(), /live|polling/);
+  // Pushed over server-sent events: "live", not the polling fallback.
+  await page.locator("[data-testid=feed-state][data-feed=live]").waitFor({ timeout: 10000 });
+  assert.equal(await page.getByTestId("feed-state").textContent(), "live");
   // Every page is one click away, by a link with a visible name.
   for (const name of ["Runs", "Functions", "Events", "Users", "Daily sync", "Settings"]) {
     assert.equal(await page.getByRole("link", { name, exact: true }).count(), 1, name);
@@ -117,6 +119,8 @@ test("the time range has quick picks and absolute times", async () => {
 
 test("new runs appear without reloading the page", async () => {
   const { page } = ui;
+  // While the feed is live the console does not poll: a run that shows came by the push.
+  assert.equal(await page.getByTestId("feed-state").getAttribute("data-feed"), "live");
   const eventId = await sendEvent(server.url, "test/noop");
   const run = await waitForRun(server.url, "fixture-noop", "Completed", { eventId });
   await page.locator(`[data-run-id="${run.id}"] .status`, { hasText: "Completed" }).waitFor({ timeout: 10000 });

@@ -232,6 +232,24 @@ test("runs started over HTTP show up in the window with their status", async () 
   assert.equal(JSON.stringify(detail.ok).includes(noop.id), true);
 });
 
+test("the window's updates are pushed as Tauri events, not polled", async () => {
+  // The window polls only until the first `stepdesk://changes` event arrives; the runs above
+  // committed changes, so the feed is live now, and a new run shows without any polling.
+  await execute(`location.hash = "#/runs"`);
+  await waitFor("the feed to be live", async () =>
+    (await execute(`return document.querySelector("[data-testid=feed-state]")?.dataset.feed`)) === "live",
+  { timeoutMs: 15000, intervalMs: 100 });
+  const eventId = await sendEvent(appUrl, "test/noop");
+  const run = await waitForRun(appUrl, "fixture-noop", "Completed", { eventId });
+  const t0 = Date.now();
+  await waitFor("the new run in the window", async () => (await readRuns())?.some((r) => r.id === run.id && r.status === "Completed"),
+    { timeoutMs: 10000, intervalMs: 20 });
+  const took = Date.now() - t0;
+  assert.equal(await execute(`return document.querySelector("[data-testid=feed-state]").dataset.feed`), "live");
+  // Polling would take up to 2 s; a pushed change takes tens of milliseconds.
+  assert.ok(took < 1500, `the run showed ${took} ms after it completed`);
+});
+
 /** The WebDriver id of the element matching an XPath, once there is one. */
 async function element(xpath, what) {
   return waitFor(what, async () => {
