@@ -104,6 +104,16 @@ async fn sync_finds_a_port_0_server_through_server_json_and_shows_progress() {
         },
         &env,
     );
+    // The CLI's support action is in the audit trail, with origin CLI.
+    let (status, audit) = server.get("/api/admin/audit?user_id=ada").await;
+    assert_eq!(status, 200, "{audit}");
+    let entries = audit.as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "add_user" && e["origin"] == "cli" && e["ok"] == true),
+        "{audit}"
+    );
     // The server records where it listens, privately.
     let file: Value =
         serde_json::from_slice(&std::fs::read(data.join("server.json")).unwrap()).unwrap();

@@ -1,13 +1,15 @@
 //! `stepdesk users ...`.
 //!
 //! User management works on the database and the keychain directly (the server need not
-//! run). `sync` (in `sync_cli`) asks the running server, because runs execute there.
+//! run), and records each action in the audit trail with origin CLI. `sync` (in `sync_cli`) asks the running server, because runs execute there.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use stepdesk_api::audit::record_direct;
+use stepdesk_api::Origin;
 use stepdesk_engine::EngineConfig;
 use stepdesk_readwise_sync::admin::{token_from_input, CheckOutcome};
 use stepdesk_readwise_sync::users::{TokenStatus, User};
@@ -96,16 +98,27 @@ pub fn users(
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
         let sync = crate::readwise::open(store.clone(), readwise).await?;
         let admin = sync.admin();
+        // Each support action goes into the audit trail, as through the API, with origin CLI.
+        let audit = |action: &'static str, user: String, error: Option<String>| {
+            let store = store.clone();
+            async move {
+                if let Err(e) = record_direct(&store, Origin::Cli, action, &user, error).await {
+                    tracing::error!(action, error = %e, "cannot record a support action in the audit trail");
+                }
+            }
+        };
         let result = async {
             match command {
                 UsersCommand::Add { id, name, .. } => {
-                    let user = admin
+                    let added = admin
                         .add_user(
                             &id,
                             name.as_deref(),
                             token.as_ref().map(|t| t.expose_secret()),
                         )
-                        .await?;
+                        .await;
+                    audit("add_user", id.clone(), added.as_ref().err().map(ToString::to_string)).await;
+                    let user = added?;
                     println!(
                         "added {} ({}), token {}",
                         user.id, user.display_name, user.token_status
@@ -126,7 +139,9 @@ pub fn users(
                     }
                 }
                 UsersCommand::Check { id } => {
-                    let check = admin.check_user(&id).await?;
+                    let checked = admin.check_user(&id).await;
+                    audit("check_user", id.clone(), checked.as_ref().err().map(ToString::to_string)).await;
+                    let check = checked?;
                     println!(
                         "{}: {}{}",
                         check.user_id,
@@ -152,7 +167,9 @@ pub fn users(
                     }
                 }
                 UsersCommand::Remove { id } => {
-                    admin.remove_user(&id).await?;
+                    let removed = admin.remove_user(&id).await;
+                    audit("remove_user", id.clone(), removed.as_ref().err().map(ToString::to_string)).await;
+                    removed?;
                     println!("removed {id}");
                 }
             }

@@ -4,11 +4,17 @@
 
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
-use stepdesk_engine::store::StoreResult;
+use stepdesk_engine::store::{migrate_component, Migration, Store, StoreResult};
 
 use crate::Origin;
 
-const SCHEMA: &str = "
+const COMPONENT: &str = "audit";
+
+/// Versioned by the engine's migration runner (the `audit` component). `IF NOT EXISTS`:
+/// databases from before the runner kept this table already have it.
+const MIGRATIONS: &[Migration] = &[Migration {
+    name: "audit-log",
+    sql: "
 CREATE TABLE IF NOT EXISTS audit_log (
     id       INTEGER PRIMARY KEY,
     at       INTEGER NOT NULL,
@@ -19,11 +25,33 @@ CREATE TABLE IF NOT EXISTS audit_log (
     error    TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_user ON audit_log(user_id, id);
-";
+",
+}];
 
+/// Creates or upgrades the audit table.
 pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
+    migrate_component(conn, COMPONENT, MIGRATIONS)
+}
+
+/// Records a support action taken outside the API, by the `stepdesk users` commands, which
+/// work on the database and the keychain directly (the server need not run): the same
+/// trail, under the same action names as the API's commands (`add_user`, `check_user`,
+/// `remove_user`), with its origin. `error`: why it failed, in plain words.
+pub async fn record_direct(
+    store: &Store,
+    origin: Origin,
+    action: &'static str,
+    user_id: &str,
+    error: Option<String>,
+) -> StoreResult<()> {
+    let at = stepdesk_engine::time::now_ms();
+    let user_id = user_id.to_string();
+    store
+        .write(move |c| {
+            migrate(c)?;
+            record(c, at, origin, action, Some(&user_id), error.as_deref())
+        })
+        .await
 }
 
 /// One recorded action.
@@ -98,4 +126,40 @@ pub(crate) fn list(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_made_before_the_migration_runner_is_adopted_with_its_entries() {
+        let c = Connection::open_in_memory().unwrap();
+        // As the old code created it, outside the runner, with one entry.
+        c.execute_batch(
+            "CREATE TABLE audit_log (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, origin TEXT NOT NULL,
+                 action TEXT NOT NULL, user_id TEXT, ok INTEGER NOT NULL, error TEXT);
+             INSERT INTO audit_log (at, origin, action, user_id, ok) VALUES (1, 'cli', 'add_user', 'u1', 1);",
+        )
+        .unwrap();
+        migrate(&c).unwrap();
+        migrate(&c).unwrap(); // again: nothing to do
+        let version: i64 = c
+            .query_row(
+                "SELECT version FROM component_versions WHERE component = 'audit'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, 1);
+        record(&c, 2, Origin::Window, "sync_user", Some("u1"), None).unwrap();
+        let actions: Vec<String> = c
+            .prepare("SELECT action FROM audit_log WHERE user_id = 'u1' ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(actions, ["add_user", "sync_user"]);
+    }
 }
