@@ -62,6 +62,7 @@ function expectedFunctions(appId, kind) {
       "invoke-py": { triggers: ev("invoke-py") },
       "cron-tz": { triggers: [{ cron: "TZ=Europe/Paris 0 9 * * *" }] },
       "checkpoint-crash": { triggers: ev("checkpoint-crash") },
+      "Send welcome email ✉": { triggers: ev("welcome") },
     };
   }
   return {
@@ -166,7 +167,10 @@ for (const kind of ["js", "py"]) {
         const step = f.steps.step;
         assert.equal(step.id, "step");
         assert.equal(step.runtime.type, "http");
-        assert.equal(step.runtime.url, `${app.url}?fnId=${f.id}&stepId=step`, `${f.id}: step URL`);
+        // The query is URL-encoded (an id may have spaces): compare it decoded.
+        const stepUrl = new URL(step.runtime.url);
+        assert.equal(`${stepUrl.origin}${stepUrl.pathname}`, app.url, `${f.id}: step URL`);
+        assert.deepEqual(Object.fromEntries(stepUrl.searchParams), { fnId: f.id, stepId: "step" }, `${f.id}: step URL query`);
         assert.deepEqual(step.retries?.attempts, want.retries, `${f.id}: retries`);
         assert.deepEqual(f.cancel?.length ? f.cancel : undefined, want.cancel, `${f.id}: cancel`);
       }

@@ -244,6 +244,37 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
     if (env) await stopDevEnv(env);
   });
 
+  test("a function whose id has spaces and a non-ASCII letter runs like any other", async () => {
+    const run = await triggerAndWait(env, "sdk-js-Send welcome email ✉", "sdk-js/welcome", { name: "Ada" });
+    assert.deepEqual(run.output, { greeting: "Welcome, Ada!" });
+    assert.equal(step(run, "greet").status, "Completed");
+  });
+
+  test("a refused registration says why in the log, once, and syncs none of the app's functions", async () => {
+    const body = {
+      url: "http://127.0.0.1:9/api/inngest",
+      appName: "refused-app",
+      deployType: "ping",
+      sdk: "js:v4.24.0",
+      v: "0.1",
+      functions: [
+        { id: "refused-app-ok", name: "ok", triggers: [{ event: "refused/ok" }], steps: { step: { id: "step", name: "step", runtime: { type: "http", url: "http://127.0.0.1:9/api/inngest?fnId=refused-app-ok&stepId=step" } } } },
+        { id: "refused-app-bell\u0007", name: "bell", triggers: [{ event: "refused/bell" }], steps: { step: { id: "step", name: "step", runtime: { type: "http", url: "http://127.0.0.1:9/api/inngest?fnId=x&stepId=step" } } } },
+      ],
+    };
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`${env.server.url}/fn/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      assert.equal(res.status, 400);
+      assert.match((await res.json()).error, /control characters/);
+    }
+    const fns = await stepdesk.functions(env.server);
+    assert.ok(!fns.some((f) => f.id.startsWith("refused-app")), "none of its functions");
+    const logs = env.server.logs();
+    const warnings = logs.split("\n").filter((l) => l.includes("registration was refused") && l.includes("http://127.0.0.1:9/api/inngest"));
+    assert.equal(warnings.length, 1, logs);
+    assert.match(warnings[0], /WARN/);
+  });
+
   test("sync: every function of both apps under its composite id, failure handlers linked", async () => {
     const fns = await stepdesk.functions(env.server);
     const byId = new Map(fns.map((f) => [f.id, f]));
@@ -254,6 +285,8 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
       assert.equal(byId.get(`${app}-fails`).has_failure_handler, true);
       assert.equal(byId.get(`${app}-fails-failure`).failure_handler_of, `${app}-fails`);
     }
+    // Any id, as on Inngest: spaces and non-ASCII letters.
+    assert.ok(byId.has("sdk-js-Send welcome email ✉"), "an id with spaces registered");
     const expr = byId.get("sdk-js-expression").triggers[0];
     assert.equal(expr.kind, "Event");
     assert.equal(expr.value, "sdk-js/expression");

@@ -151,6 +151,9 @@ impl std::fmt::Debug for Function {
 ///         Ok(serde_json::json!({ "user": user }))
 ///     })
 /// ```
+/// The longest function id, in characters (an SDK function's is `<appId>-<fnId>`).
+pub const MAX_ID_CHARS: usize = 255;
+
 pub struct FunctionBuilder {
     id: String,
     name: Option<String>,
@@ -402,14 +405,15 @@ impl FunctionBuilder {
         T: Serialize + 'static,
     {
         let mut errors = self.errors;
-        let id_ok = !self.id.is_empty()
-            && self.id.len() <= 128
-            && self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
+        // Any text, as an Inngest function id may be (an SDK app's `"Send welcome email"`),
+        // but no control characters (logs, terminals) and not blank.
+        let id_ok = !self.id.trim().is_empty()
+            && self.id.chars().count() <= MAX_ID_CHARS
+            && !self.id.chars().any(char::is_control);
         if !id_ok {
-            errors.push("the id must be 1-128 characters of letters, digits, `-_./:`".into());
+            errors.push(format!(
+                "the id must be 1-{MAX_ID_CHARS} characters, not blank, without control characters"
+            ));
         }
         if self.triggers.is_empty() {
             errors.push("a function needs at least one event or cron trigger".into());
@@ -701,6 +705,23 @@ mod tests {
 
     fn build(b: FunctionBuilder) -> Result<Function, ConfigError> {
         b.handler(|_ctx| async { Ok(()) })
+    }
+
+    #[test]
+    fn an_id_is_any_text_without_control_characters() {
+        for ok in [
+            "a",
+            "Send welcome email",
+            "ünïcöde-☃",
+            "weird.Fn_ID:v2",
+            &"x".repeat(255),
+        ] {
+            assert!(build(noop(ok).on_event("e")).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "   ", "tab\there", "nl\n", &"x".repeat(256)] {
+            let err = build(noop(bad).on_event("e")).expect_err(bad);
+            assert!(err.reason.contains("1-255 characters"), "{bad:?}: {err}");
+        }
     }
 
     fn event(name: &str, data: Value) -> (Event, Value) {

@@ -136,6 +136,9 @@ struct Inner {
     engine: OnceLock<Engine>,
     /// One registration at a time: a poll's and an app's own may arrive together.
     registering: tokio::sync::Mutex<()>,
+    /// The last refusal logged, so that an app polled again with the same problem does not
+    /// log it every few seconds.
+    last_refusal: std::sync::Mutex<Option<String>>,
     /// Wakes the poller (the registry stops).
     poke: Notify,
     stopping: std::sync::atomic::AtomicBool,
@@ -198,6 +201,7 @@ impl Apps {
             env,
             engine: OnceLock::new(),
             registering: tokio::sync::Mutex::new(()),
+            last_refusal: Default::default(),
             poke: Notify::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         }));
@@ -232,6 +236,38 @@ impl Apps {
     /// `POST /fn/register`: an app's configuration. `expected_kind` is the app's
     /// `X-Inngest-Expected-Server-Kind`, if it sent one.
     pub async fn register(
+        &self,
+        body: &[u8],
+        expected_kind: Option<&str>,
+    ) -> Result<RegisterReply, AppError> {
+        let result = self.register_inner(body, expected_kind).await;
+        if let Err(e) = &result {
+            // The app may not show it (the JS SDK prints nothing): the log says why its
+            // functions are missing, once per distinct problem.
+            let message = e.to_string();
+            let url = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v.get("url")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            let key = format!("{url} {message}");
+            let mut last = self
+                .0
+                .last_refusal
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.as_deref() != Some(key.as_str()) {
+                tracing::warn!(url = %url, error = %message, "an app's registration was refused; none of its functions were synced");
+                *last = Some(key);
+            }
+        }
+        result
+    }
+
+    async fn register_inner(
         &self,
         body: &[u8],
         expected_kind: Option<&str>,

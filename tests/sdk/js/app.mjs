@@ -313,6 +313,12 @@ fn({ id: "checkpoint-crash", triggers: [{ event: "sdk-js/checkpoint-crash" }] },
   return { input: event.data, executions: executions.get(runId) };
 });
 
+// An id as a user may write it: words, spaces, a non-ASCII letter (Inngest takes any id).
+fn({ id: "Send welcome email ✉", triggers: [{ event: "sdk-js/welcome" }] }, async ({ event, step }) => {
+  const greeting = await step.run("greet", () => `Welcome, ${event.data.name}!`);
+  return { greeting };
+});
+
 export const functions = fns;
 
 // ---- Serving -----------------------------------------------------------------------------

@@ -276,14 +276,14 @@ impl FunctionConfig {
     }
 }
 
+/// A function id may be any text, as on Inngest (`"Send welcome email"`, `"ünïcöde-☃"`),
+/// but for control characters (which would reach logs and terminals) and a length limit.
 fn id_problem(id: &str) -> Option<String> {
     if id.trim().is_empty() {
         return Some("no id".to_string());
     }
-    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Some(format!(
-            "bad id `{id}`: it contains spaces or control characters"
-        ));
+    if id.chars().any(char::is_control) {
+        return Some(format!("bad id {id:?}: it contains control characters"));
     }
     if id.chars().count() > MAX_NAME_LEN {
         return Some(format!("bad id: longer than {MAX_NAME_LEN} characters"));
@@ -500,8 +500,12 @@ mod tests {
         let cases: Vec<(Value, &str)> = vec![
             (json!({"id": "", "triggers": [{"event": "e"}]}), "no id"),
             (
-                json!({"id": "has space", "triggers": [{"event": "e"}]}),
-                "bad id `has space`",
+                json!({"id": "line\nbreak", "triggers": [{"event": "e"}]}),
+                "bad id \"line\\nbreak\": it contains control characters",
+            ),
+            (
+                json!({"id": "x".repeat(256), "triggers": [{"event": "e"}]}),
+                "bad id: longer than 255 characters",
             ),
             (json!({"id": "a", "triggers": []}), "no triggers"),
             (json!({"id": "a", "triggers": null}), "no triggers"),
