@@ -248,6 +248,8 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
     const run = await triggerAndWait(env, "sdk-js-Send welcome email ✉", "sdk-js/welcome", { name: "Ada" });
     assert.deepEqual(run.output, { greeting: "Welcome, Ada!" });
     assert.equal(step(run, "greet").status, "Completed");
+    // Its `idempotency` is not enforced yet, and the sync said so.
+    assert.match(env.server.logs(), /not enforced.*sdk-js-Send welcome email ✉ \(idempotency\)/);
   });
 
   test("a refused registration says why in the log, once, and syncs none of the app's functions", async () => {

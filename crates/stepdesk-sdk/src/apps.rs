@@ -319,6 +319,17 @@ impl Apps {
                 .await
                 .map_err(|e| AppError::Invalid(e.to_string()))?;
             tracing::info!(app = %app_id, url = %url, added = ?report.added, updated = ?report.updated, archived = ?report.archived, "app synced");
+            let unenforced: Vec<String> = req
+                .functions
+                .iter()
+                .filter_map(|f| {
+                    let options = f.unenforced();
+                    (!options.is_empty()).then(|| format!("{} ({})", f.id, options.join(", ")))
+                })
+                .collect();
+            if !unenforced.is_empty() {
+                tracing::warn!(app = %app_id, functions = %unenforced.join("; "), "these options are accepted but not enforced by Stepdesk yet: the functions run as if they were not set");
+            }
         }
         let config = String::from_utf8_lossy(body).into_owned();
         let sdk = req.sdk.clone();

@@ -313,8 +313,9 @@ fn({ id: "checkpoint-crash", triggers: [{ event: "sdk-js/checkpoint-crash" }] },
   return { input: event.data, executions: executions.get(runId) };
 });
 
-// An id as a user may write it: words, spaces, a non-ASCII letter (Inngest takes any id).
-fn({ id: "Send welcome email ✉", triggers: [{ event: "sdk-js/welcome" }] }, async ({ event, step }) => {
+// An id as a user may write it: words, spaces, a non-ASCII letter (Inngest takes any id);
+// and an option Stepdesk accepts without enforcing it yet (its sync warns).
+fn({ id: "Send welcome email ✉", idempotency: "event.data.name", triggers: [{ event: "sdk-js/welcome" }] }, async ({ event, step }) => {
   const greeting = await step.run("greet", () => `Welcome, ${event.data.name}!`);
   return { greeting };
 });

@@ -148,6 +148,26 @@ impl Trigger {
 }
 
 impl FunctionConfig {
+    /// The options this function sets that Stepdesk accepts but does not enforce yet (flow
+    /// control, idempotency, singleton, timeouts), by their wire names.
+    pub fn unenforced(&self) -> Vec<&'static str> {
+        [
+            ("concurrency", &self.concurrency),
+            ("throttle", &self.throttle),
+            ("rateLimit", &self.rate_limit),
+            ("debounce", &self.debounce),
+            ("batchEvents", &self.batch_events),
+            ("idempotency", &self.idempotency),
+            ("priority", &self.priority),
+            ("singleton", &self.singleton),
+            ("timeouts", &self.timeouts),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null()))
+        .map(|(name, _)| name)
+        .collect()
+    }
+
     /// The display name: `name`, or the id when there is none.
     pub fn display_name(&self) -> &str {
         self.name
@@ -492,6 +512,16 @@ mod tests {
             f.triggers[0].expression.as_deref(),
             Some("event.data.x == 1")
         );
+    }
+
+    #[test]
+    fn the_options_not_enforced_are_named() {
+        let f = config(json!({"id": "a", "triggers": [{"event": "e"}],
+            "idempotency": "event.data.user", "concurrency": [{"limit": 1}], "priority": null,
+            "timeouts": {"finish": "3s"}}));
+        assert_eq!(f.unenforced(), ["concurrency", "idempotency", "timeouts"]);
+        let plain = config(json!({"id": "a", "triggers": [{"event": "e"}]}));
+        assert!(plain.unenforced().is_empty());
     }
 
     #[test]
