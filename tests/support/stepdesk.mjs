@@ -66,9 +66,14 @@ export async function startFakeReadwise({ users = 5, books = 30, latencyMs = 0 }
   }
 }
 
-/** Where tests leave screenshots for people to look at. */
+/**
+ * Where tests leave screenshots for people to look at: `test-artifacts/` in the checkout
+ * (ignored by git), so that they stay with the run that made them (CI keeps its workspace),
+ * or $STEPDESK_TEST_ARTIFACTS.
+ */
 export function artifactsDir() {
-  const dir = process.env.STEPDESK_TEST_ARTIFACTS || path.join(tmpdir(), "stepdesk-test-artifacts");
+  const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..", "..");
+  const dir = process.env.STEPDESK_TEST_ARTIFACTS || path.join(repo, "test-artifacts");
   mkdirSync(dir, { recursive: true });
   return dir;
 }

@@ -321,6 +321,22 @@ impl ReadwiseAdmin {
                 format!("daily sync `{run_id}` had no users")
             }));
         }
+        // A daily sync skips users whose token Readwise rejected or who have none: a replay
+        // of only such users would sync nobody, and say nothing. Say it now.
+        let syncable: std::collections::HashSet<String> = self
+            .sync
+            .store()
+            .read(|c| crate::users::syncable_ids(c))
+            .await?
+            .into_iter()
+            .collect();
+        if !users.iter().any(|u| syncable.contains(u)) {
+            return Err(AdminError::BadRequest(format!(
+                "none of these users can be synced: {} (their token was rejected by Readwise, or \
+                 they have none); set a new token on their page, then replay",
+                users.join(", ")
+            )));
+        }
         let mut data = Map::new();
         data.insert("timestamp".into(), json!(to_rfc3339(now_ms())));
         data.insert("users".into(), json!(users));

@@ -826,6 +826,19 @@ async fn a_daily_sync_is_replayed_for_its_failed_users_only() {
     );
     assert!(detail.users[1].error.is_some(), "the failure says why");
 
+    // Replayed before his token is fixed, bob would be skipped: the replay is refused, saying why.
+    let err = h
+        .sync
+        .admin()
+        .replay_daily_sync(&daily.summary.id, true)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("none of these users can be synced: bob"),
+        "{err}"
+    );
+
     // Support fixes bob's token, then replays the failed users only.
     h.fake.add_user("tok-bob-2", 4);
     h.sync
