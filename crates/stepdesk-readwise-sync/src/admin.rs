@@ -326,7 +326,7 @@ impl ReadwiseAdmin {
         let syncable: std::collections::HashSet<String> = self
             .sync
             .store()
-            .read(|c| crate::users::syncable_ids(c))
+            .read(crate::users::syncable_ids)
             .await?
             .into_iter()
             .collect();
