@@ -65,7 +65,7 @@ function geometry() {
     return null;
   }
   const num = (label) => Number(info.match(new RegExp(`${label}:\\s+(-?\\d+)`))?.[1]);
-  return { width: num("Width"), height: num("Height") };
+  return { width: num("Width"), height: num("Height"), x: num("Absolute upper-left X"), y: num("Absolute upper-left Y") };
 }
 
 function stateFile() {
@@ -93,13 +93,13 @@ test("a second launch on the same data directory brings the first window forward
   }
 });
 
-test("the window's size is remembered between launches", async () => {
+test("the window's size and position are remembered between launches", async () => {
   // A size saved by an earlier session is restored...
   mkdirSync(path.dirname(stateFile()), { recursive: true });
   writeFileSync(
     stateFile(),
     JSON.stringify({
-      main: { width: 930, height: 610, x: 40, y: 30, prev_x: 40, prev_y: 30, maximized: false, visible: true, decorated: true, fullscreen: false },
+      main: { width: 930, height: 610, x: 140, y: 90, prev_x: 140, prev_y: 90, maximized: false, visible: true, decorated: true, fullscreen: false },
     }),
   );
   const app = await launch(await freePort());
@@ -108,7 +108,8 @@ test("the window's size is remembered between launches", async () => {
       const g = geometry();
       return g && g.width === 930 && g.height === 610 && g;
     }, { timeoutMs: 30000 });
-    assert.deepEqual(size, { width: 930, height: 610 });
+    // No window manager runs under Xvfb, so the window is where the app put it.
+    assert.deepEqual(size, { width: 930, height: 610, x: 140, y: 90 });
   } finally {
     await stopChild(app.child, { graceMs: 10000 });
   }
@@ -117,4 +118,5 @@ test("the window's size is remembered between launches", async () => {
   const saved = JSON.parse(readFileSync(stateFile(), "utf8"));
   assert.equal(saved.main.width, 930);
   assert.equal(saved.main.height, 610);
+  assert.deepEqual([saved.main.x, saved.main.y], [140, 90]);
 });
