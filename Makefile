@@ -34,7 +34,7 @@ ARGS ?=
 # Secret Service for tests that need one, and the venv of the Python SDK test app.
 APT_PACKAGES := build-essential pkg-config libwebkit2gtk-4.1-dev librsvg2-dev \
 	xvfb xauth x11-utils imagemagick fonts-dejavu-core webkit2gtk-driver \
-	dbus-daemon gnome-keyring libsecret-tools chromium python3-venv
+	dbus-daemon gnome-keyring libsecret-tools chromium python3-venv xdotool
 
 UI := ui
 UI_TESTS := tests/ui

@@ -305,6 +305,17 @@ test("Resync in the window: the user's book count updates", async () => {
   assert.equal(user.stored_books, 7);
 });
 
+test("the native menu's View shortcuts open the console's pages", async () => {
+  // Real key presses (XTEST) on the focused window: GTK's menu accelerators, as a person's.
+  await execute(`location.hash = "#/runs"`);
+  const win = execFileSync("xdotool", ["search", "--name", "^Stepdesk$"], { encoding: "utf8" }).trim().split("\n")[0];
+  execFileSync("xdotool", ["windowfocus", "--sync", win]);
+  for (const [key, hash] of [["ctrl+2", "#/functions"], ["ctrl+4", "#/users"], ["ctrl+7", "#/apps"], ["ctrl+1", "#/runs"]]) {
+    execFileSync("xdotool", ["key", "--clearmodifiers", key]);
+    await waitFor(`${key} to open ${hash}`, async () => (await execute("return location.hash")) === hash, { timeoutMs: 10000, intervalMs: 100 });
+  }
+});
+
 test("the window is not blank", async () => {
   const dir = artifactsDir();
   const shot = path.join(dir, "window-webdriver.png");
