@@ -308,7 +308,10 @@ test("Resync in the window: the user's book count updates", async () => {
 test("the native menu's View shortcuts open the console's pages", async () => {
   // Real key presses (XTEST) on the focused window: GTK's menu accelerators, as a person's.
   await execute(`location.hash = "#/runs"`);
-  const win = execFileSync("xdotool", ["search", "--name", "^Stepdesk$"], { encoding: "utf8" }).trim().split("\n")[0];
+  // The mapped window (GTK also makes an unmapped leader window of the same name, which
+  // cannot take the focus).
+  const win = await waitFor("the mapped window", () =>
+    execFileSync("xdotool", ["search", "--onlyvisible", "--name", "^Stepdesk$"], { encoding: "utf8" }).trim().split("\n")[0]);
   execFileSync("xdotool", ["windowfocus", "--sync", win]);
   for (const [key, hash] of [["ctrl+2", "#/functions"], ["ctrl+4", "#/users"], ["ctrl+7", "#/apps"], ["ctrl+1", "#/runs"]]) {
     execFileSync("xdotool", ["key", "--clearmodifiers", key]);
