@@ -42,7 +42,7 @@ WINDOW_TESTS := tests/window
 XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
 
 .PHONY: help deps deps-apt deps-npm deps-sdk deps-bench deps-toolchain ui ui-check build build-debug run test test-all \
-	lint test-rust test-ui test-window test-sdk test-sdk-in-session bench package ui-node18
+	lint test-rust test-ui test-window test-sdk test-sdk-in-session test-package bench package ui-node18
 
 help:
 	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -162,7 +162,7 @@ run: deps build-debug
 test: deps
 	tests/with-session.sh $(MAKE) --no-print-directory test-all
 
-test-all: lint test-rust test-ui test-window test-sdk-in-session
+test-all: lint test-rust test-ui test-window test-sdk-in-session test-package
 
 # The standards' checks: formatting and clippy with warnings as errors, on every crate.
 lint: deps-toolchain ui-check ui-node18
@@ -192,6 +192,10 @@ test-sdk: build-debug deps-sdk
 
 test-sdk-in-session: build-debug deps-sdk
 	STEPDESK_BIN="$(DEBUG_BIN)" $(NODE) --test $(SDK_TESTS)/*.test.mjs
+
+# `make package`, and a check of the .deb it builds (tests/package/check-deb.sh).
+test-package:
+	tests/package/check-deb.sh
 
 # ---- Package ----------------------------------------------------------------------------
 
