@@ -254,6 +254,26 @@ test("Sync asks the app again; in a browser it needs the admin token", { skip },
   await page.getByRole("button", { name: "Lock changes" }).waitFor();
 });
 
+test("a confirmation reopened right after Escape stays open (the late close event does not shut it)", { skip }, async () => {
+  const { page } = ui;
+  const row = appRow(page, app.url);
+  await row.getByRole("button", { name: "Remove shop" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  // What Escape does (cancel, then close, whose `close` event comes later as a task), then
+  // the Remove button again before that event: all in one task, as a fast person (or a
+  // loaded machine) can make it.
+  await row.getByRole("button", { name: "Remove shop" }).evaluate((button) => {
+    const d = document.querySelector("dialog[open]");
+    if (d.dispatchEvent(new Event("cancel", { cancelable: true }))) d.close();
+    button.click();
+  });
+  await page.waitForTimeout(300);
+  assert.equal(await dialog.isVisible(), true, "the reopened dialog is open");
+  await dialog.getByRole("button", { name: "Keep it" }).click();
+  await dialog.waitFor({ state: "hidden" });
+});
+
 test("Remove asks first, says the functions are archived and their runs kept", { skip }, async () => {
   const { page } = ui;
   const row = appRow(page, app.url);
