@@ -63,6 +63,7 @@ function expectedFunctions(appId, kind) {
       "cron-tz": { triggers: [{ cron: "TZ=Europe/Paris 0 9 * * *" }] },
       "checkpoint-crash": { triggers: ev("checkpoint-crash") },
       "Send welcome email ✉": { triggers: ev("welcome") },
+      "empty-step-id": { triggers: ev("empty-step-id") },
     };
   }
   return {

@@ -252,6 +252,14 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
     assert.match(env.server.logs(), /not enforced.*sdk-js-Send welcome email ✉ \(idempotency\)/);
   });
 
+  test("a step with an empty id runs, named by its hash", async () => {
+    const run = await triggerAndWait(env, "sdk-js-empty-step-id", "sdk-js/empty-step-id", {});
+    assert.deepEqual(run.output, { value: 42 });
+    assert.equal(run.steps.length, 1);
+    assert.equal(run.steps[0].id, run.steps[0].hash);
+    assert.equal(run.steps[0].status, "Completed");
+  });
+
   test("a refused registration says why in the log, once, and syncs none of the app's functions", async () => {
     const body = {
       url: "http://127.0.0.1:9/api/inngest",

@@ -588,11 +588,17 @@ pub(crate) fn step_kind(op: &Op) -> StepKind {
 }
 
 /// The op's name for people: its display name, else its name, else its hash.
+/// A step's name as the user wrote it; its hash when the SDK sent none or an empty one
+/// (`step.run("", ...)`, which Inngest runs).
 pub(crate) fn display(op: &Op) -> String {
-    op.display_name
-        .clone()
-        .or_else(|| op.userland.as_ref().map(|u| u.id.clone()))
-        .or_else(|| op.name.clone())
+    let given = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+    given(&op.display_name)
+        .or_else(|| {
+            op.userland
+                .as_ref()
+                .and_then(|u| given(&Some(u.id.clone())))
+        })
+        .or_else(|| given(&op.name))
         .unwrap_or_else(|| op.id.clone())
 }
 
@@ -694,6 +700,22 @@ mod tests {
             started: 0,
             ended: 1,
         }
+    }
+
+    #[test]
+    fn a_step_with_an_empty_id_is_named_by_its_hash() {
+        let op: Op = serde_json::from_value(json!({
+            "op": "StepRun", "id": "da39a3ee5e6b4b0d3255bfef95601890afd80709",
+            "name": "", "displayName": "", "userland": {"id": ""}
+        }))
+        .unwrap();
+        assert_eq!(display(&op), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        let named: Op = serde_json::from_value(json!({
+            "op": "StepRun", "id": "86f7e437faa5a7fce15d1ddcb9eaeaea377667b8",
+            "name": "a", "displayName": "Step A"
+        }))
+        .unwrap();
+        assert_eq!(display(&named), "Step A");
     }
 
     #[test]

@@ -320,6 +320,12 @@ fn({ id: "Send welcome email ✉", idempotency: "event.data.name", triggers: [{ 
   return { greeting };
 });
 
+// A step with an empty id (Inngest runs it; the console names it by its hash).
+fn({ id: "empty-step-id", triggers: [{ event: "sdk-js/empty-step-id" }] }, async ({ step }) => {
+  const value = await step.run("", () => 42);
+  return { value };
+});
+
 export const functions = fns;
 
 // ---- Serving -----------------------------------------------------------------------------
