@@ -36,12 +36,15 @@ export function readwiseFakeBin() {
 
 /**
  * A running fake Readwise API (`readwise-fake`) with `users` generated tokens
- * (`token-00000`, ...) of `books` books each. Call `stop()` when done.
+ * (`token-00000`, ...) of `books` books each; `maxPageSize` caps its pages (more pages to
+ * watch a sync go through). Call `stop()` when done.
  */
-export async function startFakeReadwise({ users = 5, books = 30, latencyMs = 0 } = {}) {
+export async function startFakeReadwise({ users = 5, books = 30, latencyMs = 0, maxPageSize } = {}) {
+  const args = ["--port", "0", "--users", String(users), "--books", String(books), "--latency-ms", String(latencyMs)];
+  if (maxPageSize !== undefined) args.push("--max-page-size", String(maxPageSize));
   const child = spawn(
     readwiseFakeBin(),
-    ["--port", "0", "--users", String(users), "--books", String(books), "--latency-ms", String(latencyMs)],
+    args,
     { env: cleanEnv({ RUST_LOG: "warn" }), stdio: ["ignore", "pipe", "pipe"] },
   );
   let stdout = "";

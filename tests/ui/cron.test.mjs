@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
 import { startServer, waitFor, api } from "../support/stepdesk.mjs";
-import { openConsole, go, screenshot } from "./lib.mjs";
+import { openConsole, go, screenshot, fmtTime } from "./lib.mjs";
 
 let server;
 let ui;
@@ -22,22 +22,6 @@ after(async () => {
   await ui?.close();
   await server?.stop();
 });
-
-/** The console's `fmtTime`, in the page (its locale and time zone). */
-function fmtTime(page, ms) {
-  return page.evaluate(
-    (t) =>
-      new Intl.DateTimeFormat(undefined, {
-        year: "numeric",
-        month: "short",
-        day: "2-digit",
-        hour: "2-digit",
-        minute: "2-digit",
-        second: "2-digit",
-      }).format(new Date(t)),
-    ms,
-  );
-}
 
 /** A `datetime-local` value for `ms` in the page's time zone (UTC, see lib.mjs). */
 function toLocalInput(ms) {

@@ -5,20 +5,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
 import { startServer, sendEvent, waitForRun, waitFor, api } from "../support/stepdesk.mjs";
-import { openConsole, go, screenshot } from "./lib.mjs";
+import { openConsole, go, screenshot, fmtDuration } from "./lib.mjs";
 
 let server;
 let ui;
-
-/** The console's `fmtDuration` (ui/src/lib/format.ts), to compare with what the page shows. */
-function fmtDuration(ms) {
-  if (ms == null) return "";
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
-  const h = Math.floor(ms / 3_600_000);
-  return `${h} h ${Math.round((ms % 3_600_000) / 60_000)} min`;
-}
 
 before(async () => {
   server = await startServer();

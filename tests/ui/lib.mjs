@@ -98,3 +98,32 @@ export async function runRows(page) {
       .sort((x, y) => x.index - y.index),
   );
 }
+
+// ---- The console's formatting (ui/src/lib/format.ts), for the texts a test expects ----
+// (Node runs these files as plain JavaScript and cannot import the console's TypeScript.)
+
+/** `fmtDuration`. */
+export function fmtDuration(ms) {
+  if (ms == null) return "";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+  const h = Math.floor(ms / 3_600_000);
+  return `${h} h ${Math.round((ms % 3_600_000) / 60_000)} min`;
+}
+
+/** `fmtTime`, formatted in the page (its locale and time zone). */
+export function fmtTime(page, ms) {
+  return page.evaluate(
+    (t) =>
+      new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }).format(new Date(t)),
+    ms,
+  );
+}
+
+/** `fmtClock` for a page in UTC (`openConsole` opens it so). */
+export function fmtClock(ms) {
+  const d = new Date(ms);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}`;
+}

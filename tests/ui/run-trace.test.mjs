@@ -10,34 +10,7 @@ import { createServer } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { startServer, sendEvent, waitForRun, waitFor, api } from "../support/stepdesk.mjs";
-import { openConsole, go, screenshot } from "./lib.mjs";
-
-// ---- helpers: the console's formatting (ui/src/lib/format.ts), the page in UTC ----
-
-function fmtDuration(ms) {
-  if (ms == null) return "";
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
-  const h = Math.floor(ms / 3_600_000);
-  return `${h} h ${Math.round((ms % 3_600_000) / 60_000)} min`;
-}
-
-/** `fmtClock` for a page whose time zone is UTC (lib.mjs opens it so). */
-function fmtClock(ms) {
-  const d = new Date(ms);
-  const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.${pad(d.getUTCMilliseconds(), 3)}`;
-}
-
-/** `fmtTime`, in the page (its locale and time zone). */
-function fmtTime(page, ms) {
-  return page.evaluate(
-    (t) =>
-      new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }).format(new Date(t)),
-    ms,
-  );
-}
+import { openConsole, go, screenshot, fmtDuration, fmtTime, fmtClock } from "./lib.mjs";
 
 const squash = (s) => s.replace(/\s+/g, " ").trim();
 

@@ -5,45 +5,20 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 
-import { startServer, readwiseFakeBin, cleanEnv, waitFor, stopChild, api } from "../support/stepdesk.mjs";
+import { startServer, startFakeReadwise, waitFor, api } from "../support/stepdesk.mjs";
 import { openConsole, screenshot } from "./lib.mjs";
 
 const BOOKS = 60;
 const PAGE = 10; // the fake's largest page: 6 pages of books
 const LATENCY_MS = 600;
 
-/** `readwise-fake` with a small page size and some latency (startFakeReadwise has neither page size option). */
-async function startSlowReadwise() {
-  const child = spawn(
-    readwiseFakeBin(),
-    ["--port", "0", "--users", "2", "--books", String(BOOKS), "--latency-ms", String(LATENCY_MS), "--max-page-size", String(PAGE)],
-    { env: cleanEnv({ RUST_LOG: "warn" }), stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
-  child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
-  const stop = () => stopChild(child, { graceMs: 3000 });
-  try {
-    const url = await waitFor("the fake Readwise URL", () => {
-      if (child.exitCode !== null) throw new Error(`readwise-fake exited:\n${stderr}`);
-      return stdout.split("\n").find((l) => l.startsWith("http"));
-    }, { timeoutMs: 15000, intervalMs: 20 });
-    return { url: url.trim(), stop };
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-}
-
 let fake;
 let server;
 let ui;
 
 before(async () => {
-  fake = await startSlowReadwise();
+  fake = await startFakeReadwise({ users: 2, books: BOOKS, latencyMs: LATENCY_MS, maxPageSize: PAGE });
   server = await startServer({ readwiseUrl: fake.url });
   await api(server.url, "/api/admin/users", { method: "POST", token: server.token, body: { id: "reader", name: "Avid Reader", token: "token-00000" } });
   ui = await openConsole(server, { hash: "#/users/reader", token: true });

@@ -536,13 +536,7 @@ async fn a_step_that_finished_after_a_failed_one_is_kept_while_the_run_waits_for
             let log = log.clone();
             async move {
                 let memo = ctx.step.memo();
-                log.lock().unwrap().push(Observation {
-                    memo: memo.clone(),
-                    attempt: ctx.attempt,
-                    retrying_attempt: ctx.step.retrying_attempt(),
-                    max_attempts: ctx.max_attempts,
-                    events: vec![],
-                });
+                Observation::note(&log, &ctx, &memo);
                 let t = now_ms();
                 let has = |id: &str| memo.iter().any(|s| s.step_id == id);
                 if memo.is_empty() {
@@ -623,13 +617,7 @@ async fn a_failed_step_among_several_waits_for_its_retry() {
             let log = log.clone();
             async move {
                 let memo = ctx.step.memo();
-                log.lock().unwrap().push(Observation {
-                    memo: memo.clone(),
-                    attempt: ctx.attempt,
-                    retrying_attempt: ctx.step.retrying_attempt(),
-                    max_attempts: ctx.max_attempts,
-                    events: vec![],
-                });
+                Observation::note(&log, &ctx, &memo);
                 let t = now_ms();
                 let done = |id: &str| {
                     memo.iter()

@@ -43,6 +43,19 @@ pub struct Observation {
     pub events: Vec<Value>,
 }
 
+impl Observation {
+    /// What `ctx` shows this execution, with its memo, noted in `seen`.
+    pub fn note(seen: &Observations, ctx: &stepdesk_engine::Ctx, memo: &[RecordedStep]) {
+        seen.lock().unwrap().push(Observation {
+            memo: memo.to_vec(),
+            attempt: ctx.attempt,
+            retrying_attempt: ctx.step.retrying_attempt(),
+            max_attempts: ctx.max_attempts,
+            events: ctx.events(),
+        });
+    }
+}
+
 pub type Observations = Arc<Mutex<Vec<Observation>>>;
 
 pub fn observations() -> Observations {
@@ -67,13 +80,7 @@ pub fn remote_function(
             let (program, seen) = (program.clone(), seen.clone());
             async move {
                 let memo = ctx.step.memo();
-                seen.lock().unwrap().push(Observation {
-                    memo: memo.clone(),
-                    attempt: ctx.attempt,
-                    retrying_attempt: ctx.step.retrying_attempt(),
-                    max_attempts: ctx.max_attempts,
-                    events: ctx.events(),
-                });
+                Observation::note(&seen, &ctx, &memo);
                 let states: HashMap<String, StepState> =
                     memo.into_iter().map(|s| (s.hash, s.state)).collect();
                 let mut results = Map::new();
