@@ -784,6 +784,23 @@ impl Engine {
         &self.inner.store
     }
 
+    /// Which of `run_ids` have ended, or are unknown: runs for which no execution will come
+    /// again. (A rerun is a new run, with its own id.) For drivers that keep state per run
+    /// outside the store.
+    pub async fn ended_runs(&self, run_ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.store()
+            .read(move |c| {
+                let mut ended = Vec::new();
+                for id in run_ids {
+                    if !store::runs::status(c, &id)?.is_some_and(|s| !s.is_finished()) {
+                        ended.push(id);
+                    }
+                }
+                Ok(ended)
+            })
+            .await
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }

@@ -125,6 +125,10 @@ pub enum AppError {
     Store(#[from] StoreError),
 }
 
+/// How long a planned step's answer may wait for an execution of its run before the
+/// registry asks the engine whether the run has ended (see [`Apps::drop_unclaimed`]).
+pub const UNCLAIMED_AGE: Duration = Duration::from_secs(60);
+
 /// The registry of SDK apps. Cheap to clone.
 #[derive(Clone)]
 pub struct Apps(Arc<Inner>);
@@ -172,6 +176,7 @@ impl Apps {
             signing_key: config.signing_key.as_deref().map(Arc::from),
             live: Default::default(),
             offloaded: Default::default(),
+            inflight: Default::default(),
         };
         let mut functions = Vec::new();
         for row in rows {
@@ -215,6 +220,53 @@ impl Apps {
         }
         let apps = self.clone();
         tokio::spawn(async move { apps.poll_loop().await });
+        let apps = self.clone();
+        tokio::spawn(async move { apps.sweep_loop().await });
+    }
+
+    /// Drops the answers of planned steps that have waited `age` or more for an execution
+    /// of a run that has ended (cancelled, failed, or finished without them). Returns how
+    /// many runs' answers were dropped. The registry does this every [`UNCLAIMED_AGE`].
+    pub async fn drop_unclaimed(&self, age: Duration) -> Result<usize, AppError> {
+        let waiting = self.0.env.inflight.unclaimed(age);
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        let ended = self.engine()?.ended_runs(waiting).await?;
+        for run_id in &ended {
+            self.0.env.inflight.forget(run_id);
+        }
+        Ok(ended.len())
+    }
+
+    /// Runs with planned steps in flight or answers not yet reported (for tests and
+    /// diagnostics).
+    pub fn runs_with_planned_steps(&self) -> usize {
+        self.0.env.inflight.len()
+    }
+
+    async fn sweep_loop(&self) {
+        let mut tick = tokio::time::interval(UNCLAIMED_AGE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if self.0.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            match self.drop_unclaimed(UNCLAIMED_AGE).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(
+                        runs = n,
+                        "dropped planned steps' answers of runs that had ended"
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the runs with planned steps' answers")
+                }
+            }
+        }
     }
 
     /// Stops polling (the engine is shutting down).

@@ -50,13 +50,15 @@ pub(crate) struct FunctionDriver {
     pub version: AtomicI64,
     /// Executions whose request is in flight, for checkpoints (shared by every function).
     pub live: SharedLive,
-    /// Planned steps whose targeted request is in flight, per run.
-    pub inflight: InFlight,
+    /// Planned steps whose targeted request is in flight, per run (shared by every function).
+    pub inflight: Arc<InFlight>,
     /// State served to SDKs whose request was too large to send whole (shared).
     pub offloaded: Arc<crate::offload::Offloaded>,
 }
 
-/// Planned steps running at once, per run (see the module's comment).
+/// Planned steps running at once, per run (see the module's comment). One for all the
+/// apps' functions (run ids are unique), owned by the registry, which drops what no
+/// execution will claim: answers that came in for runs that ended meanwhile.
 #[derive(Default)]
 pub(crate) struct InFlight {
     runs: Mutex<HashMap<String, Flights>>,
@@ -68,6 +70,11 @@ struct Flights {
     running: HashSet<String>,
     /// Answers in, not yet reported.
     finished: Vec<Finished>,
+    /// When the oldest answer in `finished` came in.
+    unclaimed_since: Option<std::time::Instant>,
+    /// The run ended while steps were still running (race mode: the function went on
+    /// without them): their answers are dropped as they come in.
+    ended: bool,
     /// Told when an answer comes in.
     notify: Arc<tokio::sync::Notify>,
 }
@@ -99,6 +106,8 @@ impl InFlight {
     fn start(&self, run_id: &str, hash: &str) -> bool {
         let mut runs = self.lock();
         let flights = runs.entry(run_id.to_string()).or_default();
+        // A run executes again (it was not over after all): nothing of it is dropped.
+        flights.ended = false;
         if flights.finished.iter().any(|f| f.hash == hash) {
             return false;
         }
@@ -109,6 +118,15 @@ impl InFlight {
         let mut runs = self.lock();
         let flights = runs.entry(run_id.to_string()).or_default();
         flights.running.remove(&done.hash);
+        if flights.ended {
+            if flights.running.is_empty() {
+                runs.remove(run_id);
+            }
+            return;
+        }
+        flights
+            .unclaimed_since
+            .get_or_insert_with(std::time::Instant::now);
         flights.finished.push(done);
         flights.notify.notify_one();
     }
@@ -120,6 +138,7 @@ impl InFlight {
             return (Vec::new(), false);
         };
         let done = std::mem::take(&mut flights.finished);
+        flights.unclaimed_since = None;
         let running = !flights.running.is_empty();
         if !running {
             runs.remove(run_id);
@@ -135,14 +154,32 @@ impl InFlight {
             .clone()
     }
 
-    /// A run that ended: answers still to come are dropped.
-    fn forget(&self, run_id: &str) {
+    /// A run that ended: its answers, in or still to come, are dropped.
+    pub(crate) fn forget(&self, run_id: &str) {
         let mut runs = self.lock();
         if runs.get(run_id).is_some_and(|f| f.running.is_empty()) {
             runs.remove(run_id);
         } else if let Some(f) = runs.get_mut(run_id) {
             f.finished.clear();
+            f.unclaimed_since = None;
+            f.ended = true;
         }
+    }
+
+    /// Runs whose answers have waited for an execution for at least `age`: either the run
+    /// ended some other way (cancelled, failed) and none will come, or it is merely waiting
+    /// (a sleep in the other branch of a race); the registry asks the engine which.
+    pub(crate) fn unclaimed(&self, age: Duration) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, f)| f.unclaimed_since.is_some_and(|t| t.elapsed() >= age))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// How many runs have answers in or steps running (for tests and the sweep's log).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -716,6 +753,40 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(display(&named), "Step A");
+    }
+
+    #[test]
+    fn a_loser_answering_after_its_run_ended_is_dropped() {
+        let f = InFlight::default();
+        assert!(f.start("r", "slow"));
+        // The race is won and the function returns: the run ends with `slow` running.
+        f.forget("r");
+        assert_eq!(f.len(), 1, "kept while its step runs");
+        f.finish("r", finished("slow"));
+        assert_eq!(f.len(), 0, "its answer is dropped, and the run forgotten");
+        assert!(f.unclaimed(Duration::ZERO).is_empty());
+    }
+
+    #[test]
+    fn unclaimed_answers_are_listed_by_age_until_taken() {
+        let f = InFlight::default();
+        assert!(f.start("r", "a"));
+        assert!(f.start("q", "b"));
+        assert!(
+            f.unclaimed(Duration::ZERO).is_empty(),
+            "nothing answered yet"
+        );
+        f.finish("r", finished("a"));
+        assert_eq!(f.unclaimed(Duration::ZERO), vec!["r".to_string()]);
+        assert!(f.unclaimed(Duration::from_secs(60)).is_empty(), "too young");
+        let (done, running) = f.take("r");
+        assert_eq!((done.len(), running), (1, false));
+        assert!(f.unclaimed(Duration::ZERO).is_empty());
+        // A run that executes again after `forget` is not over: its answers are kept.
+        f.forget("q");
+        assert!(f.start("q", "c"));
+        f.finish("q", finished("b"));
+        assert_eq!(f.unclaimed(Duration::ZERO), vec!["q".to_string()]);
     }
 
     #[test]

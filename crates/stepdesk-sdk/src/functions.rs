@@ -18,6 +18,8 @@ pub(crate) struct Env {
     pub live: crate::checkpoint::SharedLive,
     /// Run state served to SDKs (`use_api`).
     pub offloaded: Arc<crate::offload::Offloaded>,
+    /// Planned steps in flight and their answers, per run.
+    pub inflight: Arc<crate::driver::InFlight>,
 }
 
 /// The engine functions of one registration, each tagged with its app, or the first
@@ -67,7 +69,7 @@ fn build(app_id: &str, cfg: &FunctionConfig, app_url: &str, env: &Env) -> Result
         signing_key: env.signing_key.clone(),
         version: AtomicI64::new(-1),
         live: env.live.clone(),
-        inflight: Default::default(),
+        inflight: env.inflight.clone(),
         offloaded: env.offloaded.clone(),
     });
     let mut f = b

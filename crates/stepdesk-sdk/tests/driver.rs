@@ -920,3 +920,57 @@ async fn a_large_state_is_fetched_by_the_sdk() {
         .unwrap();
     assert_eq!(res.status(), 410, "nothing in flight: nothing served");
 }
+
+/// A race's loser answers after its run has moved on to a sleep: the answer waits for the
+/// run's next execution (it is not dropped while the run may still come back for it); once
+/// the run is cancelled, no execution will come, and the registry drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_steps_answer_is_dropped_once_its_run_has_ended() {
+    let slow = Duration::from_millis(600);
+    let h = harness(move |step, req| {
+        let planned = |id: &str| json!({"id": stepid::hash(id), "op": "StepPlanned", "name": id, "displayName": id});
+        if step == stepid::hash("fast") {
+            return Reply::ops(json!([step_run("fast", json!("fast"))]));
+        }
+        if step == stepid::hash("slow") {
+            return Reply::ops(json!([step_run("slow", json!("slow"))])).after(slow);
+        }
+        if !memo_has(req, "fast") {
+            return Reply::ops(json!([planned("fast"), planned("slow")]));
+        }
+        // The race is won: the function goes on to a long sleep; `slow` is still running.
+        Reply::ops(json!([{"id": stepid::hash("nap"), "op": "Sleep", "name": "1h", "displayName": "nap"}]))
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let run_id = loop {
+        let d = wait_run(&h.engine, "Running").await;
+        if d.steps.iter().any(|s| s.hash == stepid::hash("nap")) {
+            break d.summary.id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no sleep: {d:#?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    // `slow` answers while the run sleeps: nobody claims its answer yet.
+    tokio::time::sleep(slow + Duration::from_millis(400)).await;
+    assert_eq!(h.apps.runs_with_planned_steps(), 1);
+    assert_eq!(
+        h.apps.drop_unclaimed(Duration::ZERO).await.unwrap(),
+        0,
+        "a sleeping run may still claim it"
+    );
+    assert_eq!(h.apps.runs_with_planned_steps(), 1);
+
+    h.engine.admin().cancel(&run_id).await.unwrap();
+    assert_eq!(
+        h.apps
+            .drop_unclaimed(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "not waited long enough"
+    );
+    assert_eq!(h.apps.drop_unclaimed(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(h.apps.runs_with_planned_steps(), 0);
+}

@@ -341,6 +341,13 @@ const fnSlug = (mode) => (mode === "checkpoint" ? "three-steps" : "three-steps-c
  * `RunComplete` op) ends the run. With `checkpoint`, the ctx carries `fn_id` and `qi_id`, which
  * turns the SDK's checkpointing on.
  */
+/** The end of a floor run: its output checked; what the app told us of it (it tells any
+ * executor's runs alike, see startInngestApp) forgotten. */
+function floorDone(app, out, tag) {
+  checkOutput(out, tag, "floor");
+  app.forget(tag);
+}
+
 async function floorRun(app, mode, tag) {
   const runId = `01SDKBENCH${createHash("sha1").update(tag).digest("hex").slice(0, 16).toUpperCase()}`;
   const event = { name: `sdkbench/${fnSlug(mode)}`, data: { tag, start: 5 }, id: runId, ts: Date.now(), user: {} };
@@ -362,10 +369,10 @@ async function floorRun(app, mode, tag) {
     const body = { ctx, event, events: [event], steps, use_api: false, version: -1 };
     const res = await request("POST", url, body);
     const out = res.body;
-    if (res.status === 200) return checkOutput(out, tag, "floor");
+    if (res.status === 200) return floorDone(app, out, tag);
     if (res.status !== 206) throw new Error(`floor: call request answered ${res.status}: ${JSON.stringify(out)}`);
     for (const op of Array.isArray(out) ? out : [out]) {
-      if (op.op === "RunComplete") return checkOutput(op.data, tag, "floor");
+      if (op.op === "RunComplete") return floorDone(app, op.data, tag);
       if (op.op !== "StepRun") throw new Error(`floor: unexpected op ${JSON.stringify(op)}`);
       steps[op.id] = { data: op.data };
       stack.push(op.id);
@@ -414,11 +421,18 @@ async function startStepdesk(bin) {
 
 /**
  * One run in Stepdesk: the trigger event through the event API; the app says when the body has
- * finished (with the run id); then the run's status is read, at once and then every
- * millisecond, until Stepdesk has recorded the end (the app's answer is still on its way when
- * it tells us).
+ * finished (with the run id); then, one at a time, the run's status is read, at once and then
+ * every millisecond, until Stepdesk has recorded the end (the app's answer is still on its way
+ * when it tells us).
+ *
+ * With `settle` (the phases with several runs in flight), the run's slot is freed as soon as
+ * the app says the body has finished, and the run goes to `settle.pending` instead: the phase
+ * ends only once Stepdesk has recorded every such run's end ([`settleRuns`], one read per run),
+ * and a run's latency is taken from the `ended_at` Stepdesk recorded. Polling 16 runs every
+ * millisecond would cost Stepdesk more CPU in reads than in runs, and fight the runs for the
+ * 2 cores.
  */
-async function stepdeskRun(sd, mode, tag, counters) {
+async function stepdeskRun(sd, mode, tag, counters, settle = null) {
   const t0 = performance.now();
   const done = sd.app.done(tag);
   const res = await request("POST", `${sd.url}/e/sdkbench`, { name: `sdkbench/${fnSlug(mode)}`, data: { tag, start: 5 } });
@@ -430,6 +444,10 @@ async function stepdeskRun(sd, mode, tag, counters) {
   const runId = await withTimeout(done, 30000, `run ${tag} (event ${sent.ids?.[0]}) in the app\n${sd.logs()}`);
   const tDone = performance.now();
   const tStart = sd.app.startedAt(tag);
+  if (settle) {
+    settle.pending.push({ runId, tag, t0, tStart, tDone });
+    return;
+  }
   for (let i = 0; ; i++) {
     counters.polls += 1;
     const run = (await request("GET", `${sd.url}/v1/runs/${runId}`)).body?.data;
@@ -439,7 +457,7 @@ async function stepdeskRun(sd, mode, tag, counters) {
       counters.start.push(tStart - t0);
       counters.body.push(tDone - tStart);
       counters.finish.push(tEnd - tDone);
-      return;
+      return tEnd - t0;
     }
     if (run && run.status !== "Running" && run.status !== "Scheduled") throw new Error(`stepdesk: run ${runId}: ${JSON.stringify(run)}`);
     if (i > 30000) throw new Error(`stepdesk: run ${runId} still ${run?.status}\n${sd.logs()}`);
@@ -447,6 +465,38 @@ async function stepdeskRun(sd, mode, tag, counters) {
     // more CPU in reads than in runs while the app's answer is on its way.
     await sleep(1);
   }
+}
+
+/**
+ * The end of a phase run with `settle`: reads each pending run once (again after a
+ * millisecond while Stepdesk has not yet recorded its end), checks its output, and returns
+ * the runs' latencies, from before the event's request to the `ended_at` Stepdesk recorded
+ * (milliseconds, as Stepdesk keeps it).
+ */
+async function settleRuns(sd, settle, counters) {
+  const lat = [];
+  for (const p of settle.pending.splice(0)) {
+    for (let i = 0; ; i++) {
+      counters.polls += 1;
+      const run = (await request("GET", `${sd.url}/v1/runs/${p.runId}`)).body?.data;
+      if (run?.status === "Completed") {
+        checkOutput(run.output, p.tag, "stepdesk");
+        const ended = Date.parse(run.ended_at) - performance.timeOrigin;
+        if (!Number.isFinite(ended)) throw new Error(`stepdesk: run ${p.runId}: no ended_at: ${JSON.stringify(run)}`);
+        counters.start.push(p.tStart - p.t0);
+        counters.body.push(p.tDone - p.tStart);
+        // Stepdesk's clock has millisecond steps: an end within the same millisecond as the
+        // app's message reads as 0, not as a negative time.
+        counters.finish.push(Math.max(0, ended - p.tDone));
+        lat.push(Math.max(ended, p.tDone) - p.t0);
+        break;
+      }
+      if (run && run.status !== "Running" && run.status !== "Scheduled") throw new Error(`stepdesk: run ${p.runId}: ${JSON.stringify(run)}`);
+      if (i > 30000) throw new Error(`stepdesk: run ${p.runId} still ${run?.status}\n${sd.logs()}`);
+      await sleep(1);
+    }
+  }
+  return lat;
 }
 
 // ---- Restate -------------------------------------------------------------------------------
@@ -524,19 +574,23 @@ const newTag = (what) => `${what}-${++tagSeq}`;
  * Runs `n` runs with `concurrency` in flight (each worker starts its next run when its last
  * one has ended), timing each run and the whole, and reading the CPU of `pids` before and after.
  */
-async function phase(label, { n, concurrency, runOne, pids, threadsOf }) {
+async function phase(label, { n, concurrency, runOne, settle, pids, threadsOf }) {
   const before = snapshot(pids, threadsOf);
-  const lat = [];
+  let lat = [];
   let next = 0;
   const worker = async () => {
     while (next < n) {
       next += 1;
       const t = performance.now();
-      await runOne();
-      lat.push(performance.now() - t);
+      const took = await runOne(concurrency);
+      lat.push(typeof took === "number" ? took : performance.now() - t);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  // A target that frees a run's slot before the run has ended (see stepdeskRun) waits for
+  // them here, inside the phase's time and CPU, and says what their latencies were.
+  const settled = settle ? await settle(concurrency) : null;
+  if (settled) lat = settled;
   const after = snapshot(pids, threadsOf);
   const wallMs = after.t - before.t;
   const cpu = {};
@@ -617,7 +671,7 @@ function merge(parts) {
 async function measureAll(targets, rounds) {
   for (const t of targets) {
     log(`${t.label}: warm-up (${N_WARM} runs)`);
-    await phase(`${t.label} warm-up`, { n: N_WARM, concurrency: Math.min(CONCURRENCY, N_WARM), runOne: t.runOne, pids: t.pids });
+    await phase(`${t.label} warm-up`, { n: N_WARM, concurrency: Math.min(CONCURRENCY, N_WARM), runOne: t.runOne, settle: t.settle, pids: t.pids });
   }
   const parts = new Map(targets.map((t) => [t, { seq: [], conc: [] }]));
   for (let round = 1; round <= rounds; round++) {
@@ -632,6 +686,7 @@ async function measureAll(targets, rounds) {
           n,
           concurrency: c,
           runOne: t.runOne,
+          settle: t.settle,
           pids: t.pids,
           threadsOf: t.threadsOf,
         });
@@ -669,7 +724,8 @@ function statsDiff(a, b) {
 async function floorTargets(results, cleanup) {
   const api = await startStandInApi();
   cleanup.push(() => api.close());
-  const app = await startInngestApp(api.url);
+  // Told of each run over IPC like Stepdesk's, so that the app does the same work under both.
+  const app = await startInngestApp(api.url, { notify: true });
   cleanup.push(() => app.stop());
   return modes.map((mode) => {
     let apiBefore;
@@ -696,10 +752,13 @@ async function stepdeskTargets(results, cleanup, BIN) {
   results.sdServer = sd;
   return modes.map((mode) => {
     const counters = { polls: 0, start: [], body: [], finish: [] };
+    // Runs whose slot was freed before their end was read (phases with several in flight).
+    const pending = { pending: [] };
     let pollsBefore = 0;
     return {
       label: `Stepdesk, checkpointing ${mode === "checkpoint" ? "on" : "off"}`,
-      runOne: () => stepdeskRun(sd, mode, newTag(`sd-${mode}`), counters),
+      runOne: (concurrency = 1) => stepdeskRun(sd, mode, newTag(`sd-${mode}`), counters, concurrency > 1 ? pending : null),
+      settle: (concurrency) => (concurrency > 1 ? settleRuns(sd, pending, counters) : null),
       pids: { stepdesk: sd.pid, app: sd.app.pid },
       threadsOf: "stepdesk",
       before: async () => {
@@ -835,7 +894,7 @@ function report(r) {
     "Three steps, each using the previous one's output (`{value: start}`, `×2`, `+3`), returning them with the run's tag; every run's output is checked. The Inngest app (tests/bench/sdk/inngest-app.mjs, `inngest/node` on `node:http`) serves it twice: `three-steps` with the SDK's defaults and `three-steps-classic` with `checkpointing: false`. The Restate app (restate-app.mjs) has the same body with `ctx.run` per step, served over HTTP/2.",
     "",
     `- **Bare SDK (floor).** A stand-in executor in the bench process sends the call requests (\`POST /api/inngest?fnId=…&stepId=step\`) with the memo built in memory, and nothing else: no storage, no queue. With checkpointing on, its call requests carry \`ctx.fn_id\` and \`qi_id\` and it answers the SDK's \`POST /v1/checkpoint/{runId}/async\` with \`200 {}\`. Its CPU is the bench process's, not counted here; the app's CPU per run is the SDK's own cost.`,
-    `- **Stepdesk.** \`stepdesk dev --no-discovery --no-poll --port P --data-dir TMP -u APP\` (\`STEPDESK_LOG=warn\`), the release binary, SQLite on the machine's disk with \`synchronous=FULL\`. A run: \`POST /e/sdkbench\` with the trigger event; the app tells the bench over IPC when step \`a\` runs and when the body has finished (two small messages per run, counted in the app's CPU; the second one carries the run id); the bench then reads \`GET /v1/runs/{id}\`, at once and then every millisecond, until Stepdesk says \`Completed\` (and checks the output). Latency is from before the event's request to that read.`,
+    `- **Stepdesk.** \`stepdesk dev --no-discovery --no-poll --port P --data-dir TMP -u APP\` (\`STEPDESK_LOG=warn\`), the release binary, SQLite on the machine's disk with \`synchronous=FULL\`. A run: \`POST /e/sdkbench\` with the trigger event; the app tells the bench over IPC when step \`a\` runs and when the body has finished (two small messages per run, counted in the app's CPU; the second one carries the run id); one at a time, the bench then reads \`GET /v1/runs/{id}\`, at once and then every millisecond, until Stepdesk says \`Completed\` (and checks the output), and latency is from before the event's request to that read. With ${CONCURRENCY} in flight, reading every run every millisecond would cost Stepdesk more CPU in reads than in runs: there a run's slot goes to the next run when the app says the body has finished, the phase ends only when Stepdesk has recorded every run's end (one read per run, output checked, inside the phase's time and CPU), and latency is from before the event's request to the \`ended_at\` Stepdesk recorded (1 ms steps).`,
     `- **Restate.** The \`restate-server\` binary from npm, default configuration except addresses (127.0.0.1, TCP only), telemetry and the web UI off; its data in a temporary directory on the same disk. The app is registered with \`POST /deployments\`; a run is \`POST /Bench/run\` on the ingress, which answers when the invocation has ended.`,
     "",
     "CPU is `utime + stime` from `/proc/PID/stat` of each process before and after a phase, divided by the runs (resolution 1/CLK_TCK = " +
@@ -907,7 +966,7 @@ function report(r) {
     const brk = (label, k) => L.push(`| ${label} | ${sdModes.flatMap((m) => [cell(r.stepdesk[m].seq.extra[k]), cell(r.stepdesk[m].conc.extra[k])]).join(" | ")} |`);
     brk("`POST /e` sent → step `a` runs in the app (ingest, the run's creation, dispatch, the first call request)", "start");
     brk("step `a` runs → the body has finished (the rest of call request 1, then requests 2–4: steps `b`, `c`, the end)", "body");
-    brk("the body has finished → `GET /v1/runs/{id}` says `Completed` (the last answer reaches Stepdesk, the run's end is committed; reads every ms)", "finish");
+    brk("the body has finished → Stepdesk has recorded the end (the last answer reaches Stepdesk, the run's end is written; one at a time: `GET /v1/runs/{id}` says `Completed`, read every ms; in flight: the run's `ended_at`)", "finish");
     L.push("");
   }
 
