@@ -792,7 +792,7 @@ impl Engine {
             .read(move |c| {
                 let mut ended = Vec::new();
                 for id in run_ids {
-                    if !store::runs::status(c, &id)?.is_some_and(|s| !s.is_finished()) {
+                    if store::runs::status(c, &id)?.is_none_or(|s| s.is_finished()) {
                         ended.push(id);
                     }
                 }
