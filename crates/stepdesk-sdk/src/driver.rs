@@ -304,6 +304,9 @@ impl FunctionDriver {
         // Then the first other op (a sleep, a wait, an invoke, a step the SDK ran at once,
         // the function's end): the others are found again by the replay.
         if let Some(op) = others.into_iter().next() {
+            if op.op == Opcode::Gateway {
+                return Err(self.fetch(&ctx, &op).await);
+            }
             return self.report(&ctx, op, retry_at);
         }
         if !planned.is_empty() && reported == 0 {
@@ -324,13 +327,21 @@ impl FunctionDriver {
         let request = self.prepare(ctx, &op.id, None);
         let this = self.clone();
         let run_id = ctx.run_id.clone();
-        let (kind, hash, name, input) = (step_kind(op), op.id.clone(), display(op), input(op));
+        let (kind, hash, name, mut input) = (step_kind(op), op.id.clone(), display(op), input(op));
         tokio::spawn(async move {
             let started = now_ms();
             let answer = this.send(request).await;
             let now = now_ms();
             let (result, started, ended) = match answer {
                 Ok(Answer::Ops(ops, retry_at)) => match ops.into_iter().find(|o| o.id == hash) {
+                    // `step.fetch` in a `Promise.all`: the request it asks for is this step.
+                    Some(op) if op.op == Opcode::Gateway => match crate::gateway::parse(&op) {
+                        Ok(fetch) => {
+                            input = Some(fetch.recorded_input());
+                            fetch.perform(&this.http).await
+                        }
+                        Err(e) => (Err(Error::non_retriable(e)), started, now),
+                    },
                     Some(op) if op.op != Opcode::StepPlanned => {
                         let (s, e) = timing_ms(&op).unwrap_or((started, now));
                         (run_result(&op, retry_at), s, e)
@@ -365,6 +376,24 @@ impl FunctionDriver {
                 },
             );
         });
+    }
+
+    /// `step.fetch`: makes the request the op asks for and records the response as the
+    /// step's result (see [`crate::gateway`]). Returns what recording it returns.
+    async fn fetch(&self, ctx: &Ctx, op: &Op) -> Error {
+        let name = display(op);
+        let (input, (result, started, ended)) = match crate::gateway::parse(op) {
+            Ok(fetch) => (
+                Some(fetch.recorded_input()),
+                fetch.perform(&self.http).await,
+            ),
+            Err(e) => {
+                let now = now_ms();
+                (None, (Err(Error::non_retriable(e)), now, now))
+            }
+        };
+        ctx.step
+            .record_run_as(StepKind::Run, &op.id, &name, input, result, started, ended)
     }
 
     /// Reports every planned step's answer that is in. Returns how many.

@@ -9,6 +9,7 @@ pub mod checkpoint;
 mod discovery;
 pub mod driver;
 mod functions;
+pub mod gateway;
 pub mod offload;
 pub mod routes;
 mod schema;

@@ -974,3 +974,116 @@ async fn a_planned_steps_answer_is_dropped_once_its_run_has_ended() {
     assert_eq!(h.apps.drop_unclaimed(Duration::ZERO).await.unwrap(), 1);
     assert_eq!(h.apps.runs_with_planned_steps(), 0);
 }
+
+/// A small HTTP server for `step.fetch` to call: `/ok` answers JSON with a header and echoes
+/// the request's `authorization` and body; `/broken` answers 500. Returns its base URL and
+/// what it received (path, authorization).
+async fn fetch_target() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen = got.clone();
+    let app = Router::new().fallback(move |req: axum::extract::Request| {
+        let seen = seen.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let method = req.method().to_string();
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            seen.lock().unwrap().push((path.clone(), auth.clone()));
+            if path == "/broken" {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "down for maintenance").into_response();
+            }
+            (
+                [("x-test", "yes")],
+                axum::Json(
+                    json!({"method": method, "auth": auth, "body": String::from_utf8_lossy(&body)}),
+                ),
+            )
+                .into_response()
+        }
+    });
+    let (l, url) = listen().await;
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, got)
+}
+
+/// `step.fetch` (the `Gateway` op): Stepdesk makes the request, whatever its status the
+/// response is the step's result, `{status_code, headers, body}`; the recorded input leaves
+/// the credentials out; an unreachable URL is a failed step after its retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_fetch_is_made_by_stepdesk_and_its_response_memoized() {
+    let (target, got) = fetch_target().await;
+    let urls = [
+        format!("{target}/ok?page=2&access_token=s3cret"),
+        format!("{target}/broken"),
+        "http://127.0.0.1:9/unreachable".to_string(),
+    ];
+    let script_urls = urls.clone();
+    let h = harness(move |_, req| {
+        let gateway = |id: &str, url: &str| {
+            json!([{"id": stepid::hash(id), "op": "Gateway", "name": id, "displayName": id,
+                    "opts": {"url": url, "method": "POST", "headers": {"Authorization": "Bearer t0ken", "content-type": "text/plain"}, "body": "hi"}}])
+        };
+        for (i, url) in script_urls.iter().enumerate() {
+            let id = format!("fetch-{i}");
+            if !memo_has(req, &id) {
+                return Reply::ops(gateway(&id, url));
+            }
+        }
+        let memo = |i: usize| req["steps"][stepid::hash(&format!("fetch-{i}"))].clone();
+        Reply::done(json!([memo(0), memo(1), memo(2)]))
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Completed").await;
+    let out = d.output.clone().unwrap();
+
+    let ok = &out[0]["data"];
+    assert_eq!(ok["status_code"], 200, "{out:#}");
+    assert_eq!(ok["headers"]["x-test"], "yes");
+    let echoed: Value = serde_json::from_str(ok["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        echoed,
+        json!({"method": "POST", "auth": "Bearer t0ken", "body": "hi"})
+    );
+    let broken = &out[1]["data"];
+    assert_eq!(
+        (broken["status_code"].clone(), broken["body"].clone()),
+        (json!(500), json!("down for maintenance"))
+    );
+    let unreachable = out[2]["error"]["message"].as_str().unwrap_or_default();
+    assert!(unreachable.contains("127.0.0.1:9/unreachable"), "{out:#}");
+
+    let step = |id: &str| d.steps.iter().find(|s| s.id == id).unwrap();
+    assert_eq!(
+        step("fetch-0").status,
+        stepdesk_engine::model::StepStatus::Completed
+    );
+    assert_eq!(
+        step("fetch-1").status,
+        stepdesk_engine::model::StepStatus::Completed
+    );
+    let failed = step("fetch-2");
+    assert_eq!(failed.status, stepdesk_engine::model::StepStatus::Failed);
+    assert!(failed.attempts > 1, "retried: {failed:#?}");
+    let input = step("fetch-0").input.clone().unwrap();
+    assert_eq!(input["headers"]["Authorization"], "[redacted]");
+    assert_eq!(input["method"], "POST");
+    assert!(
+        !input.to_string().contains("t0ken") && !input.to_string().contains("s3cret"),
+        "{input}"
+    );
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        got.iter().filter(|(p, _)| p == "/ok").count(),
+        1,
+        "fetched once: {got:?}"
+    );
+    assert!(got.iter().all(|(_, a)| a == "Bearer t0ken"));
+}
