@@ -64,6 +64,7 @@ function expectedFunctions(appId, kind) {
       "checkpoint-crash": { triggers: ev("checkpoint-crash") },
       "Send welcome email ✉": { triggers: ev("welcome") },
       "empty-step-id": { triggers: ev("empty-step-id") },
+      fetch: { triggers: ev("fetch"), retries: 0 },
     };
   }
   return {

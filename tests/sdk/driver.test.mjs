@@ -12,6 +12,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
+import http from "node:http";
 import path from "node:path";
 
 import { cleanEnv, freePort, removeDir, stepdeskBin, stopChild, tempDir, waitFor } from "../support/stepdesk.mjs";
@@ -250,6 +251,49 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
     assert.equal(step(run, "greet").status, "Completed");
     // Its `idempotency` is not enforced yet, and the sync said so.
     assert.match(env.server.logs(), /not enforced.*sdk-js-Send welcome email ✉ \(idempotency\)/);
+  });
+
+  test("step.fetch: Stepdesk makes the requests, the function gets the responses, the stored input hides credentials", async () => {
+    const seen = [];
+    const target = http.createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => {
+        const url = new URL(req.url, "http://x");
+        seen.push({ path: url.pathname, auth: req.headers.authorization ?? null });
+        if (url.pathname === "/broken") {
+          res.writeHead(503, { "content-type": "text/plain" });
+          return res.end("try later");
+        }
+        res.writeHead(200, { "content-type": "application/json", "x-test": "yes" });
+        res.end(JSON.stringify({ method: req.method, path: req.url, auth: req.headers.authorization ?? null, body }));
+      });
+    });
+    await new Promise((resolve) => target.listen(0, "127.0.0.1", resolve));
+    try {
+      const base = `http://127.0.0.1:${target.address().port}`;
+      const run = await triggerAndWait(env, "sdk-js-fetch", "sdk-js/fetch", { base });
+      assert.deepEqual(run.output, {
+        a: {
+          status: 200,
+          header: "yes",
+          json: { method: "POST", path: "/echo?page=2&api_key=k3y", auth: "Bearer t0ken", body: JSON.stringify({ n: 1 }) },
+        },
+        b: { status: 503, text: "try later" },
+        after: "/echo?then=1",
+      });
+      // Each request made once, with the function's headers.
+      assert.deepEqual(seen.map((s) => s.path).sort(), ["/broken", "/echo", "/echo"]);
+      assert.equal(seen.find((s) => s.auth)?.auth, "Bearer t0ken");
+      const fetches = run.steps.filter((s) => s.id.startsWith("step.fetch"));
+      assert.equal(fetches.length, 3, JSON.stringify(run.steps.map((s) => s.id)));
+      for (const s of fetches) assert.equal(s.status, "Completed");
+      const inputs = JSON.stringify(fetches.map((s) => s.input));
+      assert.ok(!inputs.includes("t0ken") && !inputs.includes("k3y"), inputs);
+      assert.match(inputs, /\[redacted\]/);
+    } finally {
+      target.close();
+    }
   });
 
   test("a step with an empty id runs, named by its hash", async () => {

@@ -326,6 +326,28 @@ fn({ id: "empty-step-id", triggers: [{ event: "sdk-js/empty-step-id" }] }, async
   return { value };
 });
 
+// ---- step.fetch --------------------------------------------------------------------------
+
+// step.fetch (the Gateway op): the server makes the request and the function gets a Response.
+// Two at once (Promise.all: planned steps), one with a credential in a header and the query.
+fn({ id: "fetch", retries: 0, triggers: [{ event: "sdk-js/fetch" }] }, async ({ event, step }) => {
+  const base = event.data.base;
+  const [a, b] = await Promise.all([
+    step.fetch(`${base}/echo?page=2&api_key=k3y`, {
+      method: "POST",
+      headers: { authorization: "Bearer t0ken", "content-type": "application/json" },
+      body: JSON.stringify({ n: 1 }),
+    }),
+    step.fetch(`${base}/broken`),
+  ]);
+  const after = await step.fetch(`${base}/echo?then=1`);
+  return {
+    a: { status: a.status, header: a.headers.get("x-test"), json: await a.json() },
+    b: { status: b.status, text: await b.text() },
+    after: (await after.json()).path,
+  };
+});
+
 export const functions = fns;
 
 // ---- Serving -----------------------------------------------------------------------------
