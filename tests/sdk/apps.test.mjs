@@ -65,6 +65,7 @@ function expectedFunctions(appId, kind) {
       "Send welcome email ✉": { triggers: ev("welcome") },
       "empty-step-id": { triggers: ev("empty-step-id") },
       fetch: { triggers: ev("fetch"), retries: 0 },
+      "race-wait": { triggers: ev("race-wait") },
     };
   }
   return {

@@ -253,6 +253,23 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
     assert.match(env.server.logs(), /not enforced.*sdk-js-Send welcome email ✉ \(idempotency\)/);
   });
 
+  test("a race between a one-hour wait and a step goes on with the step at once; the wait's event later does not change the winner", async () => {
+    const t0 = Date.now();
+    const eventId = await sendOne(env.server, "sdk-js/race-wait", {});
+    const run = await runOfEvent(env, "sdk-js-race-wait", eventId);
+    // `quick` wins while the wait still waits: the function goes on to `after` at once.
+    const going = await waitRunDetail(env, "step `after` of the race's winner", run.id, (d) =>
+      d.steps.some((s) => s.id === "after" && s.status === "Completed"), { timeoutMs: 15000 });
+    assert.ok(Date.now() - t0 < 15000, `took ${Date.now() - t0} ms`);
+    assert.equal(step(going, "approval").status, "Waiting");
+    assert.ok(step(going, "after").started_at >= step(going, "quick").ended_at, JSON.stringify(going.steps));
+    // The SDK reports the unresolved wait with every answer, so the run ends only
+    // when the wait does; its event comes after `quick` won, and `quick` stays the winner.
+    await sendOne(env.server, "sdk-js/never", {});
+    const done = await waitRunEnds(env, run.id, "Completed");
+    assert.deepEqual(done.output, { winner: "quick", after: "after" });
+  });
+
   test("step.fetch: Stepdesk makes the requests, the function gets the responses, the stored input hides credentials", async () => {
     const seen = [];
     const target = http.createServer((req, res) => {

@@ -784,6 +784,23 @@ impl Engine {
         &self.inner.store
     }
 
+    /// Makes a running run due now, so that it executes again as soon as it can; false if it
+    /// is not running. For drivers that learn of a step's result outside any execution of
+    /// the run (a planned step that answered while the run waits on another branch of a
+    /// race): the next execution records it, and the run goes on from it.
+    pub async fn wake(&self, run_id: &str) -> Result<bool, StoreError> {
+        let id = run_id.to_string();
+        let now = time::now_ms();
+        let woke = self
+            .store()
+            .write(move |c| store::runs::wake_if_running(c, &id, now))
+            .await?;
+        if woke {
+            self.inner.dispatcher.wake_all([(run_id.to_string(), now)]);
+        }
+        Ok(woke)
+    }
+
     /// Which of `run_ids` have ended, or are unknown: runs for which no execution will come
     /// again. (A rerun is a new run, with its own id.) For drivers that keep state per run
     /// outside the store.

@@ -138,6 +138,8 @@ struct Inner {
     config: SdkConfig,
     env: Env,
     engine: OnceLock<Engine>,
+    /// Runs the drivers ask to wake (see `FunctionDriver::wake`), until `attach`.
+    wakes: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     /// One registration at a time: a poll's and an app's own may arrive together.
     registering: tokio::sync::Mutex<()>,
     /// The last refusal logged, so that an app polled again with the same problem does not
@@ -171,12 +173,14 @@ impl Apps {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| StoreError::Other(format!("cannot create the HTTP client: {e}")))?;
+        let (wake, wakes) = tokio::sync::mpsc::unbounded_channel();
         let env = Env {
             http,
             signing_key: config.signing_key.as_deref().map(Arc::from),
             live: Default::default(),
             offloaded: Default::default(),
             inflight: Default::default(),
+            wake,
         };
         let mut functions = Vec::new();
         for row in rows {
@@ -205,6 +209,7 @@ impl Apps {
             config,
             env,
             engine: OnceLock::new(),
+            wakes: std::sync::Mutex::new(Some(wakes)),
             registering: tokio::sync::Mutex::new(()),
             last_refusal: Default::default(),
             poke: Notify::new(),
@@ -222,6 +227,21 @@ impl Apps {
         tokio::spawn(async move { apps.poll_loop().await });
         let apps = self.clone();
         tokio::spawn(async move { apps.sweep_loop().await });
+        let wakes = self
+            .0
+            .wakes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (Some(mut wakes), Some(engine)) = (wakes, self.0.engine.get().cloned()) {
+            tokio::spawn(async move {
+                while let Some(run_id) = wakes.recv().await {
+                    if let Err(e) = engine.wake(&run_id).await {
+                        tracing::warn!(run_id = %run_id, error = %e, "cannot wake a run whose planned step answered");
+                    }
+                }
+            });
+        }
     }
 
     /// Drops the answers of planned steps that have waited `age` or more for an execution

@@ -52,6 +52,9 @@ pub(crate) struct FunctionDriver {
     pub live: SharedLive,
     /// Planned steps whose targeted request is in flight, per run (shared by every function).
     pub inflight: Arc<InFlight>,
+    /// Runs to wake: a planned step answered while no execution of its run was under way
+    /// (the registry wakes them through the engine).
+    pub wake: tokio::sync::mpsc::UnboundedSender<String>,
     /// State served to SDKs whose request was too large to send whole (shared).
     pub offloaded: Arc<crate::offload::Offloaded>,
 }
@@ -75,6 +78,9 @@ struct Flights {
     /// The run ended while steps were still running (race mode: the function went on
     /// without them): their answers are dropped as they come in.
     ended: bool,
+    /// Executions of the run under way. An answer that comes in while there is none (the run
+    /// waits on another branch of a race: a sleep, a wait) has the run woken to record it.
+    executing: usize,
     /// Told when an answer comes in.
     notify: Arc<tokio::sync::Notify>,
 }
@@ -88,6 +94,13 @@ struct Finished {
     result: Result<Value, Error>,
     started: i64,
     ended: i64,
+}
+
+impl Flights {
+    /// Nothing running, nothing to report, no execution: the entry can go.
+    fn idle(&self) -> bool {
+        self.running.is_empty() && self.finished.is_empty() && self.executing == 0
+    }
 }
 
 impl InFlight {
@@ -114,21 +127,44 @@ impl InFlight {
         flights.running.insert(hash.to_string())
     }
 
-    fn finish(&self, run_id: &str, done: Finished) {
+    /// Records a planned step's answer. True when no execution of the run is under way to
+    /// report it: the run must be woken (see [`FunctionDriver::spawn_planned`]).
+    fn finish(&self, run_id: &str, done: Finished) -> bool {
         let mut runs = self.lock();
         let flights = runs.entry(run_id.to_string()).or_default();
         flights.running.remove(&done.hash);
         if flights.ended {
-            if flights.running.is_empty() {
+            if flights.idle() {
                 runs.remove(run_id);
             }
-            return;
+            return false;
         }
         flights
             .unclaimed_since
             .get_or_insert_with(std::time::Instant::now);
         flights.finished.push(done);
         flights.notify.notify_one();
+        flights.executing == 0
+    }
+
+    /// An execution of the run begins.
+    fn enter(&self, run_id: &str) {
+        self.lock().entry(run_id.to_string()).or_default().executing += 1;
+    }
+
+    /// An execution of the run ends. True when answers came in that it did not report and
+    /// no other execution is under way: the run must be woken to record them.
+    fn leave(&self, run_id: &str) -> bool {
+        let mut runs = self.lock();
+        let Some(flights) = runs.get_mut(run_id) else {
+            return false;
+        };
+        flights.executing = flights.executing.saturating_sub(1);
+        let wake = flights.executing == 0 && !flights.finished.is_empty() && !flights.ended;
+        if flights.idle() {
+            runs.remove(run_id);
+        }
+        wake
     }
 
     /// The answers in, and whether steps are still running; forgets a run with neither.
@@ -140,7 +176,7 @@ impl InFlight {
         let done = std::mem::take(&mut flights.finished);
         flights.unclaimed_since = None;
         let running = !flights.running.is_empty();
-        if !running {
+        if flights.idle() {
             runs.remove(run_id);
         }
         (done, running)
@@ -157,12 +193,14 @@ impl InFlight {
     /// A run that ended: its answers, in or still to come, are dropped.
     pub(crate) fn forget(&self, run_id: &str) {
         let mut runs = self.lock();
-        if runs.get(run_id).is_some_and(|f| f.running.is_empty()) {
-            runs.remove(run_id);
-        } else if let Some(f) = runs.get_mut(run_id) {
+        if let Some(f) = runs.get_mut(run_id) {
             f.finished.clear();
             f.unclaimed_since = None;
-            f.ended = true;
+            if f.idle() {
+                runs.remove(run_id);
+            } else {
+                f.ended = true;
+            }
         }
     }
 
@@ -258,6 +296,23 @@ impl FunctionDriver {
     /// may checkpoint steps), then what its answer asks for: the result, one step to
     /// record, or planned steps to run at once.
     pub(crate) async fn execute(self: &Arc<Self>, ctx: Ctx) -> Result<Value, Error> {
+        // While it lasts, planned steps' answers wait for this execution to report them;
+        // those it leaves (they came in after it looked) wake the run when it ends, however
+        // it ends (a future dropped included).
+        struct Executing<'a>(&'a FunctionDriver, String);
+        impl Drop for Executing<'_> {
+            fn drop(&mut self) {
+                if self.0.inflight.leave(&self.1) {
+                    let _ = self.0.wake.send(self.1.clone());
+                }
+            }
+        }
+        self.inflight.enter(&ctx.run_id);
+        let _executing = Executing(self, ctx.run_id.clone());
+        self.execute_inner(ctx).await
+    }
+
+    async fn execute_inner(self: &Arc<Self>, ctx: Ctx) -> Result<Value, Error> {
         let answer = {
             let (qi_id, live) = self
                 .live
@@ -363,7 +418,7 @@ impl FunctionDriver {
                 ),
                 Err(e) => (Err(e), started, now),
             };
-            this.inflight.finish(
+            let unclaimed = this.inflight.finish(
                 &run_id,
                 Finished {
                     kind,
@@ -375,6 +430,12 @@ impl FunctionDriver {
                     ended,
                 },
             );
+            // No execution is under way to report it (the run went on to a sleep or a wait
+            // in another branch of a race): wake the run, whose next execution records it,
+            // so that the race goes on with this step now, in the order the steps finished.
+            if unclaimed {
+                let _ = this.wake.send(run_id);
+            }
         });
     }
 

@@ -20,6 +20,8 @@ pub(crate) struct Env {
     pub offloaded: Arc<crate::offload::Offloaded>,
     /// Planned steps in flight and their answers, per run.
     pub inflight: Arc<crate::driver::InFlight>,
+    /// Runs to wake (see `FunctionDriver::wake`).
+    pub wake: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 /// The engine functions of one registration, each tagged with its app, or the first
@@ -70,6 +72,7 @@ fn build(app_id: &str, cfg: &FunctionConfig, app_url: &str, env: &Env) -> Result
         version: AtomicI64::new(-1),
         live: env.live.clone(),
         inflight: env.inflight.clone(),
+        wake: env.wake.clone(),
         offloaded: env.offloaded.clone(),
     });
     let mut f = b

@@ -921,25 +921,61 @@ async fn a_large_state_is_fetched_by_the_sdk() {
     assert_eq!(res.status(), 410, "nothing in flight: nothing served");
 }
 
-/// A race's loser answers after its run has moved on to a sleep: the answer waits for the
-/// run's next execution (it is not dropped while the run may still come back for it); once
-/// the run is cancelled, no execution will come, and the registry drops it.
+/// `Promise.race([step.waitForEvent(…, 1h), step.run("quick")])`: the SDK answers with the
+/// wait and the planned step together; the run suspends on the wait, and when `quick`
+/// answers, no execution is under way to record it. The run is woken for it and goes on with
+/// `quick` at once, instead of after the wait's hour (found by a probe with the real JS SDK,
+/// `group.parallel({mode: "race"})`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_step_answering_while_its_run_waits_wins_the_race_at_once() {
+    let h = harness(|step, req| {
+        if step == stepid::hash("quick") {
+            return Reply::ops(json!([step_run("quick", json!("quick"))])).after(Duration::from_millis(300));
+        }
+        if memo_has(req, "quick") {
+            return Reply::done(json!({"winner": "quick"}));
+        }
+        if memo_has(req, "wfe") {
+            return Reply::done(json!({"winner": "wait"}));
+        }
+        Reply::ops(json!([
+            {"id": stepid::hash("wfe"), "op": "WaitForEvent", "name": "demo/never", "displayName": "wfe", "opts": {"timeout": "1h"}},
+            {"id": stepid::hash("quick"), "op": "StepPlanned", "name": "quick", "displayName": "quick"},
+        ]))
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    send(&h.engine, "demo/hello", json!({})).await;
+    let d = wait_run(&h.engine, "Completed").await;
+    assert_eq!(d.output, Some(json!({"winner": "quick"})));
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    let quick = d.steps.iter().find(|s| s.id == "quick").unwrap();
+    assert_eq!(quick.status, stepdesk_engine::model::StepStatus::Completed);
+    let seen = h.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter()
+            .filter(|(s, _)| *s == stepid::hash("quick"))
+            .count(),
+        1,
+        "run once"
+    );
+    assert_eq!(h.apps.runs_with_planned_steps(), 0, "nothing left behind");
+}
+
+/// A planned step answers after its run was cancelled (the run had gone on to a sleep in
+/// another branch of a race, so no execution is under way): nobody will claim the answer;
+/// the registry drops it once it has waited, asking the engine whether the run has ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_steps_answer_is_dropped_once_its_run_has_ended() {
-    let slow = Duration::from_millis(600);
-    let h = harness(move |step, req| {
-        let planned = |id: &str| json!({"id": stepid::hash(id), "op": "StepPlanned", "name": id, "displayName": id});
-        if step == stepid::hash("fast") {
-            return Reply::ops(json!([step_run("fast", json!("fast"))]));
-        }
+    let slow = Duration::from_millis(800);
+    let h = harness(move |step, _| {
         if step == stepid::hash("slow") {
             return Reply::ops(json!([step_run("slow", json!("slow"))])).after(slow);
         }
-        if !memo_has(req, "fast") {
-            return Reply::ops(json!([planned("fast"), planned("slow")]));
-        }
-        // The race is won: the function goes on to a long sleep; `slow` is still running.
-        Reply::ops(json!([{"id": stepid::hash("nap"), "op": "Sleep", "name": "1h", "displayName": "nap"}]))
+        Reply::ops(json!([
+            {"id": stepid::hash("nap"), "op": "Sleep", "name": "1h", "displayName": "nap"},
+            {"id": stepid::hash("slow"), "op": "StepPlanned", "name": "slow", "displayName": "slow"},
+        ]))
     })
     .await;
     send(&h.engine, "demo/hello", json!({})).await;
@@ -950,19 +986,17 @@ async fn a_planned_steps_answer_is_dropped_once_its_run_has_ended() {
             break d.summary.id;
         }
         assert!(tokio::time::Instant::now() < deadline, "no sleep: {d:#?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    // `slow` answers while the run sleeps: nobody claims its answer yet.
-    tokio::time::sleep(slow + Duration::from_millis(400)).await;
-    assert_eq!(h.apps.runs_with_planned_steps(), 1);
     assert_eq!(
         h.apps.drop_unclaimed(Duration::ZERO).await.unwrap(),
         0,
-        "a sleeping run may still claim it"
+        "nothing answered yet"
     );
-    assert_eq!(h.apps.runs_with_planned_steps(), 1);
-
     h.engine.admin().cancel(&run_id).await.unwrap();
+    // `slow` answers after the cancellation: nobody claims its answer.
+    tokio::time::sleep(slow + Duration::from_millis(400)).await;
+    assert_eq!(h.apps.runs_with_planned_steps(), 1);
     assert_eq!(
         h.apps
             .drop_unclaimed(Duration::from_secs(3600))

@@ -326,6 +326,19 @@ fn({ id: "empty-step-id", triggers: [{ event: "sdk-js/empty-step-id" }] }, async
   return { value };
 });
 
+// A race between a wait and a step (group.parallel in race mode): the step wins at once, while
+// the wait (an hour) is still pending; the function goes on with it.
+fn({ id: "race-wait", triggers: [{ event: "sdk-js/race-wait" }] }, async ({ step, group }) => {
+  const winner = await group.parallel({ mode: "race" }, () =>
+    Promise.race([
+      step.waitForEvent("approval", { event: "sdk-js/never", timeout: "1h" }).then(() => "wait"),
+      step.run("quick", () => "quick"),
+    ]),
+  );
+  const after = await step.run("after", () => "after");
+  return { winner, after };
+});
+
 // ---- step.fetch --------------------------------------------------------------------------
 
 // step.fetch (the Gateway op): the server makes the request and the function gets a Response.
