@@ -4,8 +4,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 
-import { startServer, sendEvent, waitForRun, waitFor, api } from "../support/stepdesk.mjs";
-import { openConsole, go, screenshot, runRows } from "./lib.mjs";
+import { startServer, sendEvent, waitForRun, waitFor, api, EVENT_KEY } from "../support/stepdesk.mjs";
+import { openConsole, go, screenshot, runRows, fmtTime } from "./lib.mjs";
 
 let server;
 let ui;
@@ -223,6 +223,25 @@ test("cancel a sleeping run, after confirming", async () => {
   await confirm.getByRole("button", { name: "Cancel run" }).click();
   await page.locator(".page-head .status", { hasText: "Cancelled" }).waitFor({ timeout: 10000 });
   assert.equal((await api(server.url, `/api/admin/runs/${run.id}`)).status, "Cancelled");
+});
+
+test("a run whose event has a future ts says when it is scheduled, and starts no step before", async () => {
+  const { page } = ui;
+  const ts = Date.now() + 10 * 60 * 1000;
+  const out = await api(server.url, `/e/${EVENT_KEY}`, { method: "POST", body: { name: "test/noop", data: {}, ts } });
+  const run = await waitForRun(server.url, "fixture-noop", "Running", { eventId: out.ids[0] });
+  await go(page, `#/runs/${run.id}`);
+  const started = page.getByTestId("run-started");
+  await started.filter({ hasText: "scheduled for" }).waitFor({ timeout: 10000 });
+  assert.equal((await started.textContent()).trim(), `not yet: scheduled for ${await fmtTime(page, ts)} (the event's ts)`);
+  await page.getByText(/^Scheduled: it starts at/).waitFor();
+  const detail = await api(server.url, `/api/admin/runs/${run.id}`);
+  assert.equal(detail.started_at, null);
+  assert.equal(detail.steps.length, 0);
+  // Cancelled, so that it does not start during the other tests.
+  await page.getByRole("button", { name: "Cancel run" }).click();
+  await page.getByRole("dialog", { name: "Cancel this run?" }).getByRole("button", { name: "Cancel run" }).click();
+  await page.locator(".page-head .status", { hasText: "Cancelled" }).waitFor({ timeout: 10000 });
 });
 
 test("keyboard: the rows are links that arrow keys move between", async () => {

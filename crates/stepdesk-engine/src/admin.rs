@@ -656,6 +656,7 @@ impl AdminApi {
                     parent: None,
                     rerun_of: None,
                     runnable: true,
+                    not_before: None,
                 };
                 let mut wakes = Vec::new();
                 start_run(c, &function, &json, run, &run_id, &mut wakes)?;
@@ -763,6 +764,7 @@ impl AdminApi {
                     parent: None,
                     rerun_of: Some(&original_id),
                     runnable: true,
+                    not_before: None,
                 };
                 let mut wakes = Vec::new();
                 start_run(c, &function, &json, run, &new_run, &mut wakes)?;

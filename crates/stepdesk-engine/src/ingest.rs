@@ -50,8 +50,8 @@ pub(crate) fn start_run(
     run.runnable = claim_singleton(conn, function, event, run_id)?;
     runs::insert(conn, &run, run_id)?;
     add_cancel_rules(conn, &function.cancel, event, run_id, run.now)?;
-    if run.runnable {
-        wakes.push((run_id.to_string(), run.now));
+    if let Some(at) = run.due_at() {
+        wakes.push((run_id.to_string(), at));
     }
     Ok(())
 }
@@ -207,7 +207,12 @@ pub(crate) fn ingest(
                 parent: None,
                 rerun_of: None,
                 runnable: true,
+                // A `ts` in the future schedules the run then (Inngest's delayed functions).
+                not_before: (event.ts > now).then_some(event.ts),
             };
+            if event.ts > now {
+                tracing::info!(run_id = %run_id, function = %function.id, event = %event.name, starts_at = event.ts, "run scheduled: the event's ts is in the future");
+            }
             start_run(conn, function, &json, run, &run_id, wakes)?;
         }
         ids.push(internal_id);

@@ -154,6 +154,7 @@ pub(crate) fn apply(
             parent: Some((&p.run_id, &step.hash)),
             rerun_of: None,
             runnable: true,
+            not_before: None,
         };
         start_run(
             conn,

@@ -173,6 +173,7 @@ pub(crate) fn create_cron_run(conn: &Connection, c: &CronRun<'_>, run_id: &str) 
         parent: None,
         rerun_of: None,
         runnable: true,
+        not_before: None,
     };
     crate::store::runs::insert(conn, &run, run_id)?;
     add_cancel_rules(conn, c.cancel, &event_json, run_id, c.now)

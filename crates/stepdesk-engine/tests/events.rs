@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use stepdesk_engine::admin::AdminError;
+use stepdesk_engine::model::RunStatus;
 use stepdesk_engine::{Error, Function, Invoke, WaitForEvent};
 use tokio::sync::Notify;
 
@@ -863,4 +864,58 @@ async fn the_measured_size_is_the_stored_size() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("as stored") && err.contains("3 MiB"), "{err}");
+}
+
+/// An event sent with a `ts` in the future starts its runs then (Inngest's delayed
+/// functions); one with a past `ts` at once. A restart in between keeps the schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_with_a_future_ts_starts_its_runs_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let later = || {
+        Function::builder("later")
+            .on_event("app/later")
+            .handler(|ctx| async move {
+                let at: i64 = ctx
+                    .step
+                    .run("at", || async { Ok::<_, Error>(now_ms()) })
+                    .await?;
+                Ok(json!({"at": at}))
+            })
+            .unwrap()
+    };
+    let engine = start_in(dir.path(), vec![later()]).await;
+    let ts = now_ms() + 2_000;
+    send(&engine, json!({"name": "app/later", "data": {}, "ts": ts})).await;
+    send(
+        &engine,
+        json!({"name": "app/later", "data": {"past": true}, "ts": now_ms() - 60_000}),
+    )
+    .await;
+    wait_runs(&engine, "later", 2).await;
+    // The past ts: at once.
+    eventually(
+        "the run of the event with a past ts to complete",
+        || async {
+            runs_of(&engine, "later")
+                .await
+                .into_iter()
+                .find(|r| r.status == RunStatus::Completed)
+        },
+    )
+    .await;
+    // The scheduled run: queued, not started; across a restart too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop(&engine).await;
+    let engine = start_in(dir.path(), vec![later()]).await;
+    let scheduled: Vec<_> = runs_of(&engine, "later")
+        .await
+        .into_iter()
+        .filter(|r| r.started_at.is_none())
+        .collect();
+    assert_eq!(scheduled.len(), 1, "{scheduled:#?}");
+    assert_eq!(scheduled[0].status, RunStatus::Running);
+    let d = wait_status(&engine, &scheduled[0].id, "Completed").await;
+    let at = d.output.unwrap()["at"].as_i64().unwrap();
+    assert!(at >= ts, "started {} ms early", ts - at);
+    assert!(d.summary.started_at.unwrap() >= ts);
 }

@@ -29,6 +29,17 @@ pub(crate) struct NewRun<'a> {
     pub rerun_of: Option<&'a str>,
     /// False for a run queued behind a singleton: it gets no wake time until its turn.
     pub runnable: bool,
+    /// Not to start before this time (ms since the epoch): an event sent with a `ts` in the
+    /// future schedules its runs then, as on Inngest.
+    pub not_before: Option<i64>,
+}
+
+impl NewRun<'_> {
+    /// When the run is first due, if it is runnable.
+    pub(crate) fn due_at(&self) -> Option<i64> {
+        self.runnable
+            .then(|| self.not_before.map_or(self.now, |t| t.max(self.now)))
+    }
 }
 
 pub(crate) fn insert(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> StoreResult<()> {
@@ -48,7 +59,7 @@ pub(crate) fn insert(conn: &Connection, run: &NewRun<'_>, run_id: &str) -> Store
         run.parent.map(|p| p.0),
         run.parent.map(|p| p.1),
         run.rerun_of,
-        run.runnable.then_some(run.now),
+        run.due_at(),
         RunStatus::Running,
         run.event_name,
     ])?;
