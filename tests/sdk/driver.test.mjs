@@ -471,6 +471,8 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
     const run = await triggerAndWait(env, "sdk-js-catch-step-error", "sdk-js/catch-step-error", { tag });
     assert.equal(run.output.caught, `exploded for ${tag}`);
     assert.equal(run.output.recovered, `recovered from: exploded for ${tag}`);
+    // The error's cause comes back with it (kept at the top level of the stored error).
+    assert.equal(run.output.cause, "TypeError: the fuse was lit");
     const exploded = step(run, "explode");
     assert.equal(exploded.status, "Failed");
     assert.equal(exploded.attempts, 1);
@@ -493,6 +495,7 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
         function_id: `${app}-fails`,
         run_id: failed.id,
         message: `boom ${tag}`,
+        ...(app === "sdk-js" ? { cause: "the root cause" } : {}),
         original: { tag },
       });
     });

@@ -12,6 +12,10 @@ pub struct ErrorBody {
     pub stack: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+    /// The error's cause (JS `error.cause`), as the SDK serialized it: kept at the top level,
+    /// where the SDKs restore it from when they rethrow the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Value>,
 }
 
 impl ErrorBody {
@@ -21,6 +25,7 @@ impl ErrorBody {
             message: message.into(),
             stack: None,
             data: None,
+            cause: None,
         }
     }
 }

@@ -798,9 +798,16 @@ pub(crate) fn error_body(error: Option<&Value>) -> ErrorBody {
                 .unwrap_or_else(|| error.to_string());
             let mut body = ErrorBody::new(name, message);
             body.stack = o.get("stack").and_then(Value::as_str).map(str::to_string);
+            body.cause = o.get("cause").filter(|c| !c.is_null()).cloned();
+            // `__serialized` marks the JS SDK's serialized errors; it is not the error's.
             let rest: Map<String, Value> = o
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "name" | "message" | "stack"))
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "name" | "message" | "stack" | "cause" | "__serialized"
+                    )
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             if !rest.is_empty() {
@@ -843,6 +850,25 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(display(&named), "Step A");
+    }
+
+    #[test]
+    fn an_errors_cause_stays_at_the_top_level_and_the_sdk_marker_goes() {
+        let e = error_body(Some(&json!({
+            "__serialized": true, "name": "Error", "message": "outer", "stack": "at x",
+            "cause": {"__serialized": true, "name": "TypeError", "message": "inner", "stack": "at y"},
+            "code": "E42"
+        })));
+        assert_eq!((e.name.as_str(), e.message.as_str()), ("Error", "outer"));
+        assert_eq!(e.cause.as_ref().unwrap()["message"], "inner");
+        assert_eq!(e.data, Some(json!({"code": "E42"})));
+        let memo = serde_json::to_value(&e).unwrap();
+        assert_eq!(memo["cause"]["name"], "TypeError", "{memo}");
+        assert!(memo.get("__serialized").is_none() && memo["data"].get("__serialized").is_none());
+        let plain = error_body(Some(
+            &json!({"__serialized": true, "name": "Error", "message": "m", "stack": ""}),
+        ));
+        assert_eq!((plain.data, plain.cause), (None, None));
     }
 
     #[test]

@@ -134,12 +134,12 @@ fn(
   async ({ event, step }) => {
     try {
       await step.run("explode", () => {
-        throw new Error(`exploded for ${event.data.tag}`);
+        throw new Error(`exploded for ${event.data.tag}`, { cause: new TypeError("the fuse was lit") });
       });
       return { caught: null };
     } catch (e) {
       const recovered = await step.run("recover", () => `recovered from: ${e.message}`);
-      return { caught: e.message, name: e.name, recovered };
+      return { caught: e.message, name: e.name, cause: e.cause ? `${e.cause.name}: ${e.cause.message}` : null, recovered };
     }
   },
 );
@@ -156,13 +156,14 @@ fn(
         function_id: event.data.function_id,
         run_id: event.data.run_id,
         message: error.message,
+        cause: error.cause?.message ?? null,
         original: event.data.event?.data ?? null,
       }));
     },
   },
   async ({ event, step }) => {
     await step.run("before-failure", () => "ok");
-    throw new Error(`boom ${event.data.tag}`);
+    throw new Error(`boom ${event.data.tag}`, { cause: new Error("the root cause") });
   },
 );
 
