@@ -15,7 +15,7 @@ pub struct ErrorBody {
     /// The error's cause (JS `error.cause`), as the SDK serialized it: kept at the top level,
     /// where the SDKs restore it from when they rethrow the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause: Option<Value>,
+    pub cause: Option<Box<Value>>,
 }
 
 impl ErrorBody {

@@ -798,7 +798,11 @@ pub(crate) fn error_body(error: Option<&Value>) -> ErrorBody {
                 .unwrap_or_else(|| error.to_string());
             let mut body = ErrorBody::new(name, message);
             body.stack = o.get("stack").and_then(Value::as_str).map(str::to_string);
-            body.cause = o.get("cause").filter(|c| !c.is_null()).cloned();
+            body.cause = o
+                .get("cause")
+                .filter(|c| !c.is_null())
+                .cloned()
+                .map(Box::new);
             // `__serialized` marks the JS SDK's serialized errors; it is not the error's.
             let rest: Map<String, Value> = o
                 .iter()
