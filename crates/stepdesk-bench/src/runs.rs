@@ -262,6 +262,7 @@ fn new_event(i: u64) -> NewEvent {
         id: None,
         ts: now_ms(),
         v: None,
+        internal_id: None,
     }
 }
 

@@ -66,6 +66,40 @@ pub struct NewEvent {
     pub id: Option<String>,
     pub ts: i64,
     pub v: Option<String>,
+    /// The internal id to store it under, when the sender's request determines it (see
+    /// [`seeded_ids`]): an event already stored under it is a repeat of the same request,
+    /// and is not stored or acted on again.
+    pub internal_id: Option<String>,
+}
+
+/// The internal ids of a request's events from its `X-Inngest-Event-Id-Seed` header
+/// (`<ms>,<base64 of 10 random bytes>`, which the SDKs send with every request and keep
+/// when they retry it): a ULID with that time and that randomness plus the event's index.
+/// So a retried request (its answer was lost) names the same events, and Stepdesk stores
+/// and runs them once, as Inngest does. `None` for a header that is not such a seed: the
+/// events then get fresh ids.
+pub fn seeded_ids(header: &str, count: usize) -> Option<Vec<String>> {
+    use base64::Engine as _;
+    let (ms, entropy) = header.trim().split_once(',')?;
+    let ms: u64 = ms.trim().parse().ok()?;
+    if ms >= 1 << 48 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(entropy.trim())
+        .ok()?;
+    let bytes: [u8; 10] = bytes.try_into().ok()?;
+    let mut random = [0u8; 16];
+    random[6..].copy_from_slice(&bytes);
+    let random = u128::from_be_bytes(random);
+    Some(
+        (0..count)
+            .map(|i| {
+                let r = random.wrapping_add(i as u128) & ((1u128 << 80) - 1);
+                ulid::Ulid::from_parts(ms, r).to_string()
+            })
+            .collect(),
+    )
 }
 
 impl NewEvent {
@@ -78,6 +112,7 @@ impl NewEvent {
             id: None,
             ts: now_ms(),
             v: None,
+            internal_id: None,
         }
     }
 
@@ -348,6 +383,7 @@ fn validate_event(item: Value, received_ms: i64, check_size: bool) -> Result<New
         id,
         ts,
         v,
+        internal_id: None,
     };
     if check_size {
         let size = stored_len(&event);
@@ -412,6 +448,33 @@ pub fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn seeded_ids_are_the_same_for_the_same_seed_and_differ_by_index() {
+        let a = seeded_ids("1796114138283,AAECAwQFBgcICQ==", 3).unwrap();
+        assert_eq!(
+            a,
+            seeded_ids(" 1796114138283 , AAECAwQFBgcICQ== ", 3).unwrap()
+        );
+        assert_eq!(a.len(), 3);
+        assert!(a[0] != a[1] && a[1] != a[2]);
+        let u = ulid::Ulid::from_string(&a[0]).unwrap();
+        assert_eq!(u.timestamp_ms(), 1796114138283, "the seed's time");
+        assert_ne!(a, seeded_ids("1796114138283,CQgHBgUEAwIBAA==", 3).unwrap());
+        // An entropy of all ones wraps within its 80 bits rather than overflowing the time.
+        let w = seeded_ids("5,/////////////w==", 2).unwrap();
+        assert_eq!(ulid::Ulid::from_string(&w[1]).unwrap().timestamp_ms(), 5);
+        for bad in [
+            "",
+            "123",
+            "x,AAECAwQFBgcICQ==",
+            "123,notbase64!",
+            "123,AAEC",
+            "281474976710656,AAECAwQFBgcICQ==",
+        ] {
+            assert_eq!(seeded_ids(bad, 1), None, "{bad}");
+        }
+    }
     use super::*;
     use serde_json::json;
 

@@ -96,7 +96,7 @@ pub(crate) fn insert_event(
     ev: NewEvent,
     now: i64,
 ) -> StoreResult<(String, Event, Value)> {
-    let internal_id = new_id();
+    let internal_id = ev.internal_id.clone().unwrap_or_else(new_id);
     let mut event = ev.into_event(&internal_id);
     let data = std::mem::take(&mut event.data);
     let user = std::mem::take(&mut event.user);
@@ -185,6 +185,15 @@ pub(crate) fn ingest(
 ) -> StoreResult<Vec<String>> {
     let mut ids = Vec::with_capacity(events.len());
     for ev in events {
+        // A repeat of a request already stored (an SDK's retry whose first answer was lost):
+        // the same event, stored and acted on once.
+        if let Some(seeded) = &ev.internal_id {
+            if events::payload(conn, seeded)?.is_some() {
+                tracing::debug!(event_id = %seeded, "event already received (same X-Inngest-Event-Id-Seed)");
+                ids.push(seeded.clone());
+                continue;
+            }
+        }
         let has_sender_id = ev.id.is_some();
         let (internal_id, event, json) = insert_event(conn, ev, now)?;
         // Before this event starts runs: only runs that existed before it can be cancelled

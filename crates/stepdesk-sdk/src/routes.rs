@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -40,6 +40,14 @@ pub fn router(apps: Apps, engine: Engine, admin_token: String) -> Router {
         .route("/v1/checkpoint/{run_id}/async", post(checkpoint))
         .route("/v0/runs/{run_id}/batch", get(run_batch))
         .route("/v0/runs/{run_id}/actions", get(run_actions))
+        // Inngest features Stepdesk does not have yet: a clear 501 rather than "no such
+        // route", and a warning in Stepdesk's log (see `not_supported`).
+        .route("/v1/checkpoint", post(not_supported_durable_endpoint))
+        .route(
+            "/v1/checkpoint/{run_id}/steps",
+            post(not_supported_durable_endpoint),
+        )
+        .route("/v1/realtime/{*rest}", any(not_supported_realtime))
         .with_state(SdkState {
             apps,
             engine,
@@ -87,6 +95,39 @@ fn error(kind: &'static str, status: StatusCode, message: impl Into<String>) -> 
         kind,
         status,
         json!({ "error": message.into(), "status": status.as_u16() }),
+    )
+}
+
+/// An Inngest feature Stepdesk does not have yet: `501` with a JSON body that says so (the
+/// SDKs put it in the error they raise), and a warning in the log, once per feature.
+fn not_supported(kind: &'static str, feature: &'static str) -> Response {
+    static WARNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if !warned.contains(&feature) {
+        warned.push(feature);
+        tracing::warn!("an app used {feature}, which Stepdesk does not support yet (answered 501)");
+    }
+    error(
+        kind,
+        StatusCode::NOT_IMPLEMENTED,
+        format!("{feature}: not supported by Stepdesk yet"),
+    )
+}
+
+/// `POST /v1/checkpoint` and `/v1/checkpoint/{runId}/steps`: JS v4 durable endpoints
+/// (`inngest.endpoint`), runs that an HTTP request starts in the app itself.
+async fn not_supported_durable_endpoint(State(s): State<SdkState>) -> Response {
+    not_supported(
+        s.apps.config().server_kind(),
+        "durable endpoints (`inngest.endpoint`, `POST /v1/checkpoint`)",
+    )
+}
+
+/// `/v1/realtime/*`: JS v4 realtime (`step.realtime.publish`, `getSubscriptionToken`).
+async fn not_supported_realtime(State(s): State<SdkState>) -> Response {
+    not_supported(
+        s.apps.config().server_kind(),
+        "realtime (`step.realtime.publish`, subscription tokens, `/v1/realtime`)",
     )
 }
 

@@ -1121,3 +1121,31 @@ async fn step_fetch_is_made_by_stepdesk_and_its_response_memoized() {
     );
     assert!(got.iter().all(|(_, a)| a == "Bearer t0ken"));
 }
+
+/// Inngest features Stepdesk does not have yet answer 501 with a message that names them
+/// (the SDKs put it in the error they raise), not "no such route".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_inngest_features_say_so() {
+    let h = harness(|_, _| Reply::done(json!(null))).await;
+    let client = reqwest::Client::new();
+    for (path, says) in [
+        ("/v1/checkpoint", "durable endpoints"),
+        ("/v1/checkpoint/01ABC/steps", "durable endpoints"),
+        ("/v1/realtime/publish?channel=c&topic=t", "realtime"),
+        ("/v1/realtime/token", "realtime"),
+    ] {
+        let res = client
+            .post(format!("{}{path}", h.stepdesk))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 501, "{path}");
+        let body: Value = res.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(says) && error.contains("not supported by Stepdesk"),
+            "{path}: {error}"
+        );
+    }
+}

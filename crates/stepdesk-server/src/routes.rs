@@ -154,10 +154,20 @@ async fn accept_events(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let events = match parse_events(&body) {
+    let mut events = match parse_events(&body) {
         Ok(events) => events,
         Err(e) => return event_error(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    // The SDKs' seed for the events' ids: a retry of this request names the same events.
+    let seeded = headers
+        .get("x-inngest-event-id-seed")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|seed| stepdesk_engine::event::seeded_ids(seed, events.len()));
+    if let Some(ids) = seeded {
+        for (event, id) in events.iter_mut().zip(ids) {
+            event.internal_id = Some(id);
+        }
+    }
     match s.engine.send_events_from(events, sender).await {
         Ok(ids) => Json(json!({"ids": ids, "status": 200})).into_response(),
         Err(SendError::Invalid(e)) => event_error(StatusCode::BAD_REQUEST, e.to_string()),

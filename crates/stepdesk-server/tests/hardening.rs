@@ -623,3 +623,49 @@ async fn a_foreign_host_is_refused_before_its_body_size_is_judged() {
     assert_eq!(status_of(&res), 403, "{res}");
     server.stop().await;
 }
+
+/// The SDKs send `X-Inngest-Event-Id-Seed` with each request and keep it when they retry
+/// one whose answer was lost: the retry names the same events, stored (and run) once. A
+/// malformed seed is ignored: fresh ids.
+#[tokio::test]
+async fn a_retried_send_with_the_same_event_id_seed_is_stored_once() {
+    let server = TestServer::start(Limits::default(), |_| {}).await;
+    let client = reqwest::Client::new();
+    let body =
+        json!([{"name": "app/seeded", "data": {"n": 1}}, {"name": "app/seeded", "data": {"n": 2}}]);
+    let send = |seed: &'static str| {
+        client
+            .post(server.url("/e/any"))
+            .header("x-inngest-event-id-seed", seed)
+            .json(&body)
+            .send()
+    };
+    let ids = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), 200);
+        let v: Value = res.json().await.unwrap();
+        v["ids"].as_array().unwrap().clone()
+    };
+    let seed = "1796114138283,AAECAwQFBgcICQ==";
+    let first = ids(send(seed).await.unwrap()).await;
+    let again = ids(send(seed).await.unwrap()).await;
+    assert_eq!(first.len(), 2);
+    assert_ne!(first[0], first[1], "one id per event");
+    assert_eq!(first, again, "the retry names the same events");
+    let other = ids(send("1796114138283,CQgHBgUEAwIBAA==").await.unwrap()).await;
+    assert!(
+        other.iter().all(|id| !first.contains(id)),
+        "another request: other ids"
+    );
+    let bad1 = ids(send("not a seed").await.unwrap()).await;
+    let bad2 = ids(send("not a seed").await.unwrap()).await;
+    assert_ne!(bad1, bad2, "a malformed seed is ignored");
+    let stored = server
+        .engine
+        .admin()
+        .events(serde_json::from_value(json!({"name": "app/seeded"})).unwrap())
+        .await
+        .unwrap();
+    // The seeded request and its retry 2, the other seed 2, the two malformed ones 2 each.
+    assert_eq!(stored.events.len(), 8, "the retry stored nothing");
+    server.stop().await;
+}
