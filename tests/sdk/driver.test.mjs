@@ -263,6 +263,13 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
     assert.ok(Date.now() - t0 < 15000, `took ${Date.now() - t0} ms`);
     assert.equal(step(going, "approval").status, "Waiting");
     assert.ok(step(going, "after").started_at >= step(going, "quick").ended_at, JSON.stringify(going.steps));
+    // Then the run waits quietly: not called again until the wait ends (the engine's sweep,
+    // every 10 s, must not find it due).
+    const base = env.apps.js.url.replace(/\/api\/inngest$/, "");
+    const calls = async () => (await (await fetch(`${base}/requests?run=${run.id}`)).json()).requests;
+    const before = await calls();
+    await new Promise((r) => setTimeout(r, 11000));
+    assert.equal(await calls(), before, "no call request while the run waits");
     // The SDK reports the unresolved wait with every answer, so the run ends only
     // when the wait does; its event comes after `quick` won, and `quick` stays the winner.
     await sendOne(env.server, "sdk-js/never", {});

@@ -38,6 +38,8 @@ struct DispatchState {
     in_flight: HashSet<String>,
     /// Runs woken while executing: look at them again when they finish.
     rewake: HashSet<String>,
+    /// Runs to execute as soon as they can even if they are not due (see [`Dispatcher::force`]).
+    forced: HashSet<String>,
     stopping: bool,
 }
 
@@ -54,6 +56,28 @@ impl Dispatcher {
         if any {
             self.notify.notify_one();
         }
+    }
+
+    /// Executes a running run as soon as it can even though it is not due yet (its `wake_at`
+    /// is later: it sleeps or waits on one branch of a race): a driver holds a step's result
+    /// that only an execution records (see [`crate::Engine::wake`]). A run executing now
+    /// executes again when it ends. Nothing is written: the result is in memory anyway.
+    pub(crate) fn force(&self, run_id: &str) {
+        {
+            let mut s = self.state.lock().expect("dispatcher lock");
+            s.forced.insert(run_id.to_string());
+            s.due.push(Reverse((now_ms(), run_id.to_string())));
+        }
+        self.notify.notify_one();
+    }
+
+    /// Whether the run's next execution was forced; forgets it.
+    fn take_forced(&self, run_id: &str) -> bool {
+        self.state
+            .lock()
+            .expect("dispatcher lock")
+            .forced
+            .remove(run_id)
     }
 
     fn finish(&self, run_id: &str, next: Option<i64>) {
@@ -163,6 +187,8 @@ struct LoadedRun {
     step_attempts: HashMap<String, u32>,
     /// Some suspended step is due (sleep over, wait or invoke timed out).
     has_due: bool,
+    /// A failed step waits for its retry, not due yet.
+    retry_not_due: bool,
     /// Earliest time a pending step is due.
     pending_wake: Option<i64>,
     /// "Rerun from step" with an edited input: (step hash, input).
@@ -201,6 +227,7 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
         memo: Memos::default(),
         step_attempts: HashMap::new(),
         has_due: false,
+        retry_not_due: false,
         pending_wake: None,
         input_override,
     };
@@ -233,6 +260,9 @@ fn load_run(conn: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<
             // Executes again when the body reaches it (an interrupted attempt is not
             // counted: it did not fail, the process stopped under it).
             StepStatus::Retrying | StepStatus::Running | StepStatus::Interrupted => {
+                if status == StepStatus::Retrying && step_wake.is_some_and(|at| at > now) {
+                    loaded.retry_not_due = true;
+                }
                 loaded.step_attempts.insert(hash.clone(), attempts);
                 Memo::Retrying { attempts }
             }
@@ -706,6 +736,7 @@ async fn prepare(
     engine: &Arc<EngineInner>,
     run_id: &str,
     now: i64,
+    forced: bool,
 ) -> StoreResult<Result<Ready, Option<i64>>> {
     let store = &engine.store;
     let id = run_id.to_string();
@@ -715,9 +746,12 @@ async fn prepare(
     if run.status != RunStatus::Running {
         return Ok(Err(None));
     }
+    // A forced execution (a driver holds a result) runs before the run's time, but never
+    // before a failed step's retry is due: that would skip its backoff.
+    let early = forced && !run.retry_not_due;
     match run.wake_at {
         None => return Ok(Err(None)),
-        Some(at) if at > now => return Ok(Err(Some(at))),
+        Some(at) if at > now && !early => return Ok(Err(Some(at))),
         _ => {}
     }
     if run.has_due {
@@ -769,7 +803,7 @@ async fn execute_run_inner(engine: &Arc<EngineInner>, run_id: &str) -> StoreResu
         mut run,
         function,
         event,
-    } = match prepare(engine, run_id, now).await? {
+    } = match prepare(engine, run_id, now, engine.dispatcher.take_forced(run_id)).await? {
         Ok(ready) => ready,
         Err(next) => return Ok(next),
     };
@@ -1015,6 +1049,7 @@ mod tests {
             memo: Memos::default(),
             step_attempts: HashMap::new(),
             has_due: false,
+            retry_not_due: false,
             pending_wake: None,
             input_override: None,
         }

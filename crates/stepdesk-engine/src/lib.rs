@@ -784,21 +784,13 @@ impl Engine {
         &self.inner.store
     }
 
-    /// Makes a running run due now, so that it executes again as soon as it can; false if it
-    /// is not running. For drivers that learn of a step's result outside any execution of
-    /// the run (a planned step that answered while the run waits on another branch of a
-    /// race): the next execution records it, and the run goes on from it.
-    pub async fn wake(&self, run_id: &str) -> Result<bool, StoreError> {
-        let id = run_id.to_string();
-        let now = time::now_ms();
-        let woke = self
-            .store()
-            .write(move |c| store::runs::wake_if_running(c, &id, now))
-            .await?;
-        if woke {
-            self.inner.dispatcher.wake_all([(run_id.to_string(), now)]);
-        }
-        Ok(woke)
+    /// Executes a running run as soon as it can, even if it is not due yet: for drivers
+    /// that learn of a step's result outside any execution of the run (a planned step that
+    /// answered while the run waits on another branch of a race). The next execution
+    /// records it, and the run goes on from it. Nothing is written (the result is only in
+    /// the driver's memory anyway), and a failed step's retry is never run early.
+    pub fn wake(&self, run_id: &str) {
+        self.inner.dispatcher.force(run_id);
     }
 
     /// Which of `run_ids` have ended, or are unknown: runs for which no execution will come

@@ -236,9 +236,7 @@ impl Apps {
         if let (Some(mut wakes), Some(engine)) = (wakes, self.0.engine.get().cloned()) {
             tokio::spawn(async move {
                 while let Some(run_id) = wakes.recv().await {
-                    if let Err(e) = engine.wake(&run_id).await {
-                        tracing::warn!(run_id = %run_id, error = %e, "cannot wake a run whose planned step answered");
-                    }
+                    engine.wake(&run_id);
                 }
             });
         }
