@@ -289,7 +289,12 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
           res.writeHead(503, { "content-type": "text/plain" });
           return res.end("try later");
         }
-        res.writeHead(200, { "content-type": "application/json", "x-test": "yes" });
+        if (url.pathname === "/empty") {
+          res.writeHead(204);
+          return res.end();
+        }
+        // A header value with a Latin-1 letter, sent as its one byte (as Node sends it).
+        res.writeHead(200, { "content-type": "application/json", "x-test": "yes", "x-name": "caf\u00e9" });
         res.end(JSON.stringify({ method: req.method, path: req.url, auth: req.headers.authorization ?? null, body }));
       });
     });
@@ -301,16 +306,19 @@ describe("stepdesk dev drives the SDK apps", { skip: SKIP }, () => {
         a: {
           status: 200,
           header: "yes",
+          name: "caf\u00e9",
           json: { method: "POST", path: "/echo?page=2&api_key=k3y", auth: "Bearer t0ken", body: JSON.stringify({ n: 1 }) },
         },
         b: { status: 503, text: "try later" },
         after: "/echo?then=1",
+        // A 204 has no body (the SDK refuses to build a 204 Response with one).
+        empty: { status: 204, body: "" },
       });
       // Each request made once, with the function's headers.
-      assert.deepEqual(seen.map((s) => s.path).sort(), ["/broken", "/echo", "/echo"]);
+      assert.deepEqual(seen.map((s) => s.path).sort(), ["/broken", "/echo", "/echo", "/empty"]);
       assert.equal(seen.find((s) => s.auth)?.auth, "Bearer t0ken");
       const fetches = run.steps.filter((s) => s.id.startsWith("step.fetch"));
-      assert.equal(fetches.length, 3, JSON.stringify(run.steps.map((s) => s.id)));
+      assert.equal(fetches.length, 4, JSON.stringify(run.steps.map((s) => s.id)));
       for (const s of fetches) assert.equal(s.status, "Completed");
       const inputs = JSON.stringify(fetches.map((s) => s.input));
       assert.ok(!inputs.includes("t0ken") && !inputs.includes("k3y"), inputs);

@@ -45,7 +45,10 @@ pub(crate) fn parse(op: &Op) -> Result<Fetch, String> {
     let url = get("url")
         .and_then(Value::as_str)
         .ok_or("step.fetch: no `url`")?;
-    let url = reqwest::Url::parse(url).map_err(|e| format!("step.fetch: bad URL `{url}`: {e}"))?;
+    // The URL is not repeated in the error: it may hold a credential, and cannot be parsed
+    // to leave it out.
+    let url =
+        reqwest::Url::parse(url).map_err(|e| format!("step.fetch: the URL is not valid: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "step.fetch: only http and https URLs can be fetched, not `{}:`",
@@ -91,20 +94,34 @@ pub(crate) fn parse(op: &Op) -> Result<Fetch, String> {
     })
 }
 
-/// Names whose values are credentials, in headers and query strings: `Authorization`,
-/// cookies, and names with a token, secret, password or API key in them (`X-Api-Key`,
-/// `access_token`, `apiKey`, `X-Auth-Token`, `sig`...). `author` or `keyword` are not.
+/// Names whose values are credentials, in headers, query strings and request bodies:
+/// `Authorization`, cookies, and names with a token, secret, password or key in them
+/// (`X-Api-Key`, `access_token`, `apiKey`, `privateKey`, `X-Auth-Token`, `client_secret`,
+/// `sig`, `sessionId`, `PHPSESSID`...). `author`, `keyword` or `monkey` are not.
 fn is_secret(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    let anywhere = [
-        "token",
-        "secret",
-        "password",
-        "passwd",
-        "apikey",
-        "credential",
-    ];
-    let whole_part = [
+    let lower = name.to_ascii_lowercase();
+    let anywhere = ["token", "secret", "passw", "apikey", "credential", "sessid"];
+    if anywhere.iter().any(|s| lower.contains(s)) {
+        return true;
+    }
+    // Words: split on punctuation and on camelCase humps (`privateKey` → private, key).
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() {
+            words.extend((!word.is_empty()).then(|| std::mem::take(&mut word)));
+            prev_lower = false;
+            continue;
+        }
+        if c.is_ascii_uppercase() && prev_lower {
+            words.push(std::mem::take(&mut word));
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        word.push(c.to_ascii_lowercase());
+    }
+    words.extend((!word.is_empty()).then_some(word));
+    let secret_words = [
         "auth",
         "authorization",
         "key",
@@ -113,10 +130,54 @@ fn is_secret(name: &str) -> bool {
         "session",
         "cookie",
         "jwt",
+        "pass",
+        "pwd",
+        "bearer",
     ];
-    anywhere.iter().any(|s| n.contains(s))
-        || n.split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|part| whole_part.contains(&part))
+    words.iter().any(|w| secret_words.contains(&w.as_str()))
+}
+
+/// A request body as stored: the values of credential-named fields of a JSON or
+/// form-encoded body replaced; another body as given.
+fn redacted_body(body: &str) -> String {
+    fn redact_json(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                for (k, v) in o.iter_mut() {
+                    if is_secret(k) {
+                        *v = Value::String(REDACTED.into());
+                    } else {
+                        redact_json(v);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(redact_json),
+            _ => {}
+        }
+    }
+    if let Ok(mut v) = serde_json::from_str::<Value>(body) {
+        if v.is_object() || v.is_array() {
+            redact_json(&mut v);
+            return v.to_string();
+        }
+    }
+    let looks_like_form = body.contains('=') && !body.contains(char::is_whitespace);
+    if looks_like_form {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .map(|(k, v)| {
+                let v = if is_secret(&k) {
+                    REDACTED.to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        return form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+    }
+    body.to_string()
 }
 
 const REDACTED: &str = "[redacted]";
@@ -158,7 +219,7 @@ impl Fetch {
             input["headers"] = Value::Object(headers);
         }
         if let Some(body) = &self.body {
-            input["body"] = Value::String(body.clone());
+            input["body"] = Value::String(redacted_body(body));
         }
         input
     }
@@ -204,7 +265,9 @@ impl Fetch {
         let status = res.status().as_u16();
         let mut headers = Map::new();
         for (k, v) in res.headers() {
-            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            // As fetch reads them: each byte one character (Latin-1), which the SDK's
+            // `Headers` accepts whatever the bytes (it refuses characters above U+00FF).
+            let v: String = v.as_bytes().iter().map(|&b| char::from(b)).collect();
             match headers.get_mut(k.as_str()) {
                 // Repeated headers, joined as the Fetch API's `Headers` does.
                 Some(Value::String(prev)) => {
@@ -233,10 +296,17 @@ impl Fetch {
             }
             body.extend_from_slice(&chunk);
         }
+        // A null-body status (204, 205, 304) must have no body: the SDK builds a `Response`
+        // from this, which refuses one (even empty) for them.
+        let body = if matches!(status, 204 | 205 | 304) {
+            Value::Null
+        } else {
+            Value::String(String::from_utf8_lossy(&body).into_owned())
+        };
         Ok(json!({
             "status_code": status,
             "headers": headers,
-            "body": String::from_utf8_lossy(&body),
+            "body": body,
         }))
     }
 }
@@ -273,7 +343,7 @@ mod tests {
     fn a_request_that_cannot_be_made_says_why() {
         for (opts, says) in [
             (json!({}), "no `url`"),
-            (json!({"url": "not a url"}), "bad URL"),
+            (json!({"url": "not a url"}), "the URL is not valid"),
             (json!({"url": "file:///etc/passwd"}), "only http and https"),
             (
                 json!({"url": "http://x/", "method": "GE T"}),
@@ -312,6 +382,28 @@ mod tests {
         assert!(input["url"].as_str().unwrap().contains("page=2"));
         assert_eq!(input["method"], "GET");
         assert_eq!(input["body"], "hello");
+    }
+
+    #[test]
+    fn credentials_in_json_and_form_bodies_are_left_out() {
+        let json_body = redacted_body(
+            r#"{"user":"ann","password":"hunter2","nested":{"clientSecret":"cs","n":[{"apiKey":"k1"}]}}"#,
+        );
+        assert!(
+            !json_body.contains("hunter2")
+                && !json_body.contains("cs\"")
+                && !json_body.contains("k1"),
+            "{json_body}"
+        );
+        assert!(json_body.contains("ann"));
+        let form = redacted_body(
+            "grant_type=authorization_code&code=abc&client_secret=s3c&redirect_uri=https%3A%2F%2Fx",
+        );
+        assert!(
+            !form.contains("s3c") && form.contains("grant_type=authorization_code"),
+            "{form}"
+        );
+        assert_eq!(redacted_body("just some text"), "just some text");
     }
 
     #[test]

@@ -355,10 +355,12 @@ fn({ id: "fetch", retries: 0, triggers: [{ event: "sdk-js/fetch" }] }, async ({ 
     step.fetch(`${base}/broken`),
   ]);
   const after = await step.fetch(`${base}/echo?then=1`);
+  const empty = await step.fetch(`${base}/empty`, { method: "DELETE" });
   return {
-    a: { status: a.status, header: a.headers.get("x-test"), json: await a.json() },
+    a: { status: a.status, header: a.headers.get("x-test"), name: a.headers.get("x-name"), json: await a.json() },
     b: { status: b.status, text: await b.text() },
     after: (await after.json()).path,
+    empty: { status: empty.status, body: await empty.text() },
   };
 });
 
