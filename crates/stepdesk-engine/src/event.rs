@@ -72,17 +72,22 @@ pub struct NewEvent {
     pub internal_id: Option<String>,
 }
 
+/// How far a seed's time may be from the server's clock (a day: an SDK retries within
+/// seconds; a clock that far off is not to be trusted with the events' time).
+pub const SEED_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// The internal ids of a request's events from its `X-Inngest-Event-Id-Seed` header
 /// (`<ms>,<base64 of 10 random bytes>`, which the SDKs send with every request and keep
 /// when they retry it): a ULID with that time and that randomness plus the event's index.
 /// So a retried request (its answer was lost) names the same events, and Stepdesk stores
 /// and runs them once, as Inngest does. `None` for a header that is not such a seed: the
-/// events then get fresh ids.
-pub fn seeded_ids(header: &str, count: usize) -> Option<Vec<String>> {
+/// events then get fresh ids, as they do for a seed's time more than [`SEED_WINDOW_MS`] from
+/// `now` (an id's time is when its event was received: the console's time filters use it).
+pub fn seeded_ids(header: &str, count: usize, now: i64) -> Option<Vec<String>> {
     use base64::Engine as _;
     let (ms, entropy) = header.trim().split_once(',')?;
     let ms: u64 = ms.trim().parse().ok()?;
-    if ms >= 1 << 48 {
+    if (ms as i128 - now as i128).abs() > SEED_WINDOW_MS as i128 {
         return None;
     }
     let bytes = base64::engine::general_purpose::STANDARD
@@ -451,29 +456,39 @@ mod tests {
 
     #[test]
     fn seeded_ids_are_the_same_for_the_same_seed_and_differ_by_index() {
-        let a = seeded_ids("1796114138283,AAECAwQFBgcICQ==", 3).unwrap();
+        let now = 1796114138283;
+        let a = seeded_ids("1796114138283,AAECAwQFBgcICQ==", 3, now).unwrap();
         assert_eq!(
             a,
-            seeded_ids(" 1796114138283 , AAECAwQFBgcICQ== ", 3).unwrap()
+            seeded_ids(" 1796114138283 , AAECAwQFBgcICQ== ", 3, now + 5_000).unwrap()
         );
         assert_eq!(a.len(), 3);
         assert!(a[0] != a[1] && a[1] != a[2]);
         let u = ulid::Ulid::from_string(&a[0]).unwrap();
         assert_eq!(u.timestamp_ms(), 1796114138283, "the seed's time");
-        assert_ne!(a, seeded_ids("1796114138283,CQgHBgUEAwIBAA==", 3).unwrap());
+        assert_ne!(
+            a,
+            seeded_ids("1796114138283,CQgHBgUEAwIBAA==", 3, now).unwrap()
+        );
         // An entropy of all ones wraps within its 80 bits rather than overflowing the time.
-        let w = seeded_ids("5,/////////////w==", 2).unwrap();
-        assert_eq!(ulid::Ulid::from_string(&w[1]).unwrap().timestamp_ms(), 5);
+        let w = seeded_ids("1796114138283,/////////////w==", 2, now).unwrap();
+        assert_eq!(
+            ulid::Ulid::from_string(&w[1]).unwrap().timestamp_ms(),
+            1796114138283
+        );
         for bad in [
             "",
             "123",
             "x,AAECAwQFBgcICQ==",
-            "123,notbase64!",
-            "123,AAEC",
-            "281474976710656,AAECAwQFBgcICQ==",
+            "1796114138283,notbase64!",
+            "1796114138283,AAEC",
         ] {
-            assert_eq!(seeded_ids(bad, 1), None, "{bad}");
+            assert_eq!(seeded_ids(bad, 1, now), None, "{bad}");
         }
+        // A seed's time far from the server's clock: fresh ids.
+        assert_eq!(seeded_ids("0,AAECAwQFBgcICQ==", 1, now), None);
+        let far = (now + SEED_WINDOW_MS + 1).to_string() + ",AAECAwQFBgcICQ==";
+        assert_eq!(seeded_ids(&far, 1, now), None);
     }
     use super::*;
     use serde_json::json;

@@ -187,11 +187,21 @@ pub(crate) fn ingest(
     for ev in events {
         // A repeat of a request already stored (an SDK's retry whose first answer was lost):
         // the same event, stored and acted on once.
-        if let Some(seeded) = &ev.internal_id {
-            if events::payload(conn, seeded)?.is_some() {
-                tracing::debug!(event_id = %seeded, "event already received (same X-Inngest-Event-Id-Seed)");
-                ids.push(seeded.clone());
-                continue;
+        let mut ev = ev;
+        if let Some(seeded) = ev.internal_id.clone() {
+            if let Some(stored) = events::payload(conn, &seeded)? {
+                let stored: Value = serde_json::from_str(&stored)?;
+                let same = stored.get("name").and_then(Value::as_str) == Some(ev.name.as_str())
+                    && stored.get("data").and_then(Value::as_object) == Some(&ev.data);
+                if same {
+                    tracing::debug!(event_id = %seeded, "event already received (same X-Inngest-Event-Id-Seed)");
+                    ids.push(seeded);
+                    continue;
+                }
+                // The same seed with other content: not a retry (a sender that reuses one
+                // header), so a new event with an id of its own.
+                tracing::warn!(event = %ev.name, "an event came with an X-Inngest-Event-Id-Seed already used by another event: stored under a new id");
+                ev.internal_id = None;
             }
         }
         let has_sender_id = ev.id.is_some();
@@ -216,11 +226,19 @@ pub(crate) fn ingest(
                 parent: None,
                 rerun_of: None,
                 runnable: true,
-                // A `ts` in the future schedules the run then (Inngest's delayed functions).
-                not_before: (event.ts > now).then_some(event.ts),
+                // A `ts` in the future schedules the run then (Inngest's delayed functions),
+                // except for a singleton function: its run would hold the slot until then
+                // (a sender could block every other run of that key for years), so it starts
+                // now.
+                not_before: (event.ts > now && function.singleton_key.is_none())
+                    .then_some(event.ts),
             };
             if event.ts > now {
-                tracing::info!(run_id = %run_id, function = %function.id, event = %event.name, starts_at = event.ts, "run scheduled: the event's ts is in the future");
+                if function.singleton_key.is_none() {
+                    tracing::info!(run_id = %run_id, function = %function.id, event = %event.name, starts_at = event.ts, "run scheduled: the event's ts is in the future");
+                } else {
+                    tracing::info!(run_id = %run_id, function = %function.id, event = %event.name, "the event's ts is in the future, but the function is a singleton: its run starts now");
+                }
             }
             start_run(conn, function, &json, run, &run_id, wakes)?;
         }

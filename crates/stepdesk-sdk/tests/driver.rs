@@ -967,7 +967,9 @@ async fn a_planned_step_answering_while_its_run_waits_wins_the_race_at_once() {
 /// the registry drops it once it has waited, asking the engine whether the run has ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_steps_answer_is_dropped_once_its_run_has_ended() {
-    let slow = Duration::from_millis(800);
+    // Long enough for the run to suspend and be cancelled before it answers, on a busy
+    // machine too (an answer before the cancellation would be recorded, not left over).
+    let slow = Duration::from_millis(2500);
     let h = harness(move |step, _| {
         if step == stepid::hash("slow") {
             return Reply::ops(json!([step_run("slow", json!("slow"))])).after(slow);

@@ -162,7 +162,9 @@ async fn accept_events(
     let seeded = headers
         .get("x-inngest-event-id-seed")
         .and_then(|v| v.to_str().ok())
-        .and_then(|seed| stepdesk_engine::event::seeded_ids(seed, events.len()));
+        .and_then(|seed| {
+            stepdesk_engine::event::seeded_ids(seed, events.len(), stepdesk_engine::time::now_ms())
+        });
     if let Some(ids) = seeded {
         for (event, id) in events.iter_mut().zip(ids) {
             event.internal_id = Some(id);

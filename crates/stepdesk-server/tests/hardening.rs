@@ -633,7 +633,7 @@ async fn a_retried_send_with_the_same_event_id_seed_is_stored_once() {
     let client = reqwest::Client::new();
     let body =
         json!([{"name": "app/seeded", "data": {"n": 1}}, {"name": "app/seeded", "data": {"n": 2}}]);
-    let send = |seed: &'static str| {
+    let send = |seed: String, body: Value| {
         client
             .post(server.url("/e/any"))
             .header("x-inngest-event-id-seed", seed)
@@ -645,27 +645,50 @@ async fn a_retried_send_with_the_same_event_id_seed_is_stored_once() {
         let v: Value = res.json().await.unwrap();
         v["ids"].as_array().unwrap().clone()
     };
-    let seed = "1796114138283,AAECAwQFBgcICQ==";
-    let first = ids(send(seed).await.unwrap()).await;
-    let again = ids(send(seed).await.unwrap()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let seed = format!("{now},AAECAwQFBgcICQ==");
+    let first = ids(send(seed.clone(), body.clone()).await.unwrap()).await;
+    let again = ids(send(seed.clone(), body.clone()).await.unwrap()).await;
     assert_eq!(first.len(), 2);
     assert_ne!(first[0], first[1], "one id per event");
     assert_eq!(first, again, "the retry names the same events");
-    let other = ids(send("1796114138283,CQgHBgUEAwIBAA==").await.unwrap()).await;
+    let other = ids(send(format!("{now},CQgHBgUEAwIBAA=="), body.clone())
+        .await
+        .unwrap())
+    .await;
     assert!(
         other.iter().all(|id| !first.contains(id)),
         "another request: other ids"
     );
-    let bad1 = ids(send("not a seed").await.unwrap()).await;
-    let bad2 = ids(send("not a seed").await.unwrap()).await;
-    assert_ne!(bad1, bad2, "a malformed seed is ignored");
+    // The same seed with other content is not a retry: stored, under new ids.
+    let changed =
+        json!([{"name": "app/seeded", "data": {"n": 3}}, {"name": "app/seeded", "data": {"n": 2}}]);
+    let reused = ids(send(seed.clone(), changed).await.unwrap()).await;
+    assert_ne!(reused[0], first[0], "other content: a new event");
+    assert_eq!(reused[1], first[1], "the same second event: the retry's");
+    for bad in ["not a seed".to_string(), format!("0,AAECAwQFBgcICQ==")] {
+        let bad1 = ids(send(bad.clone(), body.clone()).await.unwrap()).await;
+        let bad2 = ids(send(bad.clone(), body.clone()).await.unwrap()).await;
+        assert_ne!(
+            bad1, bad2,
+            "a malformed or out-of-date seed is ignored: {bad}"
+        );
+    }
     let stored = server
         .engine
         .admin()
         .events(serde_json::from_value(json!({"name": "app/seeded"})).unwrap())
         .await
         .unwrap();
-    // The seeded request and its retry 2, the other seed 2, the two malformed ones 2 each.
-    assert_eq!(stored.events.len(), 8, "the retry stored nothing");
+    // The seeded request 2 (its retry none), the other seed 2, the reused seed 1, the four
+    // ignored seeds 2 each.
+    assert_eq!(
+        stored.events.len(),
+        2 + 2 + 1 + 8,
+        "the retry stored nothing"
+    );
     server.stop().await;
 }
