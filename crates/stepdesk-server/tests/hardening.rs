@@ -669,7 +669,7 @@ async fn a_retried_send_with_the_same_event_id_seed_is_stored_once() {
     let reused = ids(send(seed.clone(), changed).await.unwrap()).await;
     assert_ne!(reused[0], first[0], "other content: a new event");
     assert_eq!(reused[1], first[1], "the same second event: the retry's");
-    for bad in ["not a seed".to_string(), format!("0,AAECAwQFBgcICQ==")] {
+    for bad in ["not a seed".to_string(), "0,AAECAwQFBgcICQ==".to_string()] {
         let bad1 = ids(send(bad.clone(), body.clone()).await.unwrap()).await;
         let bad2 = ids(send(bad.clone(), body.clone()).await.unwrap()).await;
         assert_ne!(
