@@ -163,18 +163,8 @@ fn redacted_body(body: &str) -> String {
     }
     let looks_like_form = body.contains('=') && !body.contains(char::is_whitespace);
     if looks_like_form {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
-            .map(|(k, v)| {
-                let v = if is_secret(&k) {
-                    REDACTED.to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
         return form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
+            .extend_pairs(redacted_pairs(form_urlencoded::parse(body.as_bytes())))
             .finish();
     }
     body.to_string()
@@ -182,22 +172,26 @@ fn redacted_body(body: &str) -> String {
 
 const REDACTED: &str = "[redacted]";
 
+/// Name–value pairs (a query string, a form body) with the values of credentials replaced.
+fn redacted_pairs(pairs: form_urlencoded::Parse<'_>) -> Vec<(String, String)> {
+    pairs
+        .map(|(k, v)| {
+            let v = if is_secret(&k) {
+                REDACTED.to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect()
+}
+
 impl Fetch {
     /// The step's input as stored and shown: credentials left out (see the module's comment).
     pub(crate) fn recorded_input(&self) -> Value {
         let mut url = self.url.clone();
         if url.query().is_some() {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if is_secret(&k) {
-                        REDACTED.to_string()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
+            let pairs = redacted_pairs(url.query_pairs());
             url.query_pairs_mut().clear().extend_pairs(pairs);
         }
         if !url.username().is_empty() {
