@@ -451,6 +451,18 @@ async fn the_data_directory_and_its_files_are_private() {
     );
 }
 
+/// A SIGTERM that comes as soon as the server says it is listening (a script that stops it
+/// once it is up) stops it cleanly: the signal handlers are in place before that line.
+#[tokio::test]
+async fn a_server_stopped_as_soon_as_it_listens_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..5 {
+        let mut server = Server::simple(&dir.path().join("data"));
+        let status = server.terminate();
+        assert!(status.success(), "round {round}: {status:?}");
+    }
+}
+
 // ---- Fixtures -------------------------------------------------------------------------
 
 #[tokio::test]

@@ -333,27 +333,49 @@ pub fn prepare(
     Ok((data_dir, log))
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a signal that comes right after the "listening" line (a
+/// script that stops the server as soon as it is up) must stop it cleanly, not kill it.
+/// Call it inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = int => {},
+                _ = term => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 /// `stepdesk serve`: runs until SIGINT/SIGTERM.
@@ -371,10 +393,11 @@ pub fn run_headless(args: ServeArgs) -> anyhow::Result<()> {
         // Where the CLI finds this server (`stepdesk sync`, `settings`, `keys`); removed
         // when this function returns.
         let server_file = crate::datadir::write_server_file(&data_dir, &started.url)?;
+        let stop = shutdown_signal();
         tracing::info!(url = %started.url, data_dir = %data_dir.display(), "Stepdesk is listening");
         // The URL on stdout, for people and for scripts that wait for it.
         println!("Stepdesk is listening on {}", started.url);
-        stepdesk_server::serve(started.listener, started.router, shutdown_signal()).await?;
+        stepdesk_server::serve(started.listener, started.router, stop).await?;
         drop(server_file);
         if let Some(apps) = &started.apps {
             apps.stop();
