@@ -1151,3 +1151,51 @@ async fn unsupported_inngest_features_say_so() {
         );
     }
 }
+
+/// `Promise.all([A, B])`: A fails and must wait a minute (`Retry-After`); B answers while
+/// the run waits for A's retry. B's answer must not run A before its retry is due (it is
+/// recorded by the execution at A's retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_steps_answer_does_not_run_a_failed_step_before_its_retry() {
+    let h = harness(|step, req| {
+        let planned = |id: &str| json!({"id": stepid::hash(id), "op": "StepPlanned", "name": id, "displayName": id});
+        if step == stepid::hash("a") {
+            return Reply::answer(
+                206,
+                vec![("retry-after", "60".into())],
+                json!([{"id": stepid::hash("a"), "op": "StepError", "name": "a",
+                        "error": {"name": "Error", "message": "rate limited"}}]),
+            );
+        }
+        if step == stepid::hash("b") {
+            return Reply::ops(json!([step_run("b", json!("b"))])).after(Duration::from_millis(500));
+        }
+        let todo: Vec<Value> = ["a", "b"]
+            .into_iter()
+            .filter(|id| !memo_has(req, id))
+            .map(planned)
+            .collect();
+        Reply::ops(Value::Array(todo))
+    })
+    .await;
+    send(&h.engine, "demo/hello", json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !h
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(s, _)| *s == stepid::hash("b"))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "b never requested");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // B answers after 500 ms; then give a wake-up time to (wrongly) run A again.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let seen = h.seen.lock().unwrap().clone();
+    let requests_for_a = seen.iter().filter(|(s, _)| *s == stepid::hash("a")).count();
+    assert_eq!(
+        requests_for_a, 1,
+        "a is not run again before its retry: {seen:#?}"
+    );
+}
