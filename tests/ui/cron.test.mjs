@@ -41,22 +41,31 @@ function readFires(page) {
   );
 }
 
-test("Run now starts a run of the cron now, shown as a cron run scheduled for now", async () => {
-  const { page } = ui;
-  await page.getByRole("heading", { name: "Fixture: every minute" }).waitFor();
-  const before = Date.now();
-  await page.getByRole("button", { name: "Run now" }).click();
+/**
+ * The run page a cron action opened: the run completes; it is a cron run of the fixture, not
+ * late (asked for, not missed), and its trigger shows its scheduled time. Returns it.
+ */
+async function cronRunOpened(page) {
   await page.waitForURL(/#\/runs\/[0-9A-Z]{26}$/);
   const runId = runIdOf(page);
   await page.locator(".page-head .status", { hasText: "Completed" }).waitFor({ timeout: 15000 });
   const run = await api(server.url, `/api/admin/runs/${runId}`);
   assert.equal(run.function_id, "fixture-cron");
   assert.equal(run.trigger_kind, "Cron");
-  assert.equal(run.late, false);
-  assert.ok(run.cron_scheduled_at >= before - 1000 && run.cron_scheduled_at <= Date.now(), `scheduled now: ${run.cron_scheduled_at}`);
+  assert.equal(run.late, false, "asked for, not a late fire");
   const trigger = squash(await page.getByTestId("run-trigger").textContent());
   assert.equal(trigger, `Cron, scheduled for ${await fmtTime(page, run.cron_scheduled_at)} · event inngest/scheduled.timer`);
-  assert.equal(await page.getByTestId("run-trigger").locator(".status-late").count(), 0, "not late");
+  assert.equal(await page.getByTestId("run-trigger").locator(".status-late").count(), 0, "not shown late");
+  return { runId, run };
+}
+
+test("Run now starts a run of the cron now, shown as a cron run scheduled for now", async () => {
+  const { page } = ui;
+  await page.getByRole("heading", { name: "Fixture: every minute" }).waitFor();
+  const before = Date.now();
+  await page.getByRole("button", { name: "Run now" }).click();
+  const { runId, run } = await cronRunOpened(page);
+  assert.ok(run.cron_scheduled_at >= before - 1000 && run.cron_scheduled_at <= Date.now(), `scheduled now: ${run.cron_scheduled_at}`);
 
   // The fire is listed on the function's page, by whom, linked to its run.
   await go(page, "#/functions/fixture-cron");
@@ -78,17 +87,8 @@ test("Replay of a past scheduled time starts a run whose trigger shows that time
   const at = Math.floor((Date.now() - 26 * 3_600_000) / 60_000) * 60_000;
   await page.getByLabel("Scheduled time to replay").fill(toLocalInput(at));
   await replay.click();
-  await page.waitForURL(/#\/runs\/[0-9A-Z]{26}$/);
-  const runId = runIdOf(page);
-  await page.locator(".page-head .status", { hasText: "Completed" }).waitFor({ timeout: 15000 });
-  const run = await api(server.url, `/api/admin/runs/${runId}`);
-  assert.equal(run.function_id, "fixture-cron");
-  assert.equal(run.trigger_kind, "Cron");
+  const { runId, run } = await cronRunOpened(page);
   assert.equal(run.cron_scheduled_at, at, "the run is for the chosen scheduled time");
-  assert.equal(run.late, false, "a replay asked for is not a late fire");
-  const trigger = squash(await page.getByTestId("run-trigger").textContent());
-  assert.equal(trigger, `Cron, scheduled for ${await fmtTime(page, at)} · event inngest/scheduled.timer`);
-  assert.equal(await page.getByTestId("run-trigger").locator(".status-late").count(), 0);
   await screenshot(page, "cron-replay-run");
 
   await go(page, "#/functions/fixture-cron");
